@@ -1,0 +1,80 @@
+"""Safe `.npy` reading from any binary file object: headers alone, or whole arrays.
+
+Never unpickles: object arrays are refused from their header, before any data is read.
+Every failure becomes a one-line ``SourceError`` naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+from numpy.lib import format as npformat
+
+from reader.errors import SourceError
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+
+def read_header(fp: BinaryIO, where: str) -> NpyHeader:
+    """Read and check the header of the `.npy` file open at ``fp`` (left after the header)."""
+    try:
+        version = npformat.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(fp)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npformat.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise SourceError(f"{where}: not a readable .npy file ({_reason(e)})") from e
+    if dtype.hasobject:
+        raise SourceError(
+            f"{where}: holds Python objects (a pickled array, dtype {dtype}); "
+            "refusing to unpickle it, re-save it as a numeric array"
+        )
+    return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran))
+
+
+def read_array(fp: BinaryIO, where: str, expect: NpyHeader | None = None) -> np.ndarray:
+    """Read the whole `.npy` array at ``fp``; if ``expect`` is given, the header must match it."""
+    header = read_header(fp, where)
+    if expect is not None and (header.shape, header.dtype) != (expect.shape, expect.dtype):
+        raise SourceError(
+            f"{where}: changed while converting: shape {header.shape} dtype {header.dtype}, "
+            f"scanned as shape {expect.shape} dtype {expect.dtype}"
+        )
+    count = int(np.prod(header.shape, dtype=np.int64))
+    nbytes = count * header.dtype.itemsize
+    data = _read_exactly(fp, nbytes, where)
+    array = np.frombuffer(data, dtype=header.dtype, count=count)
+    order = "F" if header.fortran_order else "C"
+    return array.reshape(header.shape, order=order)
+
+
+def _read_exactly(fp: BinaryIO, nbytes: int, where: str) -> bytearray:
+    buffer = bytearray(nbytes)
+    view = memoryview(buffer)
+    got = 0
+    try:
+        while got < nbytes:
+            n = fp.readinto(view[got:])  # type: ignore[attr-defined]
+            if not n:
+                break
+            got += n
+    except OSError as e:
+        raise SourceError(f"{where}: could not be read ({_reason(e)})") from e
+    if got != nbytes:
+        raise SourceError(f"{where}: truncated: {got} of {nbytes} data bytes present")
+    return buffer
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

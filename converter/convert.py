@@ -1,0 +1,286 @@
+"""Conversion of one mouse, end to end. Entry points: ``convert_mouse``, ``convert_all``.
+
+Stages: scan the source (``source``) -> create the store and write every block of trials
+in one pass over the source, streaming the train statistics (``writer``) -> medians
+from the written store and the remaining arrays (``recompute``) -> mark complete.
+
+Nothing half-written is ever taken for a store: the conversion writes to a hidden
+``.<mouse>.zarr.partial`` folder beside the target, marks it complete as its last write,
+and only then renames it to ``<mouse>.zarr``. Running the same conversion again after an
+interruption redoes it from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import dask
+import numpy as np
+import zarr
+
+from reader import format as fmt
+from reader.errors import StoreExistsError
+from reader.store import is_complete_store
+
+from .chunking import Chunking
+from .recompute import create_statistics, median_block, median_blocks, write_medians
+from .source import SourceLayout, find_sources, scan_source
+from .statistics import Moments
+from .writer import (
+    BlockResult,
+    create_array,
+    create_store,
+    merge_moments,
+    stored_shape,
+    write_block,
+)
+
+__all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
+
+log = logging.getLogger("sensorium_zarr")
+
+
+def converter_version() -> str:
+    try:
+        return metadata.version("sensorium-zarr")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def stored_dtypes(layout: SourceLayout, float32: bool = False) -> dict[str, np.dtype]:
+    """The dtype each variable is stored in: the source's, or float32 if asked (lossy)."""
+    out = {}
+    for variable, dtype in layout.dtypes.items():
+        if float32 and dtype.kind == "f" and dtype.itemsize > 4:
+            dtype = np.dtype(np.float32)
+        out[variable] = np.dtype(dtype)
+    return out
+
+
+def convert_all(
+    sources: Iterable[Path | str], out_dir: Path | str, **options: Any
+) -> list[Path]:
+    """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores."""
+    return [convert_mouse(path, out_dir, **options) for path in find_sources(list(sources))]
+
+
+def convert_mouse(
+    source: Path | str,
+    out_dir: Path | str,
+    *,
+    overwrite: bool = False,
+    workers: int | None = None,
+    client: Any = None,
+    progress: bool | None = None,
+    chunking: Chunking | None = None,
+    float32: bool = False,
+) -> Path:
+    """Convert one mouse folder or zip into ``out_dir/<mouse>.zarr`` and return its path.
+
+    ``workers`` threads run the Dask graph (default: one per core); a
+    ``dask.distributed.Client`` as ``client`` runs the same graph on its cluster.
+    ``float32`` stores float64 sources as float32 (lossy, recorded in the attributes).
+    Raises ``SourceError`` for bad input and ``StoreExistsError`` when a complete store is
+    already there and ``overwrite`` is false; in both cases nothing is left behind.
+    """
+    started = time.perf_counter()
+    chunking = chunking or Chunking()
+    layout = scan_source(source)
+    for warning in layout.warnings:
+        log.warning("%s", warning)
+    out_dir = Path(out_dir)
+    final = out_dir / f"{layout.name}.zarr"
+    if final.exists() and not overwrite:
+        if is_complete_store(final):
+            raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it")
+        log.warning("%s: incomplete store from an earlier run, converting again", final)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / f".{layout.name}.zarr.partial"
+    if partial.exists():
+        log.info("%s: removing the leftovers of an interrupted conversion", partial)
+        shutil.rmtree(partial)
+    dtypes = stored_dtypes(layout, float32)
+    try:
+        attrs = _write(layout, partial, chunking, dtypes, float32, workers, client, progress)
+        _publish(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    log.info(
+        "%s: %d trials, %d neurons -> %s in %.1f s",
+        layout.name, attrs.n_trials, attrs.n_neurons, final, time.perf_counter() - started,
+    )
+    return final
+
+
+def _write(
+    layout: SourceLayout,
+    path: Path,
+    chunking: Chunking,
+    dtypes: dict[str, np.dtype],
+    float32: bool,
+    workers: int | None,
+    client: Any,
+    progress: bool | None,
+) -> fmt.MouseAttrs:
+    root = create_store(path, layout, chunking, dtypes)
+    attrs = fmt.MouseAttrs(
+        format_version=fmt.FORMAT_VERSION,
+        complete=False,
+        mouse=layout.name,
+        n_trials=layout.n_trials,
+        n_neurons=layout.n_neurons,
+        t_pad=layout.t_pad,
+        source=layout.tree.path.name,
+        source_dtypes=layout.source_dtypes,
+        stored_dtypes={v: str(d) for v, d in dtypes.items()},
+        tiers=tuple(t for t in fmt.TIERS if t in set(layout.trial_tiers))
+        + tuple(sorted(set(layout.trial_tiers) - set(fmt.TIERS))),
+        converter_version=converter_version(),
+        config=layout.config,
+        lossy=("float64 stored as float32",) if float32 and any(
+            layout.dtypes[v] != dtypes[v] for v in fmt.VARIABLES
+        ) else (),
+        chunking=chunking.to_dict(),
+    )
+    root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
+    _write_trial_index(root, layout, attrs.tiers)
+    _write_meta(root, layout)
+
+    train = np.asarray(layout.trial_tiers == fmt.STATISTICS_TIER)
+    step = chunking.trials_per_shard
+    blocks = [
+        dask.delayed(write_block, pure=False)(layout, path, lo, min(lo + step, layout.n_trials), dtypes, train)
+        for lo in range(0, layout.n_trials, step)
+    ]
+    moments = _tree_reduce([dask.delayed(_moments_of)(b) for b in blocks])
+    summaries = [dask.delayed(_summary_of)(b) for b in blocks]
+    summary_list, merged = _compute(summaries, moments, workers=workers, client=client, progress=progress, what="write")
+
+    valid = np.concatenate([s[1] for s in sorted(summary_list, key=lambda s: s[0])])
+    has_responses = np.concatenate([s[2] for s in sorted(summary_list, key=lambda s: s[0])])
+    create_array(root, fmt.VALID_FRAMES, valid.shape, valid.dtype, fmt.TRIAL_ARRAYS[fmt.VALID_FRAMES],
+                 attrs={fmt.ATTRS_KEY: {"variables": list(fmt.VARIABLES)}})[...] = valid
+    create_array(root, fmt.HAS_RESPONSES, has_responses.shape, bool, fmt.TRIAL_ARRAYS[fmt.HAS_RESPONSES])[...] = has_responses
+
+    train_positions = np.flatnonzero(train)
+    for variable in fmt.VARIABLES:
+        # No train trial at all: statistics stay NaN (count 0) rather than being invented.
+        moments_v = merged[variable] if merged else Moments.empty(stored_shape(layout, variable)[1:])
+        create_statistics(root, variable, moments_v, dtypes[variable])
+    median_tasks = {
+        variable: [
+            (lo, hi, dask.delayed(median_block, pure=False)(path, variable, train_positions, lo, hi))
+            for lo, hi in median_blocks(root[variable], variable, len(train_positions))
+        ]
+        for variable in fmt.VARIABLES
+    }
+    flat = [task for tasks in median_tasks.values() for _, _, task in tasks]
+    (results,) = _compute(flat, workers=workers, client=client, progress=progress, what="medians")
+    i = 0
+    for variable, tasks in median_tasks.items():
+        write_medians(root, variable, results[i:i + len(tasks)])
+        i += len(tasks)
+
+    complete = fmt.MouseAttrs(**{**attrs.__dict__, "complete": True})
+    root.attrs[fmt.ATTRS_KEY] = complete.to_dict()
+    return complete
+
+
+def _moments_of(result: BlockResult):
+    return result.moments
+
+
+def _summary_of(result: BlockResult) -> tuple[int, np.ndarray, np.ndarray]:
+    return result.start, result.valid_frames, result.has_responses
+
+
+def _tree_reduce(items: list) -> Any:
+    """Pairwise merges, so partial statistics are combined as soon as both halves exist."""
+    if not items:
+        return dask.delayed(lambda: None)()
+    while len(items) > 1:
+        items = [
+            dask.delayed(merge_moments)(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
+            for i in range(0, len(items), 2)
+        ]
+    return items[0]
+
+
+def _compute(*collections: Any, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple:
+    if client is not None:
+        return tuple(client.gather(client.compute(list(collections))))
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar: Any = nullcontext()
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        print(f"[{what}]", file=sys.stderr)
+        bar = ProgressBar(out=sys.stderr)
+    with bar:
+        return dask.compute(*collections, scheduler="threads", num_workers=workers)
+
+
+def _write_trial_index(root: zarr.Group, layout: SourceLayout, tiers: tuple[str, ...]) -> None:
+    ids = layout.trial_ids
+    create_array(root, fmt.TRIAL_ID, ids.shape, ids.dtype, fmt.TRIAL_ARRAYS[fmt.TRIAL_ID])[...] = ids
+    names = np.asarray(layout.trial_tiers, dtype=str)
+    create_array(root, fmt.TIER, names.shape, str, fmt.TRIAL_ARRAYS[fmt.TIER])[...] = names
+    for tier in tiers:
+        positions = np.flatnonzero(names == tier).astype(np.int64)
+        path = f"{fmt.INDEX_GROUP}/{tier}"
+        create_array(root, path, positions.shape, positions.dtype, fmt.INDEX_DIMENSIONS)[...] = positions
+
+
+def _meta_dimensions(rel: str, shape: tuple[int, ...], layout: SourceLayout) -> tuple[str, ...]:
+    dims = [f"dim_{i}" for i in range(len(shape))]
+    parts = rel.split("/")
+    if parts[1] == "neurons" and shape and shape[0] == layout.n_neurons:
+        dims[0] = "neuron"
+    elif parts[1] == "trials" and shape:
+        dims[0] = "trial_id"
+    elif parts[1] == "statistics" and len(parts) >= 3 and parts[2] in fmt.VARIABLES:
+        source_dims = [d for d in fmt.DIMENSIONS[parts[2]][1:]]
+        order = fmt.SOURCE_TO_STORED_AXES[parts[2]]
+        source_order = [source_dims[order.index(i)] for i in range(len(order))]
+        if len(source_order) == len(shape):
+            dims = source_order
+    return tuple(dims)
+
+
+def _write_meta(root: zarr.Group, layout: SourceLayout) -> None:
+    """Every ``meta/**.npy`` as an array at the same path (without ``.npy``), values as-is."""
+    for rel in sorted(layout.meta_files):
+        values = layout.read_meta(rel)
+        path = rel[: -len(".npy")]
+        attrs: dict[str, Any] = {}
+        dtype: Any = values.dtype
+        if values.dtype.kind in "US":
+            attrs = {fmt.ATTRS_KEY: {fmt.SOURCE_DTYPE_KEY: values.dtype.str}}
+            values = values.astype(str) if values.dtype.kind == "S" else values
+            dtype = str
+        dims = _meta_dimensions(rel, values.shape, layout)
+        array = create_array(root, path, values.shape, dtype, dims, attrs=attrs)
+        if values.size:
+            array[...] = values
+
+
+def _publish(partial: Path, final: Path) -> None:
+    """Replace ``final`` by the finished ``partial`` with renames, never a half state."""
+    if not final.exists():
+        partial.rename(final)
+        return
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    final.rename(old)
+    partial.rename(final)
+    shutil.rmtree(old)

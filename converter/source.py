@@ -1,0 +1,340 @@
+"""Source discovery and validation: the first stage of a conversion. Reads, never writes.
+
+Entry points: ``find_sources`` (which mice a list of paths names) and ``scan_source``
+(one mouse folder or zip -> a checked ``SourceLayout``). Scanning reads every `.npy`
+header but no trial data, so every structural problem is reported before a store exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import numpy as np
+
+from reader import format as fmt
+from reader.errors import SourceError
+
+from ._npy import NpyHeader, read_array, read_header
+
+__all__ = ["SourceTree", "SourceLayout", "find_sources", "open_tree", "scan_source"]
+
+_TRIAL_FILE = re.compile(r"^(\d+)\.npy$")
+_MACOSX = "__MACOSX"
+#: Expected number of dimensions of each per-trial source file (time last).
+_SOURCE_NDIM = {fmt.VIDEOS: 3, fmt.RESPONSES: 2, fmt.BEHAVIOR: 2, fmt.PUPIL_CENTER: 2}
+
+
+class SourceTree:
+    """Files of one mouse, in a folder or a zip, addressed by POSIX paths relative to the
+    mouse folder (``data/videos/0.npy``). Picklable, so Dask workers can open files."""
+
+    def __init__(self, path: Path, name: str, files: dict[str, int], prefix: str = "") -> None:
+        self.path = path
+        self.name = name
+        self.files = files  # relative path -> size in bytes
+        self._prefix = prefix  # folder of the mouse inside a zip
+        self.is_zip = path.is_file()
+        self._local = threading.local()
+
+    def where(self, rel: str) -> str:
+        """How error messages name a file: a real path, or ``archive.zip:member``."""
+        if self.is_zip:
+            return f"{self.path}:{self._prefix}{rel}"
+        return str(self.path / rel)
+
+    def open(self, rel: str) -> BinaryIO:
+        if not self.is_zip:
+            return open(self.path / rel, "rb")
+        # One ZipFile per thread: each keeps its own file position.
+        archive = getattr(self._local, "zip", None)
+        if archive is None:
+            archive = self._local.zip = zipfile.ZipFile(self.path)
+        return archive.open(self._prefix + rel)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.files.values())
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """Everything a conversion needs to know about one mouse, checked, before any data is read."""
+
+    tree: SourceTree
+    trial_ids: np.ndarray  # ascending int64 ids of the trials that have files
+    trial_tiers: np.ndarray  # tier name of each of those trials
+    headers: dict[tuple[str, int], NpyHeader]  # (variable, trial id) -> header
+    shapes: dict[str, tuple[int, ...]]  # variable -> source shape of one trial (time last)
+    dtypes: dict[str, np.dtype]  # variable -> dtype every file of it casts to losslessly
+    source_dtypes: dict[str, str]  # variable -> the distinct dtypes found, comma separated
+    meta_files: dict[str, NpyHeader]  # "meta/..../x.npy" -> header
+    config: dict | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.tree.name
+
+    @property
+    def t_pad(self) -> int:
+        return self.shapes[fmt.RESPONSES][-1]
+
+    @property
+    def n_neurons(self) -> int:
+        return self.shapes[fmt.RESPONSES][0]
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trial_ids)
+
+    def trial_file(self, variable: str, trial_id: int) -> str:
+        return f"data/{variable}/{int(trial_id)}.npy"
+
+    def read_trial(self, variable: str, trial_id: int) -> np.ndarray:
+        """One trial's source array, checked against its scanned header."""
+        rel = self.trial_file(variable, trial_id)
+        with self.tree.open(rel) as fp:
+            return read_array(fp, self.tree.where(rel), self.headers[variable, int(trial_id)])
+
+    def read_meta(self, rel: str) -> np.ndarray:
+        with self.tree.open(rel) as fp:
+            return read_array(fp, self.tree.where(rel), self.meta_files[rel])
+
+
+def find_sources(paths: list[Path] | list[str]) -> list[Path]:
+    """Mouse folders and zips named by ``paths``: each is a mouse folder, a mouse zip, or a
+    folder holding several of either. A folder wins over a zip of the same name."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise SourceError(f"{path}: no such file or folder")
+        if _is_mouse(path):
+            found.append(path)
+            continue
+        if not path.is_dir():
+            raise SourceError(f"{path}: not a mouse folder, a mouse .zip, or a folder of them")
+        children = sorted(p for p in path.iterdir() if _is_mouse(p))
+        folders = {p.name for p in children if p.is_dir()}
+        chosen = [p for p in children if p.is_dir() or p.stem not in folders]
+        if not chosen:
+            raise SourceError(
+                f"{path}: holds no Sensorium mouse (no sub-folder with data/, no .zip)"
+            )
+        found.extend(chosen)
+    return found
+
+
+def _is_mouse(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix.lower() == ".zip"
+    return (path / "data").is_dir()
+
+
+def open_tree(path: Path | str) -> SourceTree:
+    """List the files of one mouse folder or zip, rejecting unsafe or malformed archives."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() != ".zip":
+            raise SourceError(f"{path}: not a .zip archive nor a mouse folder")
+        return _open_zip(path)
+    if not path.is_dir():
+        raise SourceError(f"{path}: no such file or folder")
+    files: dict[str, int] = {}
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            full = Path(root) / name
+            files[full.relative_to(path).as_posix()] = full.stat().st_size
+    if not files:
+        raise SourceError(f"{path}: empty folder, expected a Sensorium mouse (data/, meta/)")
+    if not any(rel.startswith("data/") for rel in files):
+        raise SourceError(f"{path}: not a Sensorium mouse folder (no data/ folder)")
+    return SourceTree(path, path.name, files)
+
+
+def _open_zip(path: Path) -> SourceTree:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise SourceError(f"{path}: not a readable zip archive ({e})") from e
+    tops: set[str] = set()
+    for info in infos:
+        member = PurePosixPath(info.filename)
+        if info.filename.startswith(("/", "\\")) or ".." in member.parts or re.match(
+            r"^[A-Za-z]:", info.filename
+        ):
+            raise SourceError(
+                f"{path}:{info.filename}: unsafe zip entry (absolute path or '..'); refusing the archive"
+            )
+        if member.parts and member.parts[0] != _MACOSX:
+            tops.add(member.parts[0] if len(member.parts) > 1 or info.is_dir() else "")
+    folders = sorted(t for t in tops if t)
+    if len(folders) != 1 or "" in tops:
+        found = ", ".join(sorted(tops - {""})) or "files at the top level"
+        raise SourceError(
+            f"{path}: expected exactly one top-level mouse folder holding data/ and meta/, "
+            f"found: {found}"
+        )
+    prefix = folders[0] + "/"
+    files = {
+        info.filename[len(prefix):]: info.file_size
+        for info in infos
+        if info.filename.startswith(prefix) and not info.is_dir()
+    }
+    if not any(rel.startswith("data/") for rel in files):
+        raise SourceError(f"{path}: the mouse folder {folders[0]}/ has no data/ folder")
+    return SourceTree(path, folders[0], files, prefix)
+
+
+def scan_source(path: Path | str) -> SourceLayout:
+    """Check one mouse folder or zip and describe it, reading headers but no trial data."""
+    tree = open_tree(path)
+    warnings: list[str] = []
+    ids_by_variable: dict[str, dict[int, str]] = {v: {} for v in fmt.VARIABLES}
+    meta_rels: list[str] = []
+    for rel in sorted(tree.files):
+        parts = rel.split("/")
+        if parts[-1].startswith("."):
+            warnings.append(f"{tree.where(rel)}: hidden file skipped")
+            continue
+        if parts[0] == "data" and len(parts) >= 2 and parts[1] in ids_by_variable:
+            match = _TRIAL_FILE.match("/".join(parts[2:]))
+            if match is None:
+                raise SourceError(
+                    f"{tree.where(rel)}: file name is not an integer trial id (<id>.npy)"
+                )
+            ids_by_variable[parts[1]][int(match.group(1))] = rel
+        elif parts[0] == "meta" and rel.endswith(".npy"):
+            meta_rels.append(rel)
+        elif rel != "config.json":
+            warnings.append(f"{tree.where(rel)}: not part of the Sensorium format, skipped")
+
+    for variable, ids in ids_by_variable.items():
+        if not ids:
+            raise SourceError(f"{tree.where(f'data/{variable}/')}: no trial files")
+    all_ids = sorted(set().union(*(set(ids) for ids in ids_by_variable.values())))
+    for trial_id in all_ids:
+        missing = [v for v in fmt.VARIABLES if trial_id not in ids_by_variable[v]]
+        if missing:
+            present = ", ".join(v for v in fmt.VARIABLES if v not in missing)
+            raise SourceError(
+                f"{tree.where(f'data/{missing[0]}/{trial_id}.npy')}: missing "
+                f"(trial {trial_id} has files for {present})"
+            )
+
+    headers: dict[tuple[str, int], NpyHeader] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    dtypes: dict[str, np.dtype] = {}
+    seen_dtypes: dict[str, list[str]] = {}
+    for variable in fmt.VARIABLES:
+        first_rel = ""
+        for trial_id in all_ids:
+            rel = ids_by_variable[variable][trial_id]
+            with tree.open(rel) as fp:
+                header = read_header(fp, tree.where(rel))
+            _check_trial_header(tree, rel, variable, header)
+            if variable not in shapes:
+                shapes[variable], first_rel = header.shape, rel
+                dtypes[variable] = header.dtype
+                seen_dtypes[variable] = []
+            elif header.shape != shapes[variable]:
+                raise SourceError(
+                    f"{tree.where(rel)}: shape {header.shape}, expected {shapes[variable]} "
+                    f"like {first_rel}"
+                )
+            if str(header.dtype) not in seen_dtypes[variable]:
+                seen_dtypes[variable].append(str(header.dtype))
+                dtypes[variable] = np.result_type(dtypes[variable], header.dtype)
+            headers[variable, trial_id] = header
+    t_pad = shapes[fmt.RESPONSES][-1]
+    for variable, shape in shapes.items():
+        if shape[-1] != t_pad:
+            raise SourceError(
+                f"{tree.where(ids_by_variable[variable][all_ids[0]])}: {shape[-1]} frames "
+                f"(last axis), but responses have {t_pad}; every variable must share T_pad"
+            )
+
+    meta_files: dict[str, NpyHeader] = {}
+    for rel in meta_rels:
+        with tree.open(rel) as fp:
+            meta_files[rel] = read_header(fp, tree.where(rel))
+
+    trial_ids = np.asarray(all_ids, dtype=np.int64)
+    layout = SourceLayout(
+        tree=tree,
+        trial_ids=trial_ids,
+        trial_tiers=np.empty(0, dtype=object),
+        headers=headers,
+        shapes=shapes,
+        dtypes=dtypes,
+        source_dtypes={v: ",".join(d) for v, d in seen_dtypes.items()},
+        meta_files=meta_files,
+        config=_read_config(tree),
+        warnings=warnings,
+    )
+    tiers = _read_tiers(layout)
+    object.__setattr__(layout, "trial_tiers", tiers)
+    return layout
+
+
+def _check_trial_header(tree: SourceTree, rel: str, variable: str, header: NpyHeader) -> None:
+    if len(header.shape) != _SOURCE_NDIM[variable]:
+        raise SourceError(
+            f"{tree.where(rel)}: {len(header.shape)}-D array of shape {header.shape}, "
+            f"expected {_SOURCE_NDIM[variable]}-D with time last"
+        )
+    if header.dtype.kind not in "biuf":
+        raise SourceError(
+            f"{tree.where(rel)}: dtype {header.dtype} is not numeric (expected floating point)"
+        )
+
+
+def _read_tiers(layout: SourceLayout) -> np.ndarray:
+    rel = f"{fmt.META_TRIALS}/tiers.npy"
+    where = layout.tree.where(rel)
+    if rel not in layout.meta_files:
+        raise SourceError(f"{where}: missing; it gives each trial its tier (train, oracle, ...)")
+    tiers = layout.read_meta(rel)
+    if tiers.ndim != 1 or tiers.dtype.kind not in "US":
+        raise SourceError(
+            f"{where}: expected a 1-D array of tier names, found shape {tiers.shape} dtype {tiers.dtype}"
+        )
+    largest = int(layout.trial_ids[-1])
+    if largest >= len(tiers):
+        raise SourceError(
+            f"{where}: has {len(tiers)} entries but trial {largest} has files; "
+            "tiers.npy must cover every trial id"
+        )
+    names = tiers.astype(str)[layout.trial_ids]
+    return np.asarray(names, dtype=object)
+
+
+def _read_config(tree: SourceTree) -> dict | None:
+    if "config.json" not in tree.files:
+        return None
+    with tree.open("config.json") as fp:
+        raw = fp.read()
+    try:
+        config = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SourceError(f"{tree.where('config.json')}: not valid JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise SourceError(f"{tree.where('config.json')}: expected a JSON object")
+    return config

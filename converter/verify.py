@@ -1,0 +1,128 @@
+"""Verification stage: compare every stored value with its source. Entry point: ``verify``.
+
+Reads the whole store, so every chunk's CRC32C checksum is checked too: a flipped byte
+in any chunk file shows up as an unreadable block, and a source file changed after the
+conversion shows up as differing values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask
+import numpy as np
+import zarr
+
+from reader import format as fmt
+from reader.errors import SensoriumZarrError
+from reader.store import open_store
+
+from .source import SourceLayout, scan_source
+from .writer import real_frames, responses_withheld
+
+__all__ = ["verify"]
+
+
+def verify(source: Path | str, store: Path | str, *, workers: int | None = None) -> list[str]:
+    """Every difference between ``source`` (mouse folder or zip) and ``store``, one line
+    each; an empty list means the store holds exactly what the source holds."""
+    layout = scan_source(source)
+    root, attrs = open_store(store)
+    problems: list[str] = []
+    if attrs.mouse != layout.name:
+        problems.append(f"mouse name: store has {attrs.mouse!r}, source {layout.name!r}")
+    stored_ids = _read(root, fmt.TRIAL_ID, problems)
+    if stored_ids is None or not np.array_equal(stored_ids, layout.trial_ids):
+        problems.append(
+            f"{fmt.TRIAL_ID}: store holds trials {_ids(stored_ids)}, source has {_ids(layout.trial_ids)}"
+        )
+        return problems
+    tiers = _read(root, fmt.TIER, problems)
+    if tiers is not None and [str(t) for t in tiers] != [str(t) for t in layout.trial_tiers]:
+        problems.append(f"{fmt.TIER}: differs from meta/trials/tiers.npy")
+
+    step = int(attrs.chunking.get("trials_per_shard", 8))
+    tasks = [
+        dask.delayed(_verify_block)(layout, Path(store), lo, min(lo + step, layout.n_trials))
+        for lo in range(0, layout.n_trials, step)
+    ]
+    for block_problems in dask.compute(*tasks, scheduler="threads", num_workers=workers):
+        problems.extend(block_problems)
+
+    for rel, header in sorted(layout.meta_files.items()):
+        path = rel[: -len(".npy")]
+        stored = _read(root, path, problems)
+        if stored is None:
+            continue
+        expected = layout.read_meta(rel)
+        if expected.dtype.kind in "US":
+            stored = stored.astype(expected.dtype)
+        if stored.shape != expected.shape or not np.array_equal(stored, expected, equal_nan=expected.dtype.kind == "f"):
+            problems.append(f"{path}: differs from {layout.tree.where(rel)}")
+    # Derived arrays have no source to compare with, but reading them checks their checksums.
+    for path, array in _arrays(root):
+        if path.split("/")[0] in (fmt.STATISTICS_GROUP, fmt.INDEX_GROUP):
+            _read(root, path, problems)
+    return problems
+
+
+def _verify_block(layout: SourceLayout, store: Path, lo: int, hi: int) -> list[str]:
+    problems: list[str] = []
+    root = zarr.open_group(store=str(store), mode="r", zarr_format=3)
+    valid = _read(root, fmt.VALID_FRAMES, problems, slice(lo, hi))
+    has_responses = _read(root, fmt.HAS_RESPONSES, problems, slice(lo, hi))
+    for column, variable in enumerate(fmt.VARIABLES):
+        block = _read(root, variable, problems, slice(lo, hi))
+        if block is None:
+            continue
+        time_axis = fmt.DIMENSIONS[variable].index("time") - 1
+        for i, trial_id in enumerate(layout.trial_ids[lo:hi]):
+            where = layout.tree.where(layout.trial_file(variable, trial_id))
+            try:
+                source = layout.read_trial(variable, trial_id)
+            except SensoriumZarrError as e:
+                problems.append(str(e))
+                continue
+            expected = source.transpose(fmt.SOURCE_TO_STORED_AXES[variable]).astype(block.dtype)
+            if not np.array_equal(block[i], expected, equal_nan=True):
+                problems.append(f"{variable} trial {trial_id}: {_difference(block[i], expected)} vs {where}")
+            if valid is not None and valid[i, column] != real_frames(expected, time_axis):
+                problems.append(f"{fmt.VALID_FRAMES} trial {trial_id} {variable}: {valid[i, column]} stored, "
+                                f"{real_frames(expected, time_axis)} in {where}")
+            if variable == fmt.RESPONSES and has_responses is not None and has_responses[i] == responses_withheld(expected):
+                problems.append(f"{fmt.HAS_RESPONSES} trial {trial_id}: {bool(has_responses[i])} stored, wrong for {where}")
+    return problems
+
+
+def _read(root: zarr.Group, path: str, problems: list[str], selection: object = Ellipsis) -> np.ndarray | None:
+    try:
+        return np.asarray(root[path][selection])
+    except KeyError:
+        problems.append(f"{path}: missing from the store")
+    except Exception as e:  # a failed checksum or a damaged file, whatever zarr raises
+        where = "" if selection is Ellipsis else f" [{selection.start}:{selection.stop}]"  # type: ignore[attr-defined]
+        problems.append(f"{path}{where}: unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    return None
+
+
+def _difference(stored: np.ndarray, expected: np.ndarray) -> str:
+    both_nan = np.isnan(stored) & np.isnan(expected) if stored.dtype.kind == "f" else False
+    differs = ~((stored == expected) | both_nan)
+    first = tuple(int(i) for i in np.argwhere(differs)[0])
+    return (f"{int(differs.sum())} values differ (first at {first}: stored {stored[first]!r}, "
+            f"source {expected[first]!r})")
+
+
+def _ids(ids: np.ndarray | None) -> str:
+    if ids is None:
+        return "nothing readable"
+    return f"{len(ids)} ids" + (f" {int(ids[0])}..{int(ids[-1])}" if len(ids) else "")
+
+
+def _arrays(group: zarr.Group, prefix: str = ""):
+    for name, node in group.members():
+        path = f"{prefix}{name}"
+        if isinstance(node, zarr.Array):
+            yield path, node
+        else:
+            yield from _arrays(node, path + "/")

@@ -1,0 +1,148 @@
+"""Writing stage: create a store's arrays, then fill them one block of trials at a time.
+
+Each block task (``write_block``) reads its trials' source files once, writes whole
+shards (no two tasks touch one shard, so tasks run in parallel safely), and returns what
+the later stages need: real frame counts, withheld-response flags and streaming
+statistics of its ``train`` trials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+from reader import format as fmt
+
+from .chunking import Chunking
+from .source import SourceLayout
+from .statistics import Moments
+
+__all__ = ["BlockResult", "create_store", "write_block", "stored_shape", "create_array", "open_array"]
+
+
+def stored_shape(layout: SourceLayout, variable: str) -> tuple[int, ...]:
+    source = layout.shapes[variable]
+    return (layout.n_trials, *(source[a] for a in fmt.SOURCE_TO_STORED_AXES[variable]))
+
+
+def create_array(
+    root: zarr.Group,
+    path: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    dims: tuple[str, ...],
+    *,
+    chunks: tuple[int, ...] | None = None,
+    shards: tuple[int, ...] | None = None,
+    compressors: list[Any] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> zarr.Array:
+    """Create ``path`` (parent groups included) with a checksum on every chunk."""
+    parent, _, name = path.rpartition("/")
+    group = root
+    for part in filter(None, parent.split("/")):
+        group = group.require_group(part)
+    dtype = np.dtype(dtype) if not isinstance(dtype, type) else dtype
+    is_float = isinstance(dtype, np.dtype) and dtype.kind == "f"
+    return group.create_array(
+        name,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks if chunks is not None else (shape or "auto"),
+        shards=shards,
+        compressors=compressors if compressors is not None else [ZstdCodec(level=3), Crc32cCodec()],
+        # Never-written float chunks read back as NaN, never as plausible zeros.
+        fill_value=np.nan if is_float else None,
+        dimension_names=dims,
+        attributes=attrs or {},
+    )
+
+
+def open_array(store_path: Path, path: str) -> zarr.Array:
+    return zarr.open_array(store=str(store_path), path=path, mode="r+", zarr_format=3)
+
+
+def create_store(
+    store_path: Path, layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype]
+) -> zarr.Group:
+    """An empty store with every per-trial variable created (no data yet)."""
+    root = zarr.open_group(store=str(store_path), mode="w", zarr_format=3)
+    for variable in fmt.VARIABLES:
+        shape = stored_shape(layout, variable)
+        chunks, shards = chunking.layout(variable, shape)
+        create_array(
+            root,
+            variable,
+            shape,
+            dtypes[variable],
+            fmt.DIMENSIONS[variable],
+            chunks=chunks,
+            shards=shards,
+            compressors=chunking.compressors(dtypes[variable].itemsize),
+        )
+    return root
+
+
+@dataclass
+class BlockResult:
+    start: int
+    valid_frames: np.ndarray  # (trials in block, variable)
+    has_responses: np.ndarray  # (trials in block,)
+    moments: dict[str, Moments] | None  # of the block's train trials, None if it has none
+
+
+def write_block(
+    layout: SourceLayout,
+    store_path: Path,
+    start: int,
+    stop: int,
+    dtypes: dict[str, np.dtype],
+    train: np.ndarray,
+) -> BlockResult:
+    """Copy trials ``start:stop`` (positions along the trial axis) into the store."""
+    trial_ids = layout.trial_ids[start:stop]
+    n = len(trial_ids)
+    valid = np.zeros((n, len(fmt.VARIABLES)), np.int32)
+    has_responses = np.zeros(n, bool)
+    moments: dict[str, Moments] | None = None
+    if train[start:stop].any():
+        moments = {v: Moments.empty(stored_shape(layout, v)[1:]) for v in fmt.VARIABLES}
+    for column, variable in enumerate(fmt.VARIABLES):
+        buffer = np.empty((n, *stored_shape(layout, variable)[1:]), dtypes[variable])
+        time_axis = fmt.DIMENSIONS[variable].index("time") - 1
+        for i, trial_id in enumerate(trial_ids):
+            source = layout.read_trial(variable, trial_id)
+            buffer[i] = source.transpose(fmt.SOURCE_TO_STORED_AXES[variable])
+            valid[i, column] = real_frames(buffer[i], time_axis)
+            if variable == fmt.RESPONSES:
+                has_responses[i] = not responses_withheld(buffer[i])
+            if moments is not None and train[start + i]:
+                moments[variable].add(buffer[i])
+        open_array(store_path, variable)[start:stop] = buffer
+        del buffer
+    return BlockResult(start, valid, has_responses, moments)
+
+
+def real_frames(trial: np.ndarray, time_axis: int) -> int:
+    """Frames before the first one holding a NaN (the reference loader cuts trials there)."""
+    other = tuple(a for a in range(trial.ndim) if a != time_axis)
+    nan_frames = np.isnan(trial).any(axis=other) if trial.dtype.kind == "f" else np.zeros(trial.shape[time_axis], bool)
+    return int(np.argmax(nan_frames)) if nan_frames.any() else int(trial.shape[time_axis])
+
+
+def responses_withheld(trial: np.ndarray) -> bool:
+    """Competition releases replace withheld responses by zeros: no non-zero real value."""
+    return not np.any(np.nan_to_num(trial, nan=0.0))
+
+
+def merge_moments(a: dict[str, Moments] | None, b: dict[str, Moments] | None) -> dict[str, Moments] | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return {v: a[v].merge(b[v]) for v in a}

@@ -1,0 +1,1 @@
+"""sensorium-zarr reader: lazy, standardized access to converted Sensorium 2023 stores."""
