@@ -6,6 +6,8 @@ Every failure becomes a one-line ``SourceError`` naming the file.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -32,7 +34,7 @@ def read_header(fp: BinaryIO, where: str) -> NpyHeader:
             shape, fortran, dtype = npformat.read_array_header_2_0(fp)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, OSError, EOFError, SyntaxError) as e:
+    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, zlib.error) as e:
         raise SourceError(f"{where}: not a readable .npy file ({_reason(e)})") from e
     if dtype.hasobject:
         raise SourceError(
@@ -40,6 +42,13 @@ def read_header(fp: BinaryIO, where: str) -> NpyHeader:
             "refusing to unpickle it, re-save it as a numeric array"
         )
     return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran))
+
+
+def check_size(header: NpyHeader, data_offset: int, file_size: int, where: str) -> None:
+    """Catch a truncated file from its size alone, before any data is read."""
+    expected = data_offset + int(np.prod(header.shape, dtype=np.int64)) * header.dtype.itemsize
+    if file_size < expected:
+        raise SourceError(f"{where}: truncated: {file_size} bytes, its header needs {expected}")
 
 
 def read_array(fp: BinaryIO, where: str, expect: NpyHeader | None = None) -> np.ndarray:
@@ -68,7 +77,8 @@ def _read_exactly(fp: BinaryIO, nbytes: int, where: str) -> bytearray:
             if not n:
                 break
             got += n
-    except OSError as e:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        # A damaged zip member fails only here, when its CRC is checked at the end.
         raise SourceError(f"{where}: could not be read ({_reason(e)})") from e
     if got != nbytes:
         raise SourceError(f"{where}: truncated: {got} of {nbytes} data bytes present")

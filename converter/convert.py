@@ -13,9 +13,11 @@ interruption redoes it from scratch.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
@@ -225,8 +227,14 @@ def _compute(*collections: Any, workers: int | None, client: Any, progress: bool
 
         print(f"[{what}]", file=sys.stderr)
         bar = ProgressBar(out=sys.stderr)
-    with bar:
-        return dask.compute(*collections, scheduler="threads", num_workers=workers)
+    # Our own pool, so a failure waits for the tasks still running before the caller
+    # deletes the partial store (dask returns on the first error, leaving them running).
+    pool = ThreadPoolExecutor(workers or os.cpu_count() or 1)
+    try:
+        with bar:
+            return dask.compute(*collections, scheduler="threads", pool=pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_trial_index(root: zarr.Group, layout: SourceLayout, tiers: tuple[str, ...]) -> None:

@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -21,7 +22,7 @@ import numpy as np
 from reader import format as fmt
 from reader.errors import SourceError
 
-from ._npy import NpyHeader, read_array, read_header
+from ._npy import NpyHeader, check_size, read_array, read_header
 
 __all__ = ["SourceTree", "SourceLayout", "find_sources", "open_tree", "scan_source"]
 
@@ -130,7 +131,8 @@ def find_sources(paths: list[Path] | list[str]) -> list[Path]:
             continue
         if not path.is_dir():
             raise SourceError(f"{path}: not a mouse folder, a mouse .zip, or a folder of them")
-        children = sorted(p for p in path.iterdir() if _is_mouse(p))
+        # Hidden entries are unfinished outputs (".x.zip.partial") or junk, never mice.
+        children = sorted(p for p in path.iterdir() if not p.name.startswith(".") and _is_mouse(p))
         folders = {p.name for p in children if p.is_dir()}
         chosen = [p for p in children if p.is_dir() or p.stem not in folders]
         if not chosen:
@@ -244,25 +246,25 @@ def scan_source(path: Path | str) -> SourceLayout:
     dtypes: dict[str, np.dtype] = {}
     seen_dtypes: dict[str, list[str]] = {}
     for variable in fmt.VARIABLES:
-        first_rel = ""
         for trial_id in all_ids:
             rel = ids_by_variable[variable][trial_id]
             with tree.open(rel) as fp:
                 header = read_header(fp, tree.where(rel))
+                check_size(header, fp.tell(), tree.files[rel], tree.where(rel))
             _check_trial_header(tree, rel, variable, header)
-            if variable not in shapes:
-                shapes[variable], first_rel = header.shape, rel
-                dtypes[variable] = header.dtype
-                seen_dtypes[variable] = []
-            elif header.shape != shapes[variable]:
-                raise SourceError(
-                    f"{tree.where(rel)}: shape {header.shape}, expected {shapes[variable]} "
-                    f"like {first_rel}"
-                )
-            if str(header.dtype) not in seen_dtypes[variable]:
-                seen_dtypes[variable].append(str(header.dtype))
-                dtypes[variable] = np.result_type(dtypes[variable], header.dtype)
             headers[variable, trial_id] = header
+        # The shape most files share is the expected one, so one odd file is the one named.
+        counts = Counter(headers[variable, i].shape for i in all_ids)
+        shapes[variable], agreeing = counts.most_common(1)[0]
+        for trial_id in all_ids:
+            if headers[variable, trial_id].shape != shapes[variable]:
+                raise SourceError(
+                    f"{tree.where(ids_by_variable[variable][trial_id])}: shape "
+                    f"{headers[variable, trial_id].shape}, expected {shapes[variable]} "
+                    f"like {agreeing} other data/{variable} files"
+                )
+        seen_dtypes[variable] = list(dict.fromkeys(str(headers[variable, i].dtype) for i in all_ids))
+        dtypes[variable] = np.result_type(*(np.dtype(d) for d in seen_dtypes[variable]))
     t_pad = shapes[fmt.RESPONSES][-1]
     for variable, shape in shapes.items():
         if shape[-1] != t_pad:
@@ -275,6 +277,7 @@ def scan_source(path: Path | str) -> SourceLayout:
     for rel in meta_rels:
         with tree.open(rel) as fp:
             meta_files[rel] = read_header(fp, tree.where(rel))
+            check_size(meta_files[rel], fp.tell(), tree.files[rel], tree.where(rel))
 
     trial_ids = np.asarray(all_ids, dtype=np.int64)
     layout = SourceLayout(

@@ -1,0 +1,183 @@
+"""Round trips: generated Sensorium trees -> stores, checked with plain zarr and numpy."""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from converter import convert_mouse, verify
+from converter.chunking import Chunking
+from converter.sample import write_mouse
+from reader import format as fmt
+from reader.errors import StoreExistsError
+
+from conftest import load_source, small_spec, source_ids
+
+# The store's layout: source (time last) -> stored axes, checked independently of fmt.
+STORED_AXES = {"videos": (2, 0, 1), "responses": (0, 1), "behavior": (0, 1), "pupil_center": (0, 1)}
+
+
+def _extract(zip_path: Path, into: Path) -> Path:
+    with zipfile.ZipFile(zip_path) as archive:
+        names = [n for n in archive.namelist() if not n.startswith("__MACOSX")]
+        archive.extractall(into, members=names)
+    return into / zip_path.stem
+
+
+def _check_round_trip(source_dir: Path, store: Path, spec) -> None:
+    root = zarr.open_group(str(store), mode="r")
+    ids = source_ids(source_dir)
+    assert root["trial_id"][:].tolist() == ids == list(spec.trial_ids)
+    tiers = np.load(source_dir / "meta/trials/tiers.npy", allow_pickle=False)
+    assert [str(t) for t in root["tier"][:]] == [str(tiers[i]) for i in ids]
+    for variable, axes in STORED_AXES.items():
+        stored = root[variable]
+        assert stored.metadata.dimension_names == fmt.DIMENSIONS[variable]
+        for position, trial_id in enumerate(ids):
+            source = load_source(source_dir, variable, trial_id)
+            value = stored[position]
+            assert value.dtype == source.dtype
+            # Lossless: bit-identical values, NaN positions included.
+            np.testing.assert_array_equal(value, source.transpose(axes))
+    valid = root["valid_frames"][:]
+    np.testing.assert_array_equal(valid, spec.valid_frames_array())
+    withheld = np.array([spec.is_withheld(i) for i in ids])
+    np.testing.assert_array_equal(root["has_responses"][:], ~withheld)
+    for tier in set(tiers[ids]):
+        positions = root[f"index/{tier}"][:]
+        assert [ids[p] for p in positions] == [i for i in ids if tiers[i] == tier]
+    for path in (source_dir / "meta").rglob("*.npy"):
+        rel = path.relative_to(source_dir).with_suffix("").as_posix()
+        expected = np.load(path, allow_pickle=False)
+        stored = root[rel][...]
+        if expected.dtype.kind == "U":
+            stored = stored.astype(expected.dtype)
+        np.testing.assert_array_equal(stored, expected)
+
+
+def _every_array(group: zarr.Group):
+    for _, node in group.members(max_depth=None):
+        if isinstance(node, zarr.Array):
+            yield node
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("config", [True, False], ids=["config", "no-config"])
+def test_round_trip(tmp_path, as_zip, dtype, config):
+    spec = small_spec(dtype=dtype, config=config, seed=3)
+    source = write_mouse(spec, tmp_path / "src", as_zip=as_zip)
+    store = convert_mouse(source, tmp_path / "out", progress=False)
+    assert store == tmp_path / "out" / f"{spec.name}.zarr"
+    source_dir = _extract(source, tmp_path / "x") if as_zip else source
+    _check_round_trip(source_dir, store, spec)
+    attrs = zarr.open_group(str(store), mode="r").attrs[fmt.ATTRS_KEY]
+    assert attrs["complete"] is True
+    assert attrs["format_version"] == fmt.FORMAT_VERSION
+    assert attrs["source"] == source.name
+    assert attrs["source_dtypes"] == {v: dtype for v in fmt.VARIABLES}
+    assert attrs["lossy"] == []
+    if config:
+        assert attrs["config"] == json.loads((source_dir / "config.json").read_text())
+    else:
+        assert attrs["config"] is None
+    assert verify(source, store) == []
+    # Only the store is left in the output folder: no .partial, nothing outside it.
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [store.name]
+
+
+def test_every_array_has_dimension_names_and_checksums(folder_store):
+    for array in _every_array(zarr.open_group(str(folder_store), mode="r")):
+        names = array.metadata.dimension_names
+        assert names is not None and len(names) == array.ndim and all(names), array.path
+        codecs = json.dumps(array.metadata.to_dict()["codecs"])
+        assert "crc32c" in codecs, array.path
+
+
+def test_quirks_survive(folder_mouse, folder_store):
+    root = zarr.open_group(str(folder_store), mode="r")
+    ids = root["trial_id"][:]
+    # Skipped ids: tiers.npy covers more ids than have files, and the store keeps real ids.
+    tiers = np.load(folder_mouse / "meta/trials/tiers.npy", allow_pickle=False)
+    assert len(tiers) > len(ids) and ids[-1] == len(tiers) - 1
+    assert "none" not in [str(t) for t in root["tier"][:]]
+    responses = root["responses"][:]
+    assert (responses < 0).any() and responses[responses < 0].max() > -1e-6  # tiny negatives kept
+    valid = root["valid_frames"][:]
+    t_pad = root["responses"].shape[-1]
+    assert (valid == t_pad).all(axis=1).any(), "a trial without any NaN padding"
+    assert (valid[:, 0] != valid[:, 2]).any(), "per-variable frame counts differ"
+    withheld = ~root["has_responses"][:]
+    assert withheld.any()
+    assert np.all(responses[withheld] == 0)
+
+
+def test_recomputed_statistics_match_numpy(folder_mouse, folder_store):
+    root = zarr.open_group(str(folder_store), mode="r")
+    tiers = np.load(folder_mouse / "meta/trials/tiers.npy", allow_pickle=False)
+    train = [i for i in source_ids(folder_mouse) if tiers[i] == "train"]
+    reducers = {"mean": np.nanmean, "std": np.nanstd, "min": np.nanmin, "max": np.nanmax, "median": np.nanmedian}
+    for variable, axes in STORED_AXES.items():
+        stack = np.stack([load_source(folder_mouse, variable, i).transpose(axes) for i in train]).astype(np.float64)
+        time_axis = fmt.DIMENSIONS[variable].index("time")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for stat, reduce in reducers.items():
+                for granularity, over in (("trials", (0,)), ("trials_time", (0, time_axis))):
+                    stored = root[f"statistics/train/{variable}/{granularity}/{stat}"][...]
+                    np.testing.assert_allclose(stored, reduce(stack, axis=over), rtol=1e-9, atol=1e-12,
+                                               err_msg=f"{variable} {granularity} {stat}")
+        count = (~np.isnan(stack)).sum(axis=(0, time_axis))
+        np.testing.assert_array_equal(root[f"statistics/train/{variable}/trials_time/count"][...], count)
+
+
+def test_existing_store_needs_overwrite(folder_mouse, tmp_path):
+    store = convert_mouse(folder_mouse, tmp_path, progress=False)
+    before = (store / "zarr.json").read_bytes()
+    with pytest.raises(StoreExistsError, match="--overwrite"):
+        convert_mouse(folder_mouse, tmp_path, progress=False)
+    assert (store / "zarr.json").read_bytes() == before
+    again = convert_mouse(folder_mouse, tmp_path, progress=False, overwrite=True)
+    assert again == store and verify(folder_mouse, store) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [store.name]
+
+
+def test_float32_option_is_lossy_and_recorded(tmp_path):
+    spec = small_spec(dtype="float64")
+    source = write_mouse(spec, tmp_path / "src")
+    store = convert_mouse(source, tmp_path / "out", progress=False, float32=True)
+    root = zarr.open_group(str(store), mode="r")
+    assert root["responses"].dtype == np.float32
+    attrs = root.attrs[fmt.ATTRS_KEY]
+    assert attrs["source_dtypes"]["responses"] == "float64"
+    assert attrs["stored_dtypes"]["responses"] == "float32"
+    assert attrs["lossy"] == ["float64 stored as float32"]
+    first = load_source(source, "responses", spec.trial_ids[0])
+    np.testing.assert_array_equal(root["responses"][0], first.astype(np.float32))
+
+
+@pytest.mark.parametrize("chunking", [Chunking(trials_per_shard=3, neurons_per_chunk=5), Chunking(trials_per_shard=64)])
+def test_chunking_does_not_change_content(folder_mouse, tmp_path, chunking):
+    store = convert_mouse(folder_mouse, tmp_path, progress=False, chunking=chunking, workers=2)
+    assert verify(folder_mouse, store) == []
+    root = zarr.open_group(str(store), mode="r")
+    assert root.attrs[fmt.ATTRS_KEY]["chunking"]["trials_per_shard"] == chunking.trials_per_shard
+
+
+def test_store_without_train_trials_has_nan_statistics(tmp_path):
+    spec = small_spec()
+    tiers = tuple("oracle" if t == "train" else t for t in spec.tiers)
+    import dataclasses
+
+    source = write_mouse(dataclasses.replace(spec, tiers=tiers), tmp_path / "src")
+    store = convert_mouse(source, tmp_path / "out", progress=False)
+    root = zarr.open_group(str(store), mode="r")
+    assert np.isnan(root["statistics/train/responses/trials_time/mean"][...]).all()
+    assert (root["statistics/train/responses/trials_time/count"][...] == 0).all()
+    assert "train" not in root.attrs[fmt.ATTRS_KEY]["tiers"]

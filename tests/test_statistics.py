@@ -1,0 +1,47 @@
+"""Streaming statistics against numpy, as hypothesis properties."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from converter.statistics import Moments, nanmedian
+
+values = st.floats(-1e6, 1e6, width=32) | st.just(float("nan"))
+stacks = arrays(np.float32, st.tuples(st.integers(1, 12), st.integers(1, 5), st.integers(1, 6)), elements=values)
+
+
+def _numpy(stack: np.ndarray, axis) -> dict[str, np.ndarray]:
+    x = stack.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {"mean": np.nanmean(x, axis), "std": np.nanstd(x, axis), "min": np.nanmin(x, axis),
+                "max": np.nanmax(x, axis), "count": (~np.isnan(x)).sum(axis)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(stacks, st.integers(0, 11))
+def test_streamed_then_merged_moments_equal_numpy(stack, split):
+    split = min(split, len(stack))
+    first, second = Moments.empty(stack.shape[1:]), Moments.empty(stack.shape[1:])
+    for i, trial in enumerate(stack):
+        (first if i < split else second).add(trial)
+    merged = first.merge(second)
+    for name, (got, expected) in {k: (merged.finalize()[k], v) for k, v in _numpy(stack, 0).items()}.items():
+        np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-6, err_msg=name)
+    pooled = merged.reduce(axis=1).finalize()
+    for name, expected in _numpy(stack, (0, 2)).items():
+        np.testing.assert_allclose(pooled[name], expected, rtol=1e-7, atol=1e-6, err_msg=name)
+
+
+@settings(max_examples=60, deadline=None)
+@given(stacks)
+def test_nanmedian_equals_numpy(stack):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for axis in (0, (0, 2), 2):
+            np.testing.assert_array_equal(nanmedian(stack, axis), np.nanmedian(stack.astype(np.float64), axis))
