@@ -1,1 +1,42 @@
-"""sensorium-zarr reader: lazy, standardized access to converted Sensorium 2023 stores."""
+"""sensorium-zarr reader: lazy, standardized access to converted Sensorium 2023 stores.
+
+Entry points: ``open_mouse`` (one store) and ``open_sensorium`` (a folder of stores); a
+``Mouse``'s ``split`` gives the Dask arrays of a selection of tiers. Dask is imported only
+when an array is built.
+"""
+
+from .errors import (
+    FormatVersionError,
+    IncompleteStoreError,
+    SelectionError,
+    SensoriumZarrError,
+    StoreFormatError,
+    StoreNotFoundError,
+)
+from .mouse import Mouse, open_mouse, open_sensorium
+from .split import Split
+from .standardize import (
+    PROVIDED,
+    RECOMPUTED,
+    StandardizationParams,
+    destandardize,
+    standardize,
+)
+
+__all__ = [
+    "open_mouse",
+    "open_sensorium",
+    "Mouse",
+    "Split",
+    "standardize",
+    "destandardize",
+    "StandardizationParams",
+    "RECOMPUTED",
+    "PROVIDED",
+    "SensoriumZarrError",
+    "StoreNotFoundError",
+    "StoreFormatError",
+    "IncompleteStoreError",
+    "FormatVersionError",
+    "SelectionError",
+]

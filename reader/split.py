@@ -1,0 +1,229 @@
+"""The trials of one selection of tiers, as lazy Dask arrays. Entry point: ``Split``
+(made by ``Mouse.split``).
+
+Each variable is one Dask graph layer with one task per block of trials; a task reads
+its trials (and only the frames of the window) from Zarr, standardizes them and masks
+withheld responses, so computing one trial reads only that trial's chunks. Tasks carry
+the store handle, which pickles as the store location, so graphs run in other processes.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import format as fmt
+from . import standardize as std_
+from .errors import SelectionError
+
+if TYPE_CHECKING:
+    import dask.array
+
+    from .mouse import StoreHandle
+
+__all__ = ["Split", "parse_frames", "parse_variable", "parse_trials_per_block"]
+
+
+def parse_frames(frames: slice | None, t_pad: int, where: str) -> slice:
+    """``frames`` as ``slice(start, stop)`` with ``0 <= start < stop <= t_pad``, or raise."""
+    if frames is None:
+        return slice(0, t_pad)
+    if not isinstance(frames, slice):
+        raise SelectionError(f"{where}: frames={frames!r}; expected slice(start, stop) or None")
+    if frames.step not in (None, 1):
+        raise SelectionError(
+            f"{where}: frames={frames!r} has step {frames.step}; only contiguous windows "
+            "(step 1) are supported"
+        )
+    start = 0 if frames.start is None else frames.start
+    stop = t_pad if frames.stop is None else frames.stop
+    for bound in (start, stop):
+        if isinstance(bound, bool) or not isinstance(bound, (int, np.integer)):
+            raise SelectionError(f"{where}: frames={frames!r}; start and stop must be integers")
+    if not 0 <= start < stop <= t_pad:
+        raise SelectionError(
+            f"{where}: frames={frames!r} selects frames {start}..{stop}; "
+            f"expected 0 <= start < stop <= t_pad={t_pad}"
+        )
+    return slice(int(start), int(stop))
+
+
+def parse_variable(variable: str, where: str) -> str:
+    """``variable`` if it is one of the four per-trial variables, or raise."""
+    if variable not in fmt.VARIABLES:
+        raise SelectionError(f"{where}: unknown variable {variable!r}; valid: {', '.join(fmt.VARIABLES)}")
+    return variable
+
+
+def parse_trials_per_block(trials_per_block: int, where: str) -> int:
+    """``trials_per_block`` as a positive int, or raise."""
+    valid = isinstance(trials_per_block, (int, np.integer)) and not isinstance(trials_per_block, bool)
+    if not valid or trials_per_block < 1:
+        raise SelectionError(f"{where}: trials_per_block={trials_per_block!r}; expected a positive integer")
+    return int(trials_per_block)
+
+
+class Split:
+    """Trials of a selection of tiers, ascending by trial id.
+
+    ``videos`` (trial, time, height, width), ``responses`` (trial, neuron, time),
+    ``behavior`` and ``pupil_center`` (trial, channel, time) are Dask arrays; the per-trial
+    ``trial_ids``, ``tiers``, ``valid_frames`` (trial, variable), ``has_responses`` and
+    ``positions`` (along the store's trial axis) are numpy arrays. ``valid_frames`` counts
+    real frames from the trial start, whatever ``frames`` selects.
+    """
+
+    def __init__(
+        self,
+        handle: "StoreHandle",
+        *,
+        mouse: str,
+        tiers_selected: tuple[str, ...],
+        positions: np.ndarray,
+        trial_ids: np.ndarray,
+        tiers: np.ndarray,
+        valid_frames: np.ndarray,
+        has_responses: np.ndarray,
+        shapes: dict[str, tuple[int, ...]],
+        dtypes: dict[str, np.dtype],
+        standardize: bool,
+        statistics: str,
+        frames: slice,
+        trials_per_block: int,
+    ) -> None:
+        self._handle = handle
+        self.mouse = mouse
+        self.tiers_selected = tiers_selected
+        self.positions = positions
+        self.trial_ids = trial_ids
+        self.tiers = tiers
+        self.valid_frames = valid_frames
+        self.has_responses = has_responses
+        self.shapes = shapes
+        self.dtypes = dtypes
+        self.standardized = standardize
+        self.statistics = statistics
+        self.frames = frames
+        self.trials_per_block = trials_per_block
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The Dask arrays are rebuilt on demand; only the small state travels.
+        return {k: v for k, v in self.__dict__.items() if k not in fmt.VARIABLES}
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.positions)
+
+    def __repr__(self) -> str:
+        how = f"standardized ({self.statistics} statistics)" if self.standardized else "raw"
+        return (
+            f"<Split {self.mouse} {'+'.join(self.tiers_selected)}: {self.n_trials} trials, "
+            f"frames {self.frames.start}:{self.frames.stop}, {how}>"
+        )
+
+    @cached_property
+    def videos(self) -> "dask.array.Array":
+        return self.array(fmt.VIDEOS)
+
+    @cached_property
+    def responses(self) -> "dask.array.Array":
+        return self.array(fmt.RESPONSES)
+
+    @cached_property
+    def behavior(self) -> "dask.array.Array":
+        return self.array(fmt.BEHAVIOR)
+
+    @cached_property
+    def pupil_center(self) -> "dask.array.Array":
+        return self.array(fmt.PUPIL_CENTER)
+
+    def standardization_params(self, variable: str) -> std_.StandardizationParams:
+        """The parameters this split standardizes ``variable`` with, cut to its frames (reads
+        the statistics)."""
+        variable = parse_variable(variable, self._handle.where)
+        return self._handle.params(variable, self.statistics).window(self.frames)
+
+    def destandardize(self, variable: str, x: Any) -> Any:
+        """Raw values back from standardized values of ``variable`` of this split."""
+        return std_.destandardize(variable, x, self.standardization_params(variable))
+
+    def array(self, variable: str) -> "dask.array.Array":
+        """``variable`` of this split's trials as a Dask array, one graph layer."""
+        import dask.array as da
+        from dask.base import tokenize
+        from dask.highlevelgraph import HighLevelGraph
+
+        variable = parse_variable(variable, self._handle.where)
+        dtype = self.dtypes[variable]
+        time_axis = fmt.DIMENSIONS[variable].index("time")
+        shape = list(self.shapes[variable])
+        shape[time_axis] = self.frames.stop - self.frames.start
+        step = self.trials_per_block
+        starts = list(range(0, self.n_trials, step)) or [0]
+        blocks = [self.positions[lo : lo + step] for lo in starts]
+        withheld = ~self.has_responses
+        mode = self.statistics if self.standardized else None
+        token = tokenize(
+            self._handle, variable, self.positions, self.frames.start, self.frames.stop, mode, step
+        )
+        name = f"{variable}-{'standardized' if mode else 'raw'}-{token}"
+        rest = (0,) * (len(shape) - 1)
+        graph = {
+            (name, i, *rest): (
+                _read_block,
+                self._handle,
+                variable,
+                block,
+                self.frames,
+                mode,
+                withheld[lo : lo + step] if variable == fmt.RESPONSES and mode else None,
+            )
+            for i, (lo, block) in enumerate(zip(starts, blocks))
+        }
+        chunks = (tuple(len(b) for b in blocks), *((n,) for n in shape[1:]))
+        return da.Array(
+            HighLevelGraph.from_collections(name, graph, dependencies=()),
+            name,
+            chunks,
+            dtype=dtype,
+            meta=np.empty((0,) * len(shape), dtype),
+        )
+
+
+def _read_block(
+    handle: "StoreHandle",
+    variable: str,
+    positions: np.ndarray,
+    frames: slice,
+    statistics: str | None,
+    withheld: np.ndarray | None,
+) -> np.ndarray:
+    """Trials at ``positions``, frames ``frames``, standardized with ``statistics`` (None:
+    raw) and with ``withheld`` trials' responses set to NaN."""
+    array = handle.array(variable)
+    time_axis = fmt.DIMENSIONS[variable].index("time")
+    selection: list[Any] = [slice(None)] * array.ndim
+    selection[time_axis] = frames
+    if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+        # A run of trials: a plain slice avoids Zarr's fancy-indexing path.
+        selection[0] = slice(int(positions[0]), int(positions[-1]) + 1)
+    else:
+        selection[0] = positions
+    try:
+        data = np.asarray(array.get_orthogonal_selection(tuple(selection)))
+    except Exception as e:
+        e.add_note(f"{handle.where}: reading '{variable}' at trial positions {positions.tolist()}")
+        raise
+    if statistics is None:
+        return data
+    data = std_.standardize(variable, data, handle.params(variable, statistics).window(frames))
+    if withheld is not None and withheld.any():
+        # Zeros stand in for responses the release withheld; standardized, they must not
+        # pass for real silence.
+        data[withheld] = np.nan
+    return data

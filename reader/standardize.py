@@ -1,0 +1,170 @@
+"""Standardization, defined once: the forward and inverse operations and the parameters
+behind both. Entry points: ``standardize``, ``destandardize``, ``recomputed_params``,
+``provided_params``.
+
+The rules are those of neuralpredictors' ``NeuroNormalizer``, which is what users of this
+data mean by "standardized":
+
+- videos: ``(x - mean) / std``;
+- responses: ``x / std``, where a std at or below ``0.01 * nanmean(std)`` (or NaN) is
+  replaced by that threshold, so silent neurons are never divided by ~0;
+- behavior: ``x / std`` (no mean subtraction);
+- pupil_center: ``(x - mean) / std``.
+
+Parameters are kept in the stored layout of one trial (no trial axis) with the time axis
+present, of length 1 when the statistics pool time, so they broadcast against one trial
+or a stack of trials alike. Padded (NaN) frames stay NaN through both operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import format as fmt
+from .errors import SelectionError
+
+__all__ = [
+    "RECOMPUTED",
+    "PROVIDED",
+    "STATISTICS_SOURCES",
+    "RESPONSE_THRESHOLD_FRACTION",
+    "StandardizationParams",
+    "standardize",
+    "destandardize",
+    "recomputed_params",
+    "provided_params",
+    "pool_pixels",
+    "required_statistics",
+    "parse_statistics_source",
+]
+
+#: Statistics recomputed by the converter from the train tier (pooled over trials and time).
+RECOMPUTED = "recomputed"
+#: Statistics the dataset ships in ``meta/statistics`` (over trials, per frame).
+PROVIDED = "provided"
+STATISTICS_SOURCES: tuple[str, ...] = (RECOMPUTED, PROVIDED)
+
+#: A response std below this fraction of the mean std is replaced by it (NeuroNormalizer).
+RESPONSE_THRESHOLD_FRACTION = 0.01
+
+# Behavior and responses are only rescaled: their zero means "no running", "no activity".
+_SUBTRACTS_MEAN: dict[str, bool] = {
+    fmt.VIDEOS: True,
+    fmt.RESPONSES: False,
+    fmt.BEHAVIOR: False,
+    fmt.PUPIL_CENTER: True,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class StandardizationParams:
+    """``mean`` and ``scale`` (the divisor, threshold already applied) of one variable,
+    float64, shaped like one stored trial with the time axis kept (length 1 if pooled)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    time_axis: int
+
+    def window(self, frames: slice) -> "StandardizationParams":
+        """The parameters of the frames in ``frames`` (a no-op for time-pooled ones)."""
+        if self.mean.shape[self.time_axis] == 1:
+            return self
+        index: list[Any] = [slice(None)] * self.mean.ndim
+        index[self.time_axis] = frames
+        return StandardizationParams(self.mean[tuple(index)], self.scale[tuple(index)], self.time_axis)
+
+
+def standardize(variable: str, x: Any, params: StandardizationParams) -> Any:
+    """Standardized ``x`` (one trial or a stack of trials, numpy or dask), same float dtype."""
+    out = x - params.mean if _SUBTRACTS_MEAN[variable] else x
+    return _keep_dtype(out / params.scale, x)
+
+
+def destandardize(variable: str, x: Any, params: StandardizationParams) -> Any:
+    """The inverse of ``standardize``: raw values back from standardized ``x``."""
+    out = x * params.scale
+    if _SUBTRACTS_MEAN[variable]:
+        out = out + params.mean
+    return _keep_dtype(out, x)
+
+
+def _keep_dtype(out: Any, x: Any) -> Any:
+    # float64 parameters would otherwise promote a float32 store's values.
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind == "f" and out.dtype != dtype:
+        return out.astype(dtype)
+    return out
+
+
+def parse_statistics_source(statistics: str, where: str) -> str:
+    """``statistics`` if it names a source of parameters (``STATISTICS_SOURCES``), or raise."""
+    if statistics not in STATISTICS_SOURCES:
+        raise SelectionError(
+            f"{where}: statistics={statistics!r}; expected one of {', '.join(STATISTICS_SOURCES)}"
+        )
+    return statistics
+
+
+def required_statistics(variable: str) -> tuple[str, ...]:
+    """Which provided statistics ``variable``'s rule needs."""
+    return ("mean", "std") if _SUBTRACTS_MEAN[variable] else ("std",)
+
+
+def recomputed_params(variable: str, statistics: Mapping[str, np.ndarray]) -> StandardizationParams:
+    """Parameters from the ``trials_time`` statistics of ``variable`` (stored layout, no time
+    axis; videos need ``count`` too, to pool the pixels into one mean and std)."""
+    mean = np.asarray(statistics["mean"], dtype=np.float64)
+    std = np.asarray(statistics["std"], dtype=np.float64)
+    if variable == fmt.VIDEOS:
+        mean, std = pool_pixels(mean, std, np.asarray(statistics["count"]))
+    time_axis = fmt.DIMENSIONS[variable].index("time") - 1
+    if variable == fmt.VIDEOS:
+        # One scalar for the whole video, broadcast over (time, height, width).
+        shape = (1,) * (len(fmt.DIMENSIONS[variable]) - 1)
+        mean, std = np.full(shape, mean), np.full(shape, std)
+    else:
+        mean, std = np.expand_dims(mean, time_axis), np.expand_dims(std, time_axis)
+    return _params(variable, mean, std, time_axis)
+
+
+def provided_params(variable: str, mean: np.ndarray | None, std: np.ndarray) -> StandardizationParams:
+    """Parameters from the dataset's own statistics, given in the source layout (time last)."""
+    axes = fmt.SOURCE_TO_STORED_AXES[variable]
+    std = np.asarray(std, dtype=np.float64).transpose(axes)
+    mean = np.zeros_like(std) if mean is None else np.asarray(mean, dtype=np.float64).transpose(axes)
+    return _params(variable, mean, std, fmt.DIMENSIONS[variable].index("time") - 1)
+
+
+def _params(variable: str, mean: np.ndarray, std: np.ndarray, time_axis: int) -> StandardizationParams:
+    scale = std
+    if variable == fmt.RESPONSES:
+        with np.errstate(invalid="ignore"):
+            threshold = RESPONSE_THRESHOLD_FRACTION * _nanmean(std)
+            # `>` is False for NaN, so a neuron with no statistics gets the threshold too,
+            # exactly as NeuroNormalizer's precision does.
+            scale = np.where(std > threshold, std, threshold)
+    if not _SUBTRACTS_MEAN[variable]:
+        mean = np.zeros_like(scale)
+    return StandardizationParams(mean, scale, time_axis)
+
+
+def _nanmean(x: np.ndarray) -> float:
+    finite = x[~np.isnan(x)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def pool_pixels(mean: np.ndarray, std: np.ndarray, count: np.ndarray) -> tuple[float, float]:
+    """One mean and population std over every value behind per-pixel (mean, std, count),
+    exactly as if they had been computed over all values at once."""
+    count = np.asarray(count, dtype=np.float64)
+    seen = count > 0
+    total = count[seen].sum()
+    if total == 0:
+        return float("nan"), float("nan")
+    c, m, s = count[seen], mean[seen], std[seen]
+    pooled_mean = float((c * m).sum() / total)
+    variance = float((c * (s**2 + (m - pooled_mean) ** 2)).sum() / total)
+    return pooled_mean, float(np.sqrt(variance))

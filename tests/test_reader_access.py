@@ -1,0 +1,311 @@
+"""How the reader touches a store: what it reads and when (counted at the store), the
+Dask graph it builds, pickling, folders of stores, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+from zarr.storage import LocalStore
+
+from converter.convert import convert_mouse
+from converter.sample import sample_spec, write_mouse
+from reader import (
+    FormatVersionError,
+    IncompleteStoreError,
+    SelectionError,
+    StoreFormatError,
+    StoreNotFoundError,
+    open_mouse,
+    open_sensorium,
+)
+
+VARIABLES = ("videos", "responses", "behavior", "pupil_center")
+PER_TRIAL = ("trial_id", "tier", "valid_frames", "has_responses", "index")
+
+
+class CountingStore(LocalStore):
+    """A local store that records every key (and byte range) read through it."""
+
+    def __init__(self, root: Path | str, *, read_only: bool = True) -> None:
+        super().__init__(root, read_only=read_only)
+        self.reads: list[tuple[str, object]] = []
+
+    async def get(self, key, prototype=None, byte_range=None):
+        self.reads.append((key, byte_range))
+        return await super().get(key, prototype, byte_range)
+
+    async def get_partial_values(self, prototype, key_ranges):
+        key_ranges = list(key_ranges)
+        self.reads.extend(key_ranges)
+        return await super().get_partial_values(prototype, key_ranges)
+
+    def chunk_keys(self) -> list[str]:
+        return [key for key, _ in self.reads if "/c/" in key]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    spec = sample_spec("dynamic00003-2-2-Video-access", n_neurons=40, n_trials=24, t_pad=30, height=6, width=8)
+    return write_mouse(spec, tmp_path_factory.mktemp("src"))
+
+
+@pytest.fixture(scope="module")
+def store(source, tmp_path_factory) -> Path:
+    return convert_mouse(source, tmp_path_factory.mktemp("out"), progress=False)
+
+
+def _copy(store: Path, into: Path, name: str | None = None) -> Path:
+    target = into / (name or store.name)
+    shutil.copytree(store, target)
+    return target
+
+
+def _edit_attrs(store: Path, **changes) -> None:
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["sensorium_zarr"].update(changes)
+    meta_path.write_text(json.dumps(meta))
+
+
+# -- laziness --------------------------------------------------------------------------
+
+
+def test_open_and_split_read_no_data_and_one_trial_reads_its_chunk_only(store):
+    counting = CountingStore(store)
+    mouse = open_mouse(counting)
+    opened = counting.chunk_keys()
+    assert opened, "opening reads the small per-trial arrays"
+    assert all(key.split("/")[0] in PER_TRIAL for key in opened), opened
+
+    counting.reads.clear()
+    for statistics in ("recomputed", "provided"):
+        for standardize in (True, False):
+            split = mouse.split(["train", "test"], statistics=statistics, standardize=standardize)
+            arrays = [split.videos, split.responses, split.behavior, split.pupil_center]
+    assert counting.chunk_keys() == [], "split() and building its arrays read no chunk"
+    assert all(a.shape[0] == len(split) for a in arrays)
+
+    split = mouse.split("train")
+    k = 5
+    position = int(split.positions[k])
+    plain = zarr.open_array(str(store / "responses"), mode="r")
+    trials_per_shard = plain.shards[0]
+    assert trials_per_shard > 1, "the store must hold several trials per shard for this test"
+    chunks_per_trial = math.ceil(plain.shape[1] / plain.chunks[1])
+    counting.reads.clear()
+    one = split.responses[k].compute()
+    reads = [(key, r) for key, r in counting.reads if key.startswith("responses/c/")]
+    assert {key for key, _ in reads} == {f"responses/c/{position // trials_per_shard}/0/0"}
+    # Inside the shard: its index, then this trial's chunk(s), never the whole shard file.
+    assert all(isinstance(r, (RangeByteRequest, SuffixByteRequest)) for _, r in reads)
+    assert sum(isinstance(r, RangeByteRequest) for _, r in reads) == chunks_per_trial
+    assert len(reads) <= 2 * chunks_per_trial + 1
+    other = [key for key in counting.chunk_keys() if not key.startswith(("responses/c/", "statistics/train/responses/"))]
+    assert other == [], "no other variable is read"
+    np.testing.assert_array_equal(one, split.responses.compute()[k])
+
+
+def test_reader_never_writes(store):
+    def snapshot() -> dict[str, tuple[int, int]]:
+        return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(store.rglob("*"))}
+
+    before = snapshot()
+    mouse = open_mouse(store)
+    for statistics in ("recomputed", "provided"):
+        split = mouse.split(["train", "validation", "test"], statistics=statistics, frames=slice(2, 9))
+        for variable in VARIABLES:
+            getattr(split, variable).compute()
+    mouse.statistics()
+    mouse.provided_statistics()
+    assert snapshot() == before
+
+
+# -- Dask graph ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trials_per_block", [1, 4, 100])
+def test_one_layer_one_task_per_block(store, trials_per_block):
+    mouse = open_mouse(store)
+    for statistics in ("recomputed", "provided"):
+        split = mouse.split(["train", "test"], statistics=statistics, trials_per_block=trials_per_block)
+        n_blocks = math.ceil(len(split) / trials_per_block)
+        for variable in VARIABLES:
+            array = getattr(split, variable)
+            assert len(array.dask.layers) == 1, variable
+            assert len(array.dask) == n_blocks == array.numblocks[0]
+            assert array.numblocks[1:] == (1,) * (array.ndim - 1)  # full extent elsewhere
+            assert array.chunks[0] == tuple(
+                min(trials_per_block, len(split) - lo) for lo in range(0, len(split), trials_per_block)
+            )
+    one = mouse.split(["train", "test"])
+    many = mouse.split(["train", "test"], trials_per_block=4)
+    np.testing.assert_array_equal(one.videos.compute(), many.videos.compute())
+
+
+# -- pickling --------------------------------------------------------------------------
+
+
+def test_mouse_split_and_arrays_pickle(store):
+    mouse = open_mouse(store)
+    split = mouse.split(["train", "validation"], frames=slice(3, 20))
+    expected = {v: getattr(split, v).compute() for v in VARIABLES}
+
+    mouse2 = pickle.loads(pickle.dumps(mouse))
+    assert mouse2.name == mouse.name and mouse2.trial_ids.tolist() == mouse.trial_ids.tolist()
+    split_from_mouse = mouse2.split(["train", "validation"], frames=slice(3, 20))
+    split2 = pickle.loads(pickle.dumps(split))
+    assert split2.trial_ids.tolist() == split.trial_ids.tolist()
+    for variable in VARIABLES:
+        array2 = pickle.loads(pickle.dumps(getattr(split, variable)))
+        for got in (getattr(split_from_mouse, variable), getattr(split2, variable), array2):
+            np.testing.assert_array_equal(got.compute(), expected[variable])
+    # The pickled state is small: no open Zarr objects and no data.
+    assert len(pickle.dumps(split.responses)) < 20_000
+    assert len(pickle.dumps(mouse)) < 20_000
+
+
+def test_mouse_from_a_store_object_pickles(store):
+    # A writable store object is opened read-only all the same.
+    mouse = pickle.loads(pickle.dumps(open_mouse(LocalStore(store))))
+    assert mouse.path == store
+    expected = open_mouse(store).split("oracle").behavior.compute()
+    np.testing.assert_array_equal(mouse.split("oracle").behavior.compute(), expected)
+
+
+# -- folders of stores -----------------------------------------------------------------
+
+
+def test_open_sensorium_skips_hidden_and_incomplete_stores(store, tmp_path):
+    _copy(store, tmp_path)
+    other = _copy(store, tmp_path, "dynamic00004-1-1-Video-other.zarr")
+    _edit_attrs(other, mouse="dynamic00004-1-1-Video-other")
+    _copy(store, tmp_path, f".{store.name}.partial")
+    _edit_attrs(_copy(store, tmp_path, "dynamic00005-1-1-Video-half.zarr"), complete=False)
+    mice = open_sensorium(tmp_path)
+    assert sorted(mice) == sorted([store.stem, "dynamic00004-1-1-Video-other"])
+    assert mice[store.stem].path == tmp_path / store.name
+    assert mice[store.stem].n_trials == open_mouse(store).n_trials
+
+
+def test_open_sensorium_bad_folders(tmp_path):
+    with pytest.raises(StoreNotFoundError, match="no such folder"):
+        open_sensorium(tmp_path / "missing")
+    with pytest.raises(StoreNotFoundError, match="no complete"):
+        open_sensorium(tmp_path)
+
+
+# -- bad input -------------------------------------------------------------------------
+
+
+def _one_line(excinfo) -> None:
+    assert "\n" not in str(excinfo.value)
+
+
+def test_not_a_store(tmp_path, store):
+    with pytest.raises(StoreNotFoundError, match="no such file") as e:
+        open_mouse(tmp_path / "missing.zarr")
+    _one_line(e)
+    with pytest.raises(StoreNotFoundError, match="not a Zarr v3 store") as e:
+        open_mouse(tmp_path)
+    _one_line(e)
+    with pytest.raises(StoreNotFoundError, match="not a Zarr v3"):
+        open_mouse(LocalStore(tmp_path, read_only=True))
+    # An array of a store is not a store.
+    with pytest.raises(StoreNotFoundError, match="responses"):
+        open_mouse(store / "responses")
+    plain = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=3)
+    plain.attrs["other"] = 1
+    with pytest.raises(StoreFormatError, match="not a store written by sensorium-zarr"):
+        open_mouse(tmp_path / "plain.zarr")
+    with pytest.raises(TypeError, match="expected a path or a zarr Store"):
+        open_mouse(42)  # type: ignore[arg-type]
+
+
+def test_incomplete_store(store, tmp_path):
+    half = _copy(store, tmp_path)
+    _edit_attrs(half, complete=False)
+    with pytest.raises(IncompleteStoreError, match=f"{half}.*never finished") as e:
+        open_mouse(half)
+    _one_line(e)
+
+
+def test_unknown_format_version(store, tmp_path):
+    future = _copy(store, tmp_path)
+    _edit_attrs(future, format_version=99)
+    with pytest.raises(FormatVersionError, match="format version 99 is not supported") as e:
+        open_mouse(future)
+    _one_line(e)
+
+
+def test_damaged_store_names_the_missing_array(store, tmp_path):
+    damaged = _copy(store, tmp_path)
+    shutil.rmtree(damaged / "has_responses")
+    with pytest.raises(StoreFormatError, match="no array 'has_responses'") as e:
+        open_mouse(damaged)
+    _one_line(e)
+
+
+@pytest.mark.parametrize(
+    "names, match",
+    [
+        ("bogus", "unknown split or tier 'bogus'; valid names: train, validation, test"),
+        (["train", "Train"], "unknown split or tier 'Train'"),
+        ([], "no split or tier named"),
+    ],
+)
+def test_unknown_split(store, names, match):
+    with pytest.raises(SelectionError, match=match) as e:
+        open_mouse(store).split(names)
+    _one_line(e)
+    assert str(store) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "frames, match",
+    [
+        (slice(10, 10), r"expected 0 <= start < stop <= t_pad=30"),
+        (slice(12, 5), r"frames 12\.\.5"),
+        (slice(0, 31), r"t_pad=30"),
+        (slice(-3, None), r"frames -3\.\.30"),
+        (slice(0, 10, 2), "step 2"),
+        (slice(0.5, 10), "must be integers"),
+        ((0, 10), "expected slice"),
+    ],
+)
+def test_bad_frames_window(store, frames, match):
+    with pytest.raises(SelectionError, match=match) as e:
+        open_mouse(store).split("train", frames=frames)
+    _one_line(e)
+    assert str(store) in str(e.value)
+
+
+def test_bad_split_options(store):
+    mouse = open_mouse(store)
+    with pytest.raises(SelectionError, match="statistics='mine'"):
+        mouse.split("train", statistics="mine")
+    with pytest.raises(SelectionError, match="trials_per_block=0"):
+        mouse.split("train", trials_per_block=0)
+    with pytest.raises(SelectionError, match="unknown variable 'speed'"):
+        mouse.split("train").array("speed")
+    with pytest.raises(SelectionError, match="no statistics recomputed from tier 'oracle'; available: train"):
+        mouse.statistics("oracle")
+
+
+def test_missing_provided_statistic(store, tmp_path):
+    lacking = _copy(store, tmp_path)
+    shutil.rmtree(lacking / "meta/statistics/videos/all/std")
+    mouse = open_mouse(lacking)
+    with pytest.raises(StoreFormatError, match=r"provides no meta/statistics/videos/all/std; use statistics='recomputed'") as e:
+        mouse.split("train", statistics="provided")
+    _one_line(e)
+    # The recomputed statistics and the raw values still work.
+    assert mouse.split("train").videos.compute().shape[0] > 0
+    assert "std" not in mouse.provided_statistics()["videos"]
