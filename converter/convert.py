@@ -12,6 +12,7 @@ interruption redoes it from scratch.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -35,14 +36,7 @@ from .chunking import Chunking
 from .recompute import create_statistics, median_block, median_blocks, write_medians
 from .source import SourceLayout, find_sources, scan_source
 from .statistics import Moments
-from .writer import (
-    BlockResult,
-    create_array,
-    create_store,
-    merge_moments,
-    stored_shape,
-    write_block,
-)
+from .writer import Written, create_array, create_store, stored_shape, write_block
 
 __all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
 
@@ -95,6 +89,7 @@ def convert_mouse(
     started = time.perf_counter()
     chunking = chunking or Chunking()
     layout = scan_source(source)
+    log.info("%s: scanned %d trials in %.1f s", layout.name, layout.n_trials, time.perf_counter() - started)
     for warning in layout.warnings:
         log.warning("%s", warning)
     out_dir = Path(out_dir)
@@ -158,16 +153,21 @@ def _write(
 
     train = np.asarray(layout.trial_tiers == fmt.STATISTICS_TIER)
     step = chunking.trials_per_shard
-    blocks = [
-        dask.delayed(write_block, pure=False)(layout, path, lo, min(lo + step, layout.n_trials), dtypes, train)
-        for lo in range(0, layout.n_trials, step)
-    ]
-    moments = _tree_reduce([dask.delayed(_moments_of)(b) for b in blocks])
-    summaries = [dask.delayed(_summary_of)(b) for b in blocks]
-    summary_list, merged = _compute(summaries, moments, workers=workers, client=client, progress=progress, what="write")
-
-    valid = np.concatenate([s[1] for s in sorted(summary_list, key=lambda s: s[0])])
-    has_responses = np.concatenate([s[2] for s in sorted(summary_list, key=lambda s: s[0])])
+    starts = list(range(0, layout.n_trials, step))
+    # One chain of block tasks per worker, each carrying its running statistics from
+    # block to block: parallel, yet memory holds one set of statistics per chain.
+    n_chains = max(1, min(len(starts), _parallelism(workers, client)))
+    chains = []
+    for first in range(n_chains):
+        written = None
+        for lo in starts[first::n_chains]:
+            written = dask.delayed(write_block, pure=False)(
+                layout, path, lo, min(lo + step, layout.n_trials), dtypes, train, written
+            )
+        chains.append(written)
+    (chain_results,) = _compute(chains, workers=workers, client=client, progress=progress, what="write")
+    merged = functools.reduce(Written.merge, chain_results)
+    valid, has_responses = merged.per_trial()
     create_array(root, fmt.VALID_FRAMES, valid.shape, valid.dtype, fmt.TRIAL_ARRAYS[fmt.VALID_FRAMES],
                  attrs={fmt.ATTRS_KEY: {"variables": list(fmt.VARIABLES)}})[...] = valid
     create_array(root, fmt.HAS_RESPONSES, has_responses.shape, bool, fmt.TRIAL_ARRAYS[fmt.HAS_RESPONSES])[...] = has_responses
@@ -175,7 +175,7 @@ def _write(
     train_positions = np.flatnonzero(train)
     for variable in fmt.VARIABLES:
         # No train trial at all: statistics stay NaN (count 0) rather than being invented.
-        moments_v = merged[variable] if merged else Moments.empty(stored_shape(layout, variable)[1:])
+        moments_v = merged.moments[variable] if merged.moments else Moments.empty(stored_shape(layout, variable)[1:])
         create_statistics(root, variable, moments_v, dtypes[variable])
     median_tasks = {
         variable: [
@@ -196,27 +196,21 @@ def _write(
     return complete
 
 
-def _moments_of(result: BlockResult):
-    return result.moments
-
-
-def _summary_of(result: BlockResult) -> tuple[int, np.ndarray, np.ndarray]:
-    return result.start, result.valid_frames, result.has_responses
-
-
-def _tree_reduce(items: list) -> Any:
-    """Pairwise merges, so partial statistics are combined as soon as both halves exist."""
-    if not items:
-        return dask.delayed(lambda: None)()
-    while len(items) > 1:
-        items = [
-            dask.delayed(merge_moments)(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
-            for i in range(0, len(items), 2)
-        ]
-    return items[0]
+def _parallelism(workers: int | None, client: Any) -> int:
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    return workers or os.cpu_count() or 1
 
 
 def _compute(*collections: Any, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple:
+    started = time.perf_counter()
+    try:
+        return _run(collections, workers, client, progress, what)
+    finally:
+        log.info("  %s stage: %.1f s", what, time.perf_counter() - started)
+
+
+def _run(collections: tuple, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple:
     if client is not None:
         return tuple(client.gather(client.compute(list(collections))))
     if progress is None:

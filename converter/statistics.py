@@ -3,11 +3,12 @@ and exact medians in bounded memory.
 
 ``Moments`` accumulates one trial at a time and merges (Chan et al.'s pairwise update),
 so blocks of trials can be reduced in any order and in parallel. ``nanmedian`` is exact
-(it matches ``np.nanmedian``) without ``np.nanmedian``'s per-column Python loop.
+(it matches ``np.nanmedian``) and several times faster on padded data.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,19 +89,27 @@ def nanmedian(x: np.ndarray, axis: int | tuple[int, ...] = 0) -> np.ndarray:
     axes = tuple(a % x.ndim for a in axes)
     kept = [a for a in range(x.ndim) if a not in axes]
     out_shape = tuple(x.shape[a] for a in kept)
-    columns = np.transpose(x, (*axes, *kept)).reshape(-1, int(np.prod(out_shape, dtype=np.int64)))
-    nan = np.isnan(columns)
-    counts = columns.shape[0] - nan.sum(axis=0)
-    filled = np.where(nan, np.inf, columns)  # NaN sorts last as +inf, below every count
+    # One contiguous row per output value: numpy sorts and partitions the last axis fastest.
+    if x.size == 0:
+        return np.full(out_shape, np.nan)
+    rows = np.ascontiguousarray(np.transpose(x, (*kept, *axes)).reshape(math.prod(out_shape), -1))
+    nan = np.isnan(rows)
+    counts = rows.shape[1] - nan.sum(axis=1)
+    rows[nan] = np.inf  # NaN sorts last as +inf, beyond every row's count
     del nan
-    out = np.full(columns.shape[1], np.nan)
-    # Columns with the same number of values share one vectorised partition.
-    for c in np.unique(counts):
-        if c == 0:
-            continue
-        cols = np.flatnonzero(counts == c)
-        lo, hi = (int(c) - 1) // 2, int(c) // 2
-        block = filled if len(cols) == filled.shape[1] else filled[:, cols]
-        part = np.partition(block, sorted({lo, hi}), axis=0)
-        out[cols] = (part[lo] + part[hi]) / 2
+    lo, hi = np.maximum(counts - 1, 0) // 2, counts // 2
+    unique = np.unique(counts)
+    if len(unique) > 8:
+        # Many distinct counts (padding varies per frame): one full sort beats many partitions.
+        rows.sort(axis=1)
+        index = np.arange(len(rows))
+        out = (rows[index, lo] + rows[index, hi]) / 2
+    else:
+        out = np.empty(len(rows))
+        for c in unique:
+            chosen = counts == c
+            part = rows if chosen.all() else rows[chosen]
+            part = np.partition(part, sorted({max(c - 1, 0) // 2, c // 2}), axis=1)
+            out[chosen] = (part[:, max(c - 1, 0) // 2] + part[:, c // 2]) / 2
+    out[counts == 0] = np.nan
     return out.reshape(out_shape)

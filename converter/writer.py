@@ -8,7 +8,7 @@ statistics of its ``train`` trials.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .chunking import Chunking
 from .source import SourceLayout
 from .statistics import Moments
 
-__all__ = ["BlockResult", "create_store", "write_block", "stored_shape", "create_array", "open_array"]
+__all__ = ["Written", "create_array", "create_store", "open_array", "stored_shape", "write_block"]
 
 
 def stored_shape(layout: SourceLayout, variable: str) -> tuple[int, ...]:
@@ -89,11 +89,33 @@ def create_store(
 
 
 @dataclass
-class BlockResult:
-    start: int
-    valid_frames: np.ndarray  # (trials in block, variable)
-    has_responses: np.ndarray  # (trials in block,)
-    moments: dict[str, Moments] | None  # of the block's train trials, None if it has none
+class Written:
+    """What one chain of block writes has gathered: per-block real frame counts and
+    withheld flags (keyed by the block's first position) and the train moments."""
+
+    valid_frames: dict[int, np.ndarray] = field(default_factory=dict)
+    has_responses: dict[int, np.ndarray] = field(default_factory=dict)
+    moments: dict[str, Moments] | None = None
+
+    def merge(self, other: "Written") -> "Written":
+        moments = self.moments
+        if moments is None:
+            moments = other.moments
+        elif other.moments is not None:
+            moments = {v: moments[v].merge(other.moments[v]) for v in moments}
+        return Written(
+            {**self.valid_frames, **other.valid_frames},
+            {**self.has_responses, **other.has_responses},
+            moments,
+        )
+
+    def per_trial(self) -> tuple[np.ndarray, np.ndarray]:
+        """``valid_frames`` (trial, variable) and ``has_responses`` (trial,), in trial order."""
+        starts = sorted(self.valid_frames)
+        return (
+            np.concatenate([self.valid_frames[s] for s in starts]),
+            np.concatenate([self.has_responses[s] for s in starts]),
+        )
 
 
 def write_block(
@@ -103,15 +125,18 @@ def write_block(
     stop: int,
     dtypes: dict[str, np.dtype],
     train: np.ndarray,
-) -> BlockResult:
-    """Copy trials ``start:stop`` (positions along the trial axis) into the store."""
+    written: Written | None = None,
+) -> Written:
+    """Copy trials ``start:stop`` (positions along the trial axis) into the store and fold
+    them into ``written`` (updated in place and returned: a chain of these tasks keeps
+    one set of running statistics, so memory does not grow with the number of blocks)."""
+    written = written if written is not None else Written()
     trial_ids = layout.trial_ids[start:stop]
     n = len(trial_ids)
     valid = np.zeros((n, len(fmt.VARIABLES)), np.int32)
     has_responses = np.zeros(n, bool)
-    moments: dict[str, Moments] | None = None
-    if train[start:stop].any():
-        moments = {v: Moments.empty(stored_shape(layout, v)[1:]) for v in fmt.VARIABLES}
+    if written.moments is None and train[start:stop].any():
+        written.moments = {v: Moments.empty(stored_shape(layout, v)[1:]) for v in fmt.VARIABLES}
     for column, variable in enumerate(fmt.VARIABLES):
         buffer = np.empty((n, *stored_shape(layout, variable)[1:]), dtypes[variable])
         time_axis = fmt.DIMENSIONS[variable].index("time") - 1
@@ -121,11 +146,13 @@ def write_block(
             valid[i, column] = real_frames(buffer[i], time_axis)
             if variable == fmt.RESPONSES:
                 has_responses[i] = not responses_withheld(buffer[i])
-            if moments is not None and train[start + i]:
-                moments[variable].add(buffer[i])
+            if written.moments is not None and train[start + i]:
+                written.moments[variable].add(buffer[i])
         open_array(store_path, variable)[start:stop] = buffer
         del buffer
-    return BlockResult(start, valid, has_responses, moments)
+    written.valid_frames[start] = valid
+    written.has_responses[start] = has_responses
+    return written
 
 
 def real_frames(trial: np.ndarray, time_axis: int) -> int:
@@ -138,11 +165,3 @@ def real_frames(trial: np.ndarray, time_axis: int) -> int:
 def responses_withheld(trial: np.ndarray) -> bool:
     """Competition releases replace withheld responses by zeros: no non-zero real value."""
     return not np.any(np.nan_to_num(trial, nan=0.0))
-
-
-def merge_moments(a: dict[str, Moments] | None, b: dict[str, Moments] | None) -> dict[str, Moments] | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return {v: a[v].merge(b[v]) for v in a}
