@@ -42,6 +42,9 @@ __all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
 
 log = logging.getLogger("sensorium_zarr")
 
+#: Concurrent chunk operations per zarr call inside conversion tasks.
+ZARR_CONCURRENCY = 2
+
 
 def converter_version() -> str:
     try:
@@ -225,7 +228,9 @@ def _run(collections: tuple, workers: int | None, client: Any, progress: bool | 
     # deletes the partial store (dask returns on the first error, leaving them running).
     pool = ThreadPoolExecutor(workers or os.cpu_count() or 1)
     try:
-        with bar:
+        # Zarr's default of 10 concurrent chunk reads per call, each decoding into a
+        # shard-sized buffer, multiplies memory by the Dask workers already in parallel.
+        with bar, zarr.config.set({"async.concurrency": ZARR_CONCURRENCY}):
             return dask.compute(*collections, scheduler="threads", pool=pool)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
