@@ -12,6 +12,7 @@ interruption redoes it from scratch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -130,8 +131,34 @@ def _write(
     client: Any,
     progress: bool | None,
 ) -> fmt.MouseAttrs:
+    run = functools.partial(_compute, workers=workers, client=client, progress=progress)
     root = create_store(path, layout, chunking, dtypes)
-    attrs = fmt.MouseAttrs(
+    attrs = _attrs(layout, chunking, dtypes, float32)
+    root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
+    _write_trial_index(root, layout, attrs.tiers)
+    _write_meta(root, layout)
+    train = np.flatnonzero(layout.trial_tiers == fmt.STATISTICS_TIER)
+    chains = _parallelism(workers, client)
+    written = _write_blocks(layout, path, chunking.trials_per_shard, dtypes, train, chains, run)
+    valid, has_responses = written.per_trial()
+    create_array(root, fmt.VALID_FRAMES, valid.shape, valid.dtype, fmt.TRIAL_ARRAYS[fmt.VALID_FRAMES],
+                 attrs={fmt.ATTRS_KEY: {"variables": list(fmt.VARIABLES)}})[...] = valid
+    create_array(root, fmt.HAS_RESPONSES, has_responses.shape, bool,
+                 fmt.TRIAL_ARRAYS[fmt.HAS_RESPONSES])[...] = has_responses
+    for variable in fmt.VARIABLES:
+        # No train trial at all: statistics stay NaN (count 0) rather than being invented.
+        moments = written.moments[variable] if written.moments else Moments.empty(stored_shape(layout, variable)[1:])
+        create_statistics(root, variable, moments, dtypes[variable])
+    _write_medians(root, path, train, run)
+    complete = dataclasses.replace(attrs, complete=True)
+    root.attrs[fmt.ATTRS_KEY] = complete.to_dict()
+    return complete
+
+
+def _attrs(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype], float32: bool) -> fmt.MouseAttrs:
+    present = set(layout.trial_tiers)
+    lossy = float32 and any(layout.dtypes[v] != dtypes[v] for v in fmt.VARIABLES)
+    return fmt.MouseAttrs(
         format_version=fmt.FORMAT_VERSION,
         complete=False,
         mouse=layout.name,
@@ -141,62 +168,53 @@ def _write(
         source=layout.tree.path.name,
         source_dtypes=layout.source_dtypes,
         stored_dtypes={v: str(d) for v, d in dtypes.items()},
-        tiers=tuple(t for t in fmt.TIERS if t in set(layout.trial_tiers))
-        + tuple(sorted(set(layout.trial_tiers) - set(fmt.TIERS))),
+        tiers=tuple(t for t in fmt.TIERS if t in present) + tuple(sorted(present - set(fmt.TIERS))),
         converter_version=converter_version(),
         config=layout.config,
-        lossy=("float64 stored as float32",) if float32 and any(
-            layout.dtypes[v] != dtypes[v] for v in fmt.VARIABLES
-        ) else (),
+        lossy=("float64 stored as float32",) if lossy else (),
         chunking=chunking.to_dict(),
     )
-    root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
-    _write_trial_index(root, layout, attrs.tiers)
-    _write_meta(root, layout)
 
-    train = np.asarray(layout.trial_tiers == fmt.STATISTICS_TIER)
-    step = chunking.trials_per_shard
+
+def _write_blocks(
+    layout: SourceLayout,
+    path: Path,
+    step: int,
+    dtypes: dict[str, np.dtype],
+    train: np.ndarray,
+    chains: int,
+    run: Any,
+) -> Written:
+    """The one pass over the source: every block of trials written, train moments streamed."""
+    is_train = np.zeros(layout.n_trials, bool)
+    is_train[train] = True
     starts = list(range(0, layout.n_trials, step))
     # One chain of block tasks per worker, each carrying its running statistics from
     # block to block: parallel, yet memory holds one set of statistics per chain.
-    n_chains = max(1, min(len(starts), _parallelism(workers, client)))
-    chains = []
+    n_chains = max(1, min(len(starts), chains))
+    tails = []
     for first in range(n_chains):
         written = None
         for lo in starts[first::n_chains]:
             written = dask.delayed(write_block, pure=False)(
-                layout, path, lo, min(lo + step, layout.n_trials), dtypes, train, written
+                layout, path, lo, min(lo + step, layout.n_trials), dtypes, is_train, written
             )
-        chains.append(written)
-    (chain_results,) = _compute(chains, workers=workers, client=client, progress=progress, what="write")
-    merged = functools.reduce(Written.merge, chain_results)
-    valid, has_responses = merged.per_trial()
-    create_array(root, fmt.VALID_FRAMES, valid.shape, valid.dtype, fmt.TRIAL_ARRAYS[fmt.VALID_FRAMES],
-                 attrs={fmt.ATTRS_KEY: {"variables": list(fmt.VARIABLES)}})[...] = valid
-    create_array(root, fmt.HAS_RESPONSES, has_responses.shape, bool, fmt.TRIAL_ARRAYS[fmt.HAS_RESPONSES])[...] = has_responses
+        tails.append(written)
+    (results,) = run(tails, what="write")
+    return functools.reduce(Written.merge, results)
 
-    train_positions = np.flatnonzero(train)
-    for variable in fmt.VARIABLES:
-        # No train trial at all: statistics stay NaN (count 0) rather than being invented.
-        moments_v = merged.moments[variable] if merged.moments else Moments.empty(stored_shape(layout, variable)[1:])
-        create_statistics(root, variable, moments_v, dtypes[variable])
-    median_tasks = {
+
+def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, run: Any) -> None:
+    tasks = {
         variable: [
-            (lo, hi, dask.delayed(median_block, pure=False)(path, variable, train_positions, lo, hi))
-            for lo, hi in median_blocks(root[variable], variable, len(train_positions))
+            dask.delayed(median_block, pure=False)(path, variable, train, lo, hi)
+            for lo, hi in median_blocks(root[variable], variable, len(train))
         ]
         for variable in fmt.VARIABLES
     }
-    flat = [task for tasks in median_tasks.values() for _, _, task in tasks]
-    (results,) = _compute(flat, workers=workers, client=client, progress=progress, what="medians")
-    i = 0
-    for variable, tasks in median_tasks.items():
-        write_medians(root, variable, results[i:i + len(tasks)])
-        i += len(tasks)
-
-    complete = fmt.MouseAttrs(**{**attrs.__dict__, "complete": True})
-    root.attrs[fmt.ATTRS_KEY] = complete.to_dict()
-    return complete
+    (results,) = run(tasks, what="medians")
+    for variable, blocks in results.items():
+        write_medians(root, variable, blocks)
 
 
 def _parallelism(workers: int | None, client: Any) -> int:
