@@ -21,7 +21,7 @@ from zarr.abc.store import Store
 from . import format as fmt
 from . import standardize as std_
 from .errors import SelectionError, StoreFormatError, StoreNotFoundError
-from .split import Split, parse_frames, parse_trials_per_block, parse_variable
+from .split import Split, parse_frames, parse_neurons, parse_trials_per_block, parse_variable
 from .store import is_complete_store, open_store
 
 __all__ = ["Mouse", "open_mouse", "open_sensorium"]
@@ -222,12 +222,19 @@ class Mouse:
         standardize: bool = True,
         statistics: str = std_.RECOMPUTED,
         frames: slice | None = None,
-        trials_per_block: int = 1,
+        trials_per_block: int | None = None,
+        neurons: slice | Sequence[int] | np.ndarray | None = None,
     ) -> Split:
         """The trials of splits or tiers ``names`` ("train", "validation", "test", any tier,
         or a list of those), ascending by trial id, as lazy Dask arrays.
 
-        Reads no array data: values are read (and standardized) when computed.
+        ``trials_per_block`` trials make one Dask block; by default one trial, except for
+        ``responses`` of a neuron subset, whose blocks hold as many trials as make the
+        size of one full trial (one block in all for a single neuron).
+        ``frames`` selects a time window of every variable and ``neurons`` (a slice or a
+        list of indices) the neurons of ``responses``; both are read selectively, so one
+        neuron across trials decodes one small chunk per trial. Reads no array data:
+        values are read (and standardized) when computed.
         """
         where = self._handle.where
         try:
@@ -238,8 +245,10 @@ class Mouse:
             valid = ", ".join([*fmt.SPLITS, *fmt.TIERS])
             raise SelectionError(f"{where}: no split or tier named; valid names: {valid}")
         statistics = std_.parse_statistics_source(statistics, where)
-        trials_per_block = parse_trials_per_block(trials_per_block, where)
+        if trials_per_block is not None:
+            trials_per_block = parse_trials_per_block(trials_per_block, where)
         window = parse_frames(frames, self.t_pad, where)
+        neuron_selection = parse_neurons(neurons, self.n_neurons, where)
         if standardize:
             self._require_statistics(statistics)
         parts = [self.positions_by_tier[t] for t in tiers if t in self.positions_by_tier]
@@ -260,6 +269,7 @@ class Mouse:
             statistics=statistics,
             frames=window,
             trials_per_block=trials_per_block,
+            neurons=neuron_selection,
         )
 
     def _require_statistics(self, statistics: str) -> None:

@@ -10,7 +10,7 @@ the store handle, which pickles as the store location, so graphs run in other pr
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .mouse import StoreHandle
 
-__all__ = ["Split", "parse_frames", "parse_variable", "parse_trials_per_block"]
+__all__ = ["Split", "parse_frames", "parse_neurons", "parse_variable", "parse_trials_per_block"]
 
 
 def parse_frames(frames: slice | None, t_pad: int, where: str) -> slice:
@@ -48,6 +48,31 @@ def parse_frames(frames: slice | None, t_pad: int, where: str) -> slice:
             f"expected 0 <= start < stop <= t_pad={t_pad}"
         )
     return slice(int(start), int(stop))
+
+
+def parse_neurons(neurons: slice | Sequence[int] | np.ndarray | None, n_neurons: int, where: str) -> slice | np.ndarray:
+    """``neurons`` as ``slice(start, stop)`` (contiguous) or an int index array, or raise."""
+    if neurons is None:
+        return slice(0, n_neurons)
+    if isinstance(neurons, slice):
+        start, stop, step = neurons.indices(n_neurons)
+        if step != 1 or start >= stop:
+            raise SelectionError(
+                f"{where}: neurons={neurons!r}; expected a non-empty slice with step 1 within 0..{n_neurons}"
+            )
+        return slice(start, stop)
+    index = np.asarray(neurons)
+    if index.ndim != 1 or not len(index) or index.dtype.kind not in "iu":
+        raise SelectionError(f"{where}: neurons={neurons!r}; expected a slice or a non-empty list of integers")
+    if index.min() < 0 or index.max() >= n_neurons:
+        raise SelectionError(f"{where}: neurons={neurons!r} outside 0..{n_neurons - 1}")
+    if len(index) > 1 and np.all(np.diff(index) == 1):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index.astype(np.int64)
+
+
+def _count(selection: slice | np.ndarray) -> int:
+    return selection.stop - selection.start if isinstance(selection, slice) else len(selection)
 
 
 def parse_variable(variable: str, where: str) -> str:
@@ -91,7 +116,8 @@ class Split:
         standardize: bool,
         statistics: str,
         frames: slice,
-        trials_per_block: int,
+        trials_per_block: int | None,
+        neurons: slice | np.ndarray | None = None,
     ) -> None:
         self._handle = handle
         self.mouse = mouse
@@ -107,6 +133,8 @@ class Split:
         self.statistics = statistics
         self.frames = frames
         self.trials_per_block = trials_per_block
+        #: Neurons of ``responses`` (a slice or index array along the neuron axis).
+        self.neurons = neurons if neurons is not None else slice(0, shapes[fmt.RESPONSES][1])
 
     def __getstate__(self) -> dict[str, Any]:
         # The Dask arrays are rebuilt on demand; only the small state travels.
@@ -146,11 +174,20 @@ class Split:
         """The parameters this split standardizes ``variable`` with, cut to its frames (reads
         the statistics)."""
         variable = parse_variable(variable, self._handle.where)
-        return self._handle.params(variable, self.statistics).window(self.frames)
+        params = self._handle.params(variable, self.statistics).window(self.frames)
+        return params.neurons(self.neurons) if variable == fmt.RESPONSES else params
 
     def destandardize(self, variable: str, x: Any) -> Any:
         """Raw values back from standardized values of ``variable`` of this split."""
         return std_.destandardize(variable, x, self.standardization_params(variable))
+
+    def block_size(self, variable: str) -> int:
+        """Trials per Dask block of ``variable``: one trial's worth of data by default."""
+        if self.trials_per_block is not None:
+            return self.trials_per_block
+        if variable == fmt.RESPONSES:
+            return max(1, self.shapes[fmt.RESPONSES][1] // _count(self.neurons))
+        return 1
 
     def array(self, variable: str) -> "dask.array.Array":
         """``variable`` of this split's trials as a Dask array, one graph layer."""
@@ -163,13 +200,17 @@ class Split:
         time_axis = fmt.DIMENSIONS[variable].index("time")
         shape = list(self.shapes[variable])
         shape[time_axis] = self.frames.stop - self.frames.start
-        step = self.trials_per_block
+        neurons = self.neurons if variable == fmt.RESPONSES else None
+        if neurons is not None:
+            shape[1] = _count(neurons)
+        step = self.block_size(variable)
         starts = list(range(0, self.n_trials, step)) or [0]
         blocks = [self.positions[lo : lo + step] for lo in starts]
         withheld = ~self.has_responses
         mode = self.statistics if self.standardized else None
         token = tokenize(
-            self._handle, variable, self.positions, self.frames.start, self.frames.stop, mode, step
+            self._handle, variable, self.positions, self.frames.start, self.frames.stop, mode, step,
+            repr(neurons) if isinstance(neurons, slice) else neurons,
         )
         name = f"{variable}-{'standardized' if mode else 'raw'}-{token}"
         rest = (0,) * (len(shape) - 1)
@@ -182,6 +223,7 @@ class Split:
                 self.frames,
                 mode,
                 withheld[lo : lo + step] if variable == fmt.RESPONSES and mode else None,
+                neurons,
             )
             for i, (lo, block) in enumerate(zip(starts, blocks))
         }
@@ -202,13 +244,17 @@ def _read_block(
     frames: slice,
     statistics: str | None,
     withheld: np.ndarray | None,
+    neurons: slice | np.ndarray | None = None,
 ) -> np.ndarray:
-    """Trials at ``positions``, frames ``frames``, standardized with ``statistics`` (None:
-    raw) and with ``withheld`` trials' responses set to NaN."""
+    """Trials at ``positions``, frames ``frames`` (and ``neurons`` of responses),
+    standardized with ``statistics`` (None: raw), ``withheld`` trials' responses NaN."""
     array = handle.array(variable)
     time_axis = fmt.DIMENSIONS[variable].index("time")
     selection: list[Any] = [slice(None)] * array.ndim
     selection[time_axis] = frames
+    if neurons is not None:
+        # Only the chunks holding these neurons are read and decoded.
+        selection[1] = neurons
     if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
         # A run of trials: a plain slice avoids Zarr's fancy-indexing path.
         selection[0] = slice(int(positions[0]), int(positions[-1]) + 1)
@@ -221,7 +267,10 @@ def _read_block(
         raise
     if statistics is None:
         return data
-    data = std_.standardize(variable, data, handle.params(variable, statistics).window(frames))
+    params = handle.params(variable, statistics).window(frames)
+    if neurons is not None:
+        params = params.neurons(neurons)
+    data = std_.standardize(variable, data, params)
     if withheld is not None and withheld.any():
         # Zeros stand in for responses the release withheld; standardized, they must not
         # pass for real silence.

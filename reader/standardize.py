@@ -76,6 +76,10 @@ class StandardizationParams:
         index[self.time_axis] = frames
         return StandardizationParams(self.mean[tuple(index)], self.scale[tuple(index)], self.time_axis)
 
+    def neurons(self, selection: slice | np.ndarray) -> "StandardizationParams":
+        """The parameters of some neurons (responses: axis 0 is the neuron axis)."""
+        return StandardizationParams(self.mean[selection], self.scale[selection], self.time_axis)
+
 
 def standardize(variable: str, x: Any, params: StandardizationParams) -> Any:
     """Standardized ``x`` (one trial or a stack of trials, numpy or dask), same float dtype."""

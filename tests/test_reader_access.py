@@ -15,6 +15,7 @@ import zarr
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.storage import LocalStore
 
+from converter.chunking import Chunking
 from converter.convert import convert_mouse
 from converter.sample import sample_spec, write_mouse
 from reader import (
@@ -309,3 +310,33 @@ def test_missing_provided_statistic(store, tmp_path):
     # The recomputed statistics and the raw values still work.
     assert mouse.split("train").videos.compute().shape[0] > 0
     assert "std" not in mouse.provided_statistics()["videos"]
+
+
+def test_neuron_subset_reads_only_its_chunks(source, tmp_path):
+    store = convert_mouse(source, tmp_path, progress=False, chunking=Chunking(neurons_per_chunk=8))
+    counting = CountingStore(store)
+    mouse = open_mouse(counting)
+    full = mouse.split("train").responses.compute()
+    counting.reads.clear()
+    subset = mouse.split("train", neurons=[9, 12])
+    assert subset.responses.shape == (len(subset), 2, full.shape[-1])
+    assert subset.responses.numblocks[0] == 1, "one neuron's worth: every trial in one block"
+    values = subset.responses.compute()
+    np.testing.assert_array_equal(values, full[:, [9, 12]])
+    chunk_reads = [r for key, r in counting.reads if key.startswith("responses/c/") and isinstance(r, RangeByteRequest)]
+    assert len(chunk_reads) == len(subset), "neurons 9 and 12 share one 8-neuron chunk per trial"
+    window = mouse.split("validation", neurons=slice(3, 5), frames=slice(2, 20), statistics="provided")
+    expected = mouse.split("validation", frames=slice(2, 20), statistics="provided").responses[:, 3:5]
+    np.testing.assert_array_equal(window.responses.compute(), expected.compute())
+    assert window.standardization_params("responses").scale.shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    "neurons, match",
+    [([], "non-empty"), ([40], r"outside 0\.\.39"), ([-1], "outside"), (slice(5, 5), "non-empty slice"),
+     (slice(0, 10, 2), "step 1"), (["a"], "list of integers")],
+)
+def test_bad_neuron_selection(store, neurons, match):
+    with pytest.raises(SelectionError, match=match) as excinfo:
+        open_mouse(store).split("train", neurons=neurons)
+    _one_line(excinfo)
