@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from reader import format as fmt
+from reader.engine import ENGINES
 from reader.errors import SensoriumZarrError
 from reader.store import open_store
 
@@ -37,11 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--neurons-per-chunk", type=int, default=Chunking.neurons_per_chunk)
     convert.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     convert.add_argument("--verify", action="store_true", help="verify each store against its source after converting")
+    convert.add_argument("--engine", choices=ENGINES, default=None,
+                         help="chunk codec pipeline (default: zarrs if installed, else zarr)")
 
     check = commands.add_parser("verify", help="compare a store with its source, value by value")
     check.add_argument("source", type=Path)
     check.add_argument("store", type=Path)
     check.add_argument("--workers", type=int, default=None)
+    check.add_argument("--engine", choices=ENGINES, default=None)
 
     info = commands.add_parser("info", help="print a summary of stores")
     info.add_argument("stores", nargs="+", type=Path)
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "convert":
             return _convert(args)
         if args.command == "verify":
-            return _verify(args.source, args.store, args.workers)
+            return _verify(args.source, args.store, args.workers, args.engine)
         for store in args.stores:
             print(summarize(store))
         return 0
@@ -79,15 +83,16 @@ def _convert(args: argparse.Namespace) -> int:
             progress=False if args.no_progress else None,
             chunking=chunking,
             float32=args.float32,
+            engine=args.engine,
         )
         print(store)
         if args.verify:
-            status = max(status, _verify(source, store, args.workers))
+            status = max(status, _verify(source, store, args.workers, args.engine))
     return status
 
 
-def _verify(source: Path, store: Path, workers: int | None) -> int:
-    problems = verify(source, store, workers=workers)
+def _verify(source: Path, store: Path, workers: int | None, engine: str | None) -> int:
+    problems = verify(source, store, workers=workers, engine=engine)
     for problem in problems:
         print(f"mismatch: {problem}")
     print(f"{store}: {'OK, identical to ' + str(source) if not problems else f'{len(problems)} mismatches'}")

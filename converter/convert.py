@@ -30,6 +30,7 @@ import numpy as np
 import zarr
 
 from reader import format as fmt
+from reader.engine import parse_engine
 from reader.errors import StoreExistsError
 from reader.store import is_complete_store
 
@@ -81,17 +82,21 @@ def convert_mouse(
     progress: bool | None = None,
     chunking: Chunking | None = None,
     float32: bool = False,
+    engine: str | None = None,
 ) -> Path:
     """Convert one mouse folder or zip into ``out_dir/<mouse>.zarr`` and return its path.
 
     ``workers`` threads run the Dask graph (default: one per core); a
     ``dask.distributed.Client`` as ``client`` runs the same graph on its cluster.
     ``float32`` stores float64 sources as float32 (lossy, recorded in the attributes).
+    ``engine`` encodes and decodes chunks: ``"zarrs"`` (the ``fast`` extra, default when
+    installed) or ``"zarr"``; the store is the same either way.
     Raises ``SourceError`` for bad input and ``StoreExistsError`` when a complete store is
     already there and ``overwrite`` is false; in both cases nothing is left behind.
     """
     started = time.perf_counter()
     chunking = chunking or Chunking()
+    engine = parse_engine(engine)
     layout = scan_source(source)
     log.info("%s: scanned %d trials in %.1f s", layout.name, layout.n_trials, time.perf_counter() - started)
     for warning in layout.warnings:
@@ -109,7 +114,7 @@ def convert_mouse(
         shutil.rmtree(partial)
     dtypes = stored_dtypes(layout, float32)
     try:
-        attrs = _write(layout, partial, chunking, dtypes, float32, workers, client, progress)
+        attrs = _write(layout, partial, chunking, dtypes, float32, engine, workers, client, progress)
         _publish(partial, final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -127,6 +132,7 @@ def _write(
     chunking: Chunking,
     dtypes: dict[str, np.dtype],
     float32: bool,
+    engine: str,
     workers: int | None,
     client: Any,
     progress: bool | None,
@@ -139,7 +145,7 @@ def _write(
     _write_meta(root, layout)
     train = np.flatnonzero(layout.trial_tiers == fmt.STATISTICS_TIER)
     chains = _parallelism(workers, client)
-    written = _write_blocks(layout, path, chunking.trials_per_shard, dtypes, train, chains, run)
+    written = _write_blocks(layout, path, chunking.trials_per_shard, dtypes, train, chains, engine, run)
     valid, has_responses = written.per_trial()
     create_array(root, fmt.VALID_FRAMES, valid.shape, valid.dtype, fmt.TRIAL_ARRAYS[fmt.VALID_FRAMES],
                  attrs={fmt.ATTRS_KEY: {"variables": list(fmt.VARIABLES)}})[...] = valid
@@ -149,7 +155,7 @@ def _write(
         # No train trial at all: statistics stay NaN (count 0) rather than being invented.
         moments = written.moments[variable] if written.moments else Moments.empty(stored_shape(layout, variable)[1:])
         create_statistics(root, variable, moments, dtypes[variable])
-    _write_medians(root, path, train, run)
+    _write_medians(root, path, train, engine, run)
     complete = dataclasses.replace(attrs, complete=True)
     root.attrs[fmt.ATTRS_KEY] = complete.to_dict()
     return complete
@@ -183,6 +189,7 @@ def _write_blocks(
     dtypes: dict[str, np.dtype],
     train: np.ndarray,
     chains: int,
+    engine: str,
     run: Any,
 ) -> Written:
     """The one pass over the source: every block of trials written, train moments streamed."""
@@ -197,17 +204,17 @@ def _write_blocks(
         written = None
         for lo in starts[first::n_chains]:
             written = dask.delayed(write_block, pure=False)(
-                layout, path, lo, min(lo + step, layout.n_trials), dtypes, is_train, written
+                layout, path, lo, min(lo + step, layout.n_trials), dtypes, is_train, engine, written
             )
         tails.append(written)
     (results,) = run(tails, what="write")
     return functools.reduce(Written.merge, results)
 
 
-def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, run: Any) -> None:
+def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str, run: Any) -> None:
     tasks = {
         variable: [
-            dask.delayed(median_block, pure=False)(path, variable, train, lo, hi)
+            dask.delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)
             for lo, hi in median_blocks(root[variable], variable, len(train))
         ]
         for variable in fmt.VARIABLES

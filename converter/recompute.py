@@ -69,14 +69,14 @@ def _ranges(shape: tuple[int, ...], axis: int, bytes_per_value: int, budget: int
 
 
 def median_block(
-    store_path: Path, variable: str, train: np.ndarray, lo: int, hi: int
+    store_path: Path, variable: str, train: np.ndarray, lo: int, hi: int, engine: str
 ) -> dict[str, np.ndarray]:
     """Both medians of ``variable`` for block ``lo:hi`` of its block axis, by granularity.
 
     Returned rather than written: several blocks share one chunk of a median array, and
     concurrent partial writes of one chunk would race.
     """
-    data = open_array(store_path, variable)
+    data = open_array(store_path, variable, engine)
     axis = _BLOCK_AXIS[variable]
     time_axis = fmt.DIMENSIONS[variable].index("time")
     values = _read_trials(data, train, axis, lo, hi)

@@ -14,6 +14,7 @@ import numpy as np
 import zarr
 
 from reader import format as fmt
+from reader.engine import open_array, parse_engine
 from reader.errors import SensoriumZarrError
 from reader.store import open_store
 
@@ -23,9 +24,12 @@ from .writer import real_frames, responses_withheld
 __all__ = ["verify"]
 
 
-def verify(source: Path | str, store: Path | str, *, workers: int | None = None) -> list[str]:
+def verify(
+    source: Path | str, store: Path | str, *, workers: int | None = None, engine: str | None = None
+) -> list[str]:
     """Every difference between ``source`` (mouse folder or zip) and ``store``, one line
     each; an empty list means the store holds exactly what the source holds."""
+    engine = parse_engine(engine)
     layout = scan_source(source)
     root, attrs = open_store(store)
     problems: list[str] = []
@@ -43,7 +47,7 @@ def verify(source: Path | str, store: Path | str, *, workers: int | None = None)
 
     step = int(attrs.chunking.get("trials_per_shard", 8))
     tasks = [
-        dask.delayed(_verify_block)(layout, Path(store), lo, min(lo + step, layout.n_trials))
+        dask.delayed(_verify_block)(layout, Path(store), lo, min(lo + step, layout.n_trials), engine)
         for lo in range(0, layout.n_trials, step)
     ]
     for block_problems in dask.compute(*tasks, scheduler="threads", num_workers=workers):
@@ -60,15 +64,16 @@ def verify(source: Path | str, store: Path | str, *, workers: int | None = None)
         if stored.shape != expected.shape or not np.array_equal(stored, expected, equal_nan=expected.dtype.kind == "f"):
             problems.append(f"{path}: differs from {layout.tree.where(rel)}")
     # Derived arrays have no source to compare with, but reading them checks their checksums.
+    opener = _Opener(Path(store), engine)
     for path, array in _arrays(root):
         if path.split("/")[0] in (fmt.STATISTICS_GROUP, fmt.INDEX_GROUP):
-            _read(root, path, problems)
+            _read(opener, path, problems)
     return problems
 
 
-def _verify_block(layout: SourceLayout, store: Path, lo: int, hi: int) -> list[str]:
+def _verify_block(layout: SourceLayout, store: Path, lo: int, hi: int, engine: str) -> list[str]:
     problems: list[str] = []
-    root = zarr.open_group(store=str(store), mode="r", zarr_format=3)
+    root = _Opener(store, engine)
     valid = _read(root, fmt.VALID_FRAMES, problems, slice(lo, hi))
     has_responses = _read(root, fmt.HAS_RESPONSES, problems, slice(lo, hi))
     for column, variable in enumerate(fmt.VARIABLES):
@@ -94,7 +99,20 @@ def _verify_block(layout: SourceLayout, store: Path, lo: int, hi: int) -> list[s
     return problems
 
 
-def _read(root: zarr.Group, path: str, problems: list[str], selection: object = Ellipsis) -> np.ndarray | None:
+class _Opener:
+    """``opener[path]``: an array of the store, opened for ``engine``."""
+
+    def __init__(self, store: Path, engine: str) -> None:
+        self.store, self.engine = str(store), engine
+
+    def __getitem__(self, path: str) -> zarr.Array:
+        try:
+            return open_array(self.store, path, self.engine)
+        except FileNotFoundError as e:
+            raise KeyError(path) from e
+
+
+def _read(root: zarr.Group | _Opener, path: str, problems: list[str], selection: object = Ellipsis) -> np.ndarray | None:
     try:
         return np.asarray(root[path][selection])
     except KeyError:

@@ -16,6 +16,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from reader import engine as engine_
 from reader import format as fmt
 
 from .chunking import Chunking
@@ -63,8 +64,8 @@ def create_array(
     )
 
 
-def open_array(store_path: Path, path: str) -> zarr.Array:
-    return zarr.open_array(store=str(store_path), path=path, mode="r+", zarr_format=3)
+def open_array(store_path: Path, path: str, engine: str) -> zarr.Array:
+    return engine_.open_array(str(store_path), path, engine, mode="r+")
 
 
 def create_store(
@@ -125,6 +126,7 @@ def write_block(
     stop: int,
     dtypes: dict[str, np.dtype],
     train: np.ndarray,
+    engine: str,
     written: Written | None = None,
 ) -> Written:
     """Copy trials ``start:stop`` (positions along the trial axis) into the store and fold
@@ -148,7 +150,7 @@ def write_block(
                 has_responses[i] = not responses_withheld(buffer[i])
             if written.moments is not None and train[start + i]:
                 written.moments[variable].add(buffer[i])
-        open_array(store_path, variable)[start:stop] = buffer
+        open_array(store_path, variable, engine)[start:stop] = buffer
         del buffer
     written.valid_frames[start] = valid
     written.has_responses[start] = has_responses

@@ -19,6 +19,7 @@ import zarr.errors
 from zarr.abc.store import Store
 
 from . import format as fmt
+from . import engine as engine_
 from . import standardize as std_
 from .errors import SelectionError, StoreFormatError, StoreNotFoundError
 from .split import Split, parse_frames, parse_neurons, parse_trials_per_block, parse_variable
@@ -37,8 +38,9 @@ class StoreHandle:
     per-process caches, rebuilt on first use after unpickling.
     """
 
-    def __init__(self, source: Path | Store, root: zarr.Group | None = None) -> None:
+    def __init__(self, source: Path | Store, root: zarr.Group | None = None, engine: str = engine_.ZARR) -> None:
         self.source = source
+        self.engine = engine
         self.where = str(source) if isinstance(source, Path) else _store_name(source)
         self._lock = threading.Lock()
         self._arrays: dict[str, zarr.Array] = {}
@@ -47,10 +49,10 @@ class StoreHandle:
             self.__dict__["root"] = root
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"source": self.source, "where": self.where}
+        return {"source": self.source, "where": self.where, "engine": self.engine}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["source"])  # type: ignore[misc]
+        self.__init__(state["source"], engine=state["engine"])  # type: ignore[misc]
 
     def __dask_tokenize__(self) -> tuple[str, ...]:
         return ("sensorium-zarr-store", self.where)
@@ -68,15 +70,15 @@ class StoreHandle:
         """The array at ``path``, or StoreFormatError naming it."""
         array = self._arrays.get(path)
         if array is None:
-            try:
-                array = self.root[path]
-            except KeyError as e:
+            node = self.root.get(path)
+            if node is None:
                 raise StoreFormatError(
                     f"{self.where}: no array '{path}'; the store is damaged or not written by "
                     "sensorium-zarr, convert the source again"
-                ) from e
-            if not isinstance(array, zarr.Array):
+                )
+            if not isinstance(node, zarr.Array):
                 raise StoreFormatError(f"{self.where}: '{path}' is a group, expected an array")
+            array = engine_.open_array(self.root.store, path, self.engine)
             self._arrays[path] = array
         return array
 
@@ -326,16 +328,21 @@ class Mouse:
         return self._handle.params(variable, std_.parse_statistics_source(statistics, where))
 
 
-def open_mouse(path: str | os.PathLike[str] | Store) -> Mouse:
-    """Open the store at ``path`` (a folder, or a Zarr ``Store``) read-only."""
+def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = None) -> Mouse:
+    """Open the store at ``path`` (a folder, or a Zarr ``Store``) read-only.
+
+    ``engine`` decodes chunks: ``"zarrs"`` (the ``fast`` extra; the default when it is
+    installed) or ``"zarr"`` (zarr-python's own pipeline).
+    """
+    engine = engine_.parse_engine(engine)
     if isinstance(path, Store):
         root, attrs = _open_zarr_store(path)
         # Zarr's read-only view of the store, so a pickled Mouse reopens read-only too.
-        handle = StoreHandle(root.store, root)
+        handle = StoreHandle(root.store, root, engine)
     elif isinstance(path, (str, os.PathLike)):
         folder = Path(path)
         root, attrs = open_store(folder)
-        handle = StoreHandle(folder, root)
+        handle = StoreHandle(folder, root, engine)
     else:
         raise TypeError(f"open_mouse: expected a path or a zarr Store, got {type(path).__name__}")
     try:
@@ -364,7 +371,7 @@ def _open_zarr_store(store: Store) -> tuple[zarr.Group, fmt.MouseAttrs]:
     return root, fmt.MouseAttrs.from_dict(data, where)
 
 
-def open_sensorium(folder: str | os.PathLike[str]) -> dict[str, Mouse]:
+def open_sensorium(folder: str | os.PathLike[str], *, engine: str | None = None) -> dict[str, Mouse]:
     """Every complete ``*.zarr`` store in ``folder``, by mouse name.
 
     Hidden folders (conversions under way or interrupted, ``.<mouse>.zarr.partial``) and
@@ -381,7 +388,7 @@ def open_sensorium(folder: str | os.PathLike[str]) -> dict[str, Mouse]:
         if not is_complete_store(path):
             skipped.append(path.name)
             continue
-        mouse = open_mouse(path)
+        mouse = open_mouse(path, engine=engine)
         if mouse.name in mice:
             raise StoreFormatError(
                 f"{folder}: {path.name} and {mice[mouse.name].path} both hold mouse "
