@@ -24,10 +24,10 @@ __all__ = ["Chunking"]
 @dataclass(frozen=True)
 class Chunking:
     trials_per_shard: int = 8
-    neurons_per_chunk: int = 256
+    neurons_per_chunk: int = 64
     frames_per_video_chunk: int = 64
-    cname: str = "zstd"
-    clevel: int = 1
+    cname: str = "lz4"
+    clevel: int = 5
     shuffle: str = "shuffle"
 
     def __post_init__(self) -> None:
