@@ -270,7 +270,13 @@ def _read_block(
     params = handle.params(variable, statistics).window(frames)
     if neurons is not None:
         params = params.neurons(neurons)
-    data = std_.standardize(variable, data, params)
+    if data.dtype.kind == "f" and data.flags.writeable and not std_.subtracts_mean(variable):
+        # Responses (most of the bytes) are only rescaled: one in-place multiply, within
+        # one rounding of the float64 path. A mean subtraction in float32 could cancel
+        # digits, so videos and pupil positions keep the float64 path.
+        data = std_.standardize_inplace(variable, data, params)
+    else:
+        data = std_.standardize(variable, data, params)
     if withheld is not None and withheld.any():
         # Zeros stand in for responses the release withheld; standardized, they must not
         # pass for real silence.

@@ -33,6 +33,8 @@ __all__ = [
     "RESPONSE_THRESHOLD_FRACTION",
     "StandardizationParams",
     "standardize",
+    "standardize_inplace",
+    "subtracts_mean",
     "destandardize",
     "recomputed_params",
     "provided_params",
@@ -76,6 +78,17 @@ class StandardizationParams:
         index[self.time_axis] = frames
         return StandardizationParams(self.mean[tuple(index)], self.scale[tuple(index)], self.time_axis)
 
+    def in_dtype(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """``mean`` and ``1 / scale`` cast to ``dtype``, computed once per dtype, so the read
+        path can rescale in the stored dtype, in place (NeuroNormalizer's ``x * precision``)
+        instead of promoting every value to float64 and back."""
+        cache = self.__dict__.setdefault("_in_dtype", {})
+        key = np.dtype(dtype).str
+        if key not in cache:
+            with np.errstate(divide="ignore"):
+                cache[key] = (self.mean.astype(dtype), (1.0 / self.scale).astype(dtype))
+        return cache[key]
+
     def neurons(self, selection: slice | np.ndarray) -> "StandardizationParams":
         """The parameters of some neurons (responses: axis 0 is the neuron axis)."""
         return StandardizationParams(self.mean[selection], self.scale[selection], self.time_axis)
@@ -85,6 +98,20 @@ def standardize(variable: str, x: Any, params: StandardizationParams) -> Any:
     """Standardized ``x`` (one trial or a stack of trials, numpy or dask), same float dtype."""
     out = x - params.mean if _SUBTRACTS_MEAN[variable] else x
     return _keep_dtype(out / params.scale, x)
+
+
+def subtracts_mean(variable: str) -> bool:
+    return _SUBTRACTS_MEAN[variable]
+
+
+def standardize_inplace(variable: str, x: np.ndarray, params: StandardizationParams) -> np.ndarray:
+    """``standardize`` for a float numpy array the caller owns, overwriting it (no
+    temporaries): ``x * (1 / scale)`` in the array's dtype, within one rounding of
+    ``standardize``; only for variables that are rescaled, not centred."""
+    if _SUBTRACTS_MEAN[variable]:
+        raise ValueError(f"standardize_inplace: {variable} subtracts a mean; use standardize")
+    _, precision = params.in_dtype(x.dtype)
+    return np.multiply(x, precision, out=x)
 
 
 def destandardize(variable: str, x: Any, params: StandardizationParams) -> Any:
