@@ -15,17 +15,15 @@ SOURCE_MOUSE_DIR is a Sensorium mouse folder, e.g. one written by ``make_sample.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from numcodecs import Blosc
 
 import reader
+from bench import median_time, memcpy_rate  # scripts/ is on sys.path when run as a script
 from converter import Chunking, convert_mouse, scan_source
 
 CODECS = {
@@ -38,21 +36,6 @@ CODECS = {
 }
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _memcpy_gbps(repeats: int) -> float:
-    a = np.ones(256 * 2**20, np.uint8)
-    b = np.ones_like(a)  # touched, so page faults are not timed
-    return a.nbytes / _median_time(lambda: np.copyto(b, a), repeats) / 1e9
-
-
 def codec_table(mouse: Path, trials: list[int], repeats: int) -> list[str]:
     layout = scan_source(mouse)
     chunks = {
@@ -61,7 +44,7 @@ def codec_table(mouse: Path, trials: list[int], repeats: int) -> list[str]:
         "videos": [np.ascontiguousarray(layout.read_trial("videos", t).transpose(2, 0, 1)[f:f + 64])
                    for t in trials[:8] for f in range(0, layout.t_pad, 64)],
     }
-    memcpy = _memcpy_gbps(repeats)
+    memcpy = memcpy_rate(repeats) / 1e9
     rows = [f"memcpy: {memcpy:.2f} GB/s (one core)", "",
             "| codec | variable | size / raw | encode GB/s | decode GB/s | decode / memcpy |",
             "|---|---|---|---|---|---|"]
@@ -69,8 +52,8 @@ def codec_table(mouse: Path, trials: list[int], repeats: int) -> list[str]:
         for variable, data in chunks.items():
             raw = sum(c.nbytes for c in data)
             encoded = [codec.encode(c) for c in data]
-            t_enc = _median_time(lambda: [codec.encode(c) for c in data], max(1, repeats // 2))
-            t_dec = _median_time(lambda: [codec.decode(e) for e in encoded], repeats)
+            t_enc = median_time(lambda: [codec.encode(c) for c in data], max(1, repeats // 2))
+            t_dec = median_time(lambda: [codec.decode(e) for e in encoded], repeats)
             size = sum(len(e) for e in encoded) / raw
             rows.append(f"| {name} | {variable} | {size:.3f} | {raw / t_enc / 1e9:.2f} | "
                         f"{raw / t_dec / 1e9:.2f} | {raw / t_dec / 1e9 / memcpy:.2f} |")
@@ -91,13 +74,13 @@ def chunk_table(mouse: Path, work: Path, trials: list[int], repeats: int, per_ch
             raw = m.split(list(m.tiers), standardize=False)
             picks = iter(rng.integers(0, len(raw), size=4 * repeats))
             array = raw.responses
-            t_trial = _median_time(lambda: array[int(next(picks))].compute(scheduler="sync"), repeats)
+            t_trial = median_time(lambda: array[int(next(picks))].compute(scheduler="sync"), repeats)
             ids = iter(raw.trial_ids[rng.integers(0, len(raw), size=4 * repeats)])
-            t_load = _median_time(lambda: np.load(source / f"{int(next(ids))}.npy"), repeats)
+            t_load = median_time(lambda: np.load(source / f"{int(next(ids))}.npy"), repeats)
             neuron = int(rng.integers(m.n_neurons))
             one = m.split(list(m.tiers), standardize=False, neurons=[neuron]).responses
-            t_neuron = _median_time(lambda: one.compute(scheduler="sync"), max(1, repeats // 2))
-            t_all = _median_time(lambda: [np.load(source / f"{int(i)}.npy")[neuron] for i in raw.trial_ids], 1)
+            t_neuron = median_time(lambda: one.compute(scheduler="sync"), max(1, repeats // 2))
+            t_all = median_time(lambda: [np.load(source / f"{int(i)}.npy")[neuron] for i in raw.trial_ids], 1)
             rows.append(f"| {n} | {engine} | {t_trial * 1e3:.1f} | {t_load * 1e3:.1f} | {t_trial / t_load:.2f} | "
                         f"{t_neuron * 1e3:.0f} | {t_all * 1e3:.0f} | {t_all / t_neuron:.1f}x |")
     return rows
