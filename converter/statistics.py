@@ -15,6 +15,11 @@ import numpy as np
 
 __all__ = ["Moments", "nanmedian"]
 
+#: Rows up to this many values are sorted whole; longer ones are partitioned (measured:
+#: 83000 rows of 350 sort in 0.29 s, partition in 0.42 s; 256 rows of 113400 sort in
+#: 1.5 s, partition in 0.34 s).
+_SORT_MAX_ROW = 4096
+
 
 @dataclass
 class Moments:
@@ -98,15 +103,15 @@ def nanmedian(x: np.ndarray, axis: int | tuple[int, ...] = 0) -> np.ndarray:
     rows[nan] = np.inf  # NaN sorts last as +inf, beyond every row's count
     del nan
     lo, hi = np.maximum(counts - 1, 0) // 2, counts // 2
-    unique = np.unique(counts)
-    if len(unique) > 8:
-        # Many distinct counts (padding varies per frame): one full sort beats many partitions.
+    if rows.shape[1] <= _SORT_MAX_ROW:
+        # Short rows (the trials of one element): numpy's row-wise sort beats a two-kth
+        # partition, whose per-row overhead dominates at this length.
         rows.sort(axis=1)
         index = np.arange(len(rows))
         out = (rows[index, lo] + rows[index, hi]) / 2
     else:
         out = np.empty(len(rows))
-        for c in unique:
+        for c in np.unique(counts):
             chosen = counts == c
             part = rows if chosen.all() else rows[chosen]
             part = np.partition(part, sorted({max(c - 1, 0) // 2, c // 2}), axis=1)

@@ -45,3 +45,15 @@ def test_nanmedian_equals_numpy(stack):
         warnings.simplefilter("ignore", RuntimeWarning)
         for axis in (0, (0, 2), 2):
             np.testing.assert_array_equal(nanmedian(stack, axis), np.nanmedian(stack.astype(np.float64), axis))
+
+
+def test_nanmedian_long_rows_take_the_partition_path_and_equal_numpy():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 4500, 4))  # 4500 * 3 values per output: beyond the sort limit
+    x[:, 4000:, 1] = np.nan  # differing counts per output column
+    x[:, :, 2] = np.nan  # all NaN
+    x[0, 7, 3] = np.nan
+    for axis in ((0, 1), 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            np.testing.assert_array_equal(nanmedian(x, axis), np.nanmedian(x, axis))
