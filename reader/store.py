@@ -36,7 +36,7 @@ def is_complete_store(path: Path | str) -> bool:
     """Whether ``path`` holds a finished store (of any format version)."""
     try:
         root = zarr.open_group(store=str(path), mode="r", zarr_format=3)
-    except Exception:
+    except (OSError, ValueError, zarr.errors.BaseZarrError):
         return False
     data = root.attrs.get(fmt.ATTRS_KEY)
     return isinstance(data, dict) and data.get("complete") is True

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import logging
-import pickle
 import shutil
 import zipfile
 from pathlib import Path

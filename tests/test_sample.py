@@ -26,7 +26,6 @@ from converter.sample import (
 from reader.format import (
     BEHAVIOR,
     NONE_TIER,
-    PUPIL_CENTER,
     RESPONSES,
     TEST_TIERS,
     TIERS,
