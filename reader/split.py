@@ -9,6 +9,9 @@ the store handle, which pickles as the store location, so graphs run in other pr
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -189,6 +192,34 @@ class Split:
             return max(1, self.shapes[fmt.RESPONSES][1] // _count(self.neurons))
         return 1
 
+    def trial(self, index: int) -> dict[str, np.ndarray]:
+        """Every variable of the ``index``-th trial of this split as numpy, without Dask.
+
+        The same read and standardization as the Dask arrays' tasks, for per-trial
+        consumers (a PyTorch ``Dataset.__getitem__``) where building and scheduling a
+        graph per item would cost more than the read.
+        """
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(self) <= index < len(self):
+            raise SelectionError(f"{self._handle.where}: trial index {index!r} outside 0..{len(self) - 1}")
+        index = int(index) % len(self)
+        positions = self.positions[index : index + 1]
+        mode = self.statistics if self.standardized else None
+        withheld = None if mode is None else ~self.has_responses[index : index + 1]
+        reads = {
+            variable: _pool().submit(
+                _read_block,
+                self._handle,
+                variable,
+                positions,
+                self.frames,
+                mode,
+                withheld if variable == fmt.RESPONSES else None,
+                self.neurons if variable == fmt.RESPONSES else None,
+            )
+            for variable in fmt.VARIABLES
+        }
+        return {variable: read.result()[0] for variable, read in reads.items()}
+
     def array(self, variable: str) -> "dask.array.Array":
         """``variable`` of this split's trials as a Dask array, one graph layer."""
         import dask.array as da
@@ -235,6 +266,20 @@ class Split:
             dtype=dtype,
             meta=np.empty((0,) * len(shape), dtype),
         )
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for ``Split.trial``: the variables decode and rescale in parallel (zarrs and
+    numpy release the GIL), one pool per process, made on first use."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(len(fmt.VARIABLES), thread_name_prefix="sensorium-zarr-trial")
+        return _POOL
 
 
 #: Read a block's whole range of trials when it is at most this many times the trials wanted.

@@ -520,6 +520,10 @@ class Sides:
 
     # -- one trial (row 3)
     def our_trial(self, k: int) -> list[np.ndarray]:
+        one = self.train.trial(k)  # the numpy spelling, for per-trial loaders
+        return [one[v] for v in VARIABLES]
+
+    def our_trial_dask(self, k: int) -> list[np.ndarray]:
         return list(dask.compute(*(self.train.array(v)[k] for v in VARIABLES), scheduler="threads"))
 
     def npy_trial(self, k: int) -> list[np.ndarray]:
@@ -595,12 +599,15 @@ def check_same(what: str, ours: Sequence[np.ndarray], base: Sequence[np.ndarray]
 
 
 def measure_trial(sides: Sides, picks: Sequence[int], label: str, number: str, report: Report,
-                  before: Callable[[], None] | None = None) -> None:
-    """Row 3: one random train trial, all four variables, standardized, as numpy."""
-    log(f"one trial, {label} ({len(picks)} repetitions)")
-    t_ours, t_base, _, _ = paired(sides.our_trial, sides.npy_trial, picks, before)
-    ratio, target, met = slower(t_ours, t_base, 1.0)
-    report.rows.append(Row(number, f"one random train trial, 4 variables, standardized, numpy ({label})",
+                  before: Callable[[], None] | None = None, dask_path: bool = False) -> None:
+    """Row 3: one random train trial, all four variables, standardized, as numpy, through
+    ``split.trial(k)`` (or, with ``dask_path``, computing the Dask arrays' slices)."""
+    log(f"one trial{' via dask' if dask_path else ''}, {label} ({len(picks)} repetitions)")
+    ours = sides.our_trial_dask if dask_path else sides.our_trial
+    t_ours, t_base, _, _ = paired(ours, sides.npy_trial, picks, before)
+    ratio, target, met = slower(t_ours, t_base, None if dask_path else 1.0)
+    spelling = "`dask.compute(split.<var>[k])` (info)" if dask_path else "`split.trial(k)`"
+    report.rows.append(Row(number, f"one random train trial, 4 variables, standardized, numpy, {spelling} ({label})",
                            ms(t_ours), f"{ms(t_base)} (np.load 4 files + same arithmetic)", ratio, target, met))
 
 
@@ -789,6 +796,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
         check_same("one neuron, split", [sides.our_neuron_split(neurons[0])], [base_neuron])
 
         measure_trial(sides, picks, "warm", "3", report)
+        measure_trial(sides, picks, "warm", "3d", report, dask_path=True)
         measure_neuron(sides, neurons, "warm", "", report)
         measure_neuron_mmap(sides, neurons, report)
 

@@ -345,3 +345,22 @@ def test_bad_neuron_selection(store, neurons, match):
     with pytest.raises(SelectionError, match=match) as excinfo:
         open_mouse(store).split("train", neurons=neurons)
     _one_line(excinfo)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_trial_returns_the_same_numpy_as_the_dask_arrays(store, standardize):
+    split = open_mouse(store).split(["train", "test"], standardize=standardize, frames=slice(3, 25), neurons=[1, 5, 7])
+    for k in (0, len(split) - 1, -1):
+        one = split.trial(k)
+        assert set(one) == {"videos", "responses", "behavior", "pupil_center"}
+        for variable, values in one.items():
+            np.testing.assert_array_equal(values, split.array(variable)[k].compute(), err_msg=variable)
+    withheld = int(np.flatnonzero(~split.has_responses)[0])
+    assert np.isnan(split.trial(withheld)["responses"]).all() == standardize
+
+
+@pytest.mark.parametrize("index", [10_000, -10_000, 1.5, True])
+def test_trial_index_out_of_range(store, index):
+    with pytest.raises(SelectionError, match="trial index") as excinfo:
+        open_mouse(store).split("train").trial(index)
+    _one_line(excinfo)
