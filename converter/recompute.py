@@ -34,7 +34,7 @@ def create_statistics(
     root: zarr.Group, variable: str, moments: Moments, dtype: np.dtype
 ) -> None:
     """Write every streamed statistic of ``variable`` and create its (empty) medians."""
-    time_axis = fmt.DIMENSIONS[variable].index("time") - 1
+    time_axis = fmt.time_axis(variable, with_trial_axis=False)
     for granularity, result in (
         (fmt.OVER_TRIALS, moments.finalize()),
         (fmt.OVER_TRIALS_AND_TIME, moments.reduce(time_axis).finalize()),
@@ -78,7 +78,7 @@ def median_block(
     """
     data = open_array(store_path, variable, engine)
     axis = _BLOCK_AXIS[variable]
-    time_axis = fmt.DIMENSIONS[variable].index("time")
+    time_axis = fmt.time_axis(variable)
     values = _read_trials(data, train, axis, lo, hi)
     results: dict[str, list[np.ndarray]] = {fmt.OVER_TRIALS: [], fmt.OVER_TRIALS_AND_TIME: []}
     for sub_lo, sub_hi in _ranges(values.shape, axis, 8 * max(len(train), 1), MEDIAN_SORT_BYTES):
@@ -126,7 +126,7 @@ def write_medians(
 def _out_axis(variable: str, granularity: str) -> int:
     """Where the block axis lands in a statistic (the trial axis, and maybe time, removed)."""
     axis = _BLOCK_AXIS[variable]
-    time_axis = fmt.DIMENSIONS[variable].index("time")
+    time_axis = fmt.time_axis(variable)
     if granularity == fmt.OVER_TRIALS_AND_TIME and time_axis < axis:
         return axis - 2
     return axis - 1

@@ -80,7 +80,7 @@ def _verify_block(layout: SourceLayout, store: Path, lo: int, hi: int, engine: s
         block = _read(root, variable, problems, slice(lo, hi))
         if block is None:
             continue
-        time_axis = fmt.DIMENSIONS[variable].index("time") - 1
+        time_axis = fmt.time_axis(variable, with_trial_axis=False)
         for i, trial_id in enumerate(layout.trial_ids[lo:hi]):
             where = layout.tree.where(layout.trial_file(variable, trial_id))
             try:

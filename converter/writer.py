@@ -141,7 +141,7 @@ def write_block(
         written.moments = {v: Moments.empty(stored_shape(layout, v)[1:]) for v in fmt.VARIABLES}
     for column, variable in enumerate(fmt.VARIABLES):
         buffer = np.empty((n, *stored_shape(layout, variable)[1:]), dtypes[variable])
-        time_axis = fmt.DIMENSIONS[variable].index("time") - 1
+        time_axis = fmt.time_axis(variable, with_trial_axis=False)
         for i, trial_id in enumerate(trial_ids):
             source = layout.read_trial(variable, trial_id)
             buffer[i] = source.transpose(fmt.SOURCE_TO_STORED_AXES[variable])

@@ -102,6 +102,13 @@ SPLITS: dict[str, tuple[str, ...]] = {
 }
 
 
+def time_axis(variable: str, *, with_trial_axis: bool = True) -> int:
+    """Position of ``time`` among ``variable``'s stored axes: in the stacked array, or
+    (``with_trial_axis=False``) in one trial, whose leading trial axis is dropped."""
+    axis = DIMENSIONS[variable].index("time")
+    return axis if with_trial_axis else axis - 1
+
+
 def statistics_dimensions(variable: str, granularity: str) -> tuple[str, ...]:
     """Dimension names of one recomputed statistic of ``variable``."""
     dims = DIMENSIONS[variable][1:]

@@ -228,7 +228,7 @@ class Split:
 
         variable = parse_variable(variable, self._handle.where)
         dtype = self.dtypes[variable]
-        time_axis = fmt.DIMENSIONS[variable].index("time")
+        time_axis = fmt.time_axis(variable)
         shape = list(self.shapes[variable])
         shape[time_axis] = self.frames.stop - self.frames.start
         neurons = self.neurons if variable == fmt.RESPONSES else None
@@ -298,7 +298,7 @@ def _read_block(
     """Trials at ``positions``, frames ``frames`` (and ``neurons`` of responses),
     standardized with ``statistics`` (None: raw), ``withheld`` trials' responses NaN."""
     array = handle.array(variable)
-    time_axis = fmt.DIMENSIONS[variable].index("time")
+    time_axis = fmt.time_axis(variable)
     selection: list[Any] = [slice(None)] * array.ndim
     selection[time_axis] = frames
     if neurons is not None:

@@ -151,7 +151,7 @@ def recomputed_params(variable: str, statistics: Mapping[str, np.ndarray]) -> St
     std = np.asarray(statistics["std"], dtype=np.float64)
     if variable == fmt.VIDEOS:
         mean, std = pool_pixels(mean, std, np.asarray(statistics["count"]))
-    time_axis = fmt.DIMENSIONS[variable].index("time") - 1
+    time_axis = fmt.time_axis(variable, with_trial_axis=False)
     if variable == fmt.VIDEOS:
         # One scalar for the whole video, broadcast over (time, height, width).
         shape = (1,) * (len(fmt.DIMENSIONS[variable]) - 1)
@@ -166,7 +166,7 @@ def provided_params(variable: str, mean: np.ndarray | None, std: np.ndarray) -> 
     axes = fmt.SOURCE_TO_STORED_AXES[variable]
     std = np.asarray(std, dtype=np.float64).transpose(axes)
     mean = np.zeros_like(std) if mean is None else np.asarray(mean, dtype=np.float64).transpose(axes)
-    return _params(variable, mean, std, fmt.DIMENSIONS[variable].index("time") - 1)
+    return _params(variable, mean, std, fmt.time_axis(variable, with_trial_axis=False))
 
 
 def _params(variable: str, mean: np.ndarray, std: np.ndarray, time_axis: int) -> StandardizationParams:
