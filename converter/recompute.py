@@ -21,8 +21,8 @@ from .writer import create_array, open_array
 
 __all__ = ["create_statistics", "median_blocks", "median_block", "write_medians"]
 
-#: Bytes of stored train data one median task reads at once, and float64 bytes it sorts
-#: at once (the sort copies its input about three times).
+#: Bytes of stored train data one median task reads at once, and bytes it sorts (counted
+#: at 8 per value) at once (the sort copies its input about twice).
 MEDIAN_READ_BYTES = 128 * 2**20
 MEDIAN_SORT_BYTES = 32 * 2**20
 

@@ -20,6 +20,11 @@ __all__ = ["Moments", "nanmedian"]
 #: 1.5 s, partition in 0.34 s).
 _SORT_MAX_ROW = 4096
 
+#: Elements per slab in ``Moments.add_block``: float64 temporaries of 8 trials x 8192
+#: stay in cache (measured on 8 full-size response trials: 67 ms at 8192, 106 ms at
+#: 32768, 179 ms at 262144; the per-trial add it replaced took 376 ms).
+_SLAB = 8192
+
 
 @dataclass
 class Moments:
@@ -43,14 +48,41 @@ class Moments:
 
     def add(self, x: np.ndarray) -> None:
         """Fold in one observation of every element; NaN elements are skipped."""
-        x = np.asarray(x, dtype=np.float64)
-        valid = ~np.isnan(x)
-        self.count += valid
-        delta = np.where(valid, x - self.mean, 0.0)
-        self.mean += delta / np.maximum(self.count, 1)
-        self.m2 += np.where(valid, delta * (x - self.mean), 0.0)
-        np.fmin(self.min, x, out=self.min)
-        np.fmax(self.max, x, out=self.max)
+        self.add_block(np.asarray(x)[np.newaxis])
+
+    def add_block(self, block: np.ndarray) -> None:
+        """Fold in ``block[0]``, ``block[1]``, ...: each block is reduced two-pass (its mean,
+        then squared deviations from it) and merged once, which is as accurate as adding
+        observation by observation and several times faster."""
+        block = np.asarray(block)
+        k = block.shape[0]
+        if k == 0:
+            return
+        flat = block.reshape(k, -1)
+        count, mean, m2, low, high = (a.reshape(-1) for a in (self.count, self.mean, self.m2, self.min, self.max))
+        # Slabs of elements keep every float64 temporary cache-sized and reused, instead of
+        # a dozen fresh full-size arrays per block (page faults dominated the old per-trial add).
+        for lo in range(0, flat.shape[1], _SLAB):
+            hi = min(lo + _SLAB, flat.shape[1])
+            x = flat[:, lo:hi]
+            nan = np.isnan(x)
+            n_b = k - nan.sum(axis=0)
+            xs = x.astype(np.float64)
+            np.copyto(xs, 0.0, where=nan)
+            mean_b = xs.sum(axis=0) / np.maximum(n_b, 1)
+            xs -= mean_b
+            np.copyto(xs, 0.0, where=nan)
+            m2_b = np.einsum("ij,ij->j", xs, xs)
+            n_a = count[lo:hi]
+            n = n_a + n_b
+            safe = np.maximum(n, 1)
+            delta = mean_b - mean[lo:hi]
+            mean[lo:hi] += delta * (n_b / safe)
+            m2[lo:hi] += m2_b + delta**2 * (n_a * n_b / safe)
+            count[lo:hi] = n
+            with np.errstate(invalid="ignore"):
+                np.fmin(low[lo:hi], np.fmin.reduce(x, axis=0), out=low[lo:hi])
+                np.fmax(high[lo:hi], np.fmax.reduce(x, axis=0), out=high[lo:hi])
 
     def merge(self, other: "Moments") -> "Moments":
         """Combine two disjoint streams into a new ``Moments``."""
@@ -88,8 +120,13 @@ class Moments:
 
 
 def nanmedian(x: np.ndarray, axis: int | tuple[int, ...] = 0) -> np.ndarray:
-    """Exact NaN-ignoring median over ``axis`` (float64 result, NaN where all are NaN)."""
-    x = np.asarray(x, dtype=np.float64)
+    """Exact NaN-ignoring median over ``axis`` (float64 result, NaN where all are NaN),
+    equal to ``np.nanmedian(x.astype(np.float64), axis)``."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    # Floats are ordered in their own dtype (float32 sorts twice as fast as float64);
+    # only the two middle values are widened, so the mean of them matches numpy's.
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     axes = tuple(a % x.ndim for a in axes)
     kept = [a for a in range(x.ndim) if a not in axes]
@@ -98,23 +135,22 @@ def nanmedian(x: np.ndarray, axis: int | tuple[int, ...] = 0) -> np.ndarray:
     if x.size == 0:
         return np.full(out_shape, np.nan)
     rows = np.ascontiguousarray(np.transpose(x, (*kept, *axes)).reshape(math.prod(out_shape), -1))
-    nan = np.isnan(rows)
-    counts = rows.shape[1] - nan.sum(axis=1)
-    rows[nan] = np.inf  # NaN sorts last as +inf, beyond every row's count
-    del nan
+    # numpy's sort and partition put NaN after +inf, so each row's values come first.
+    counts = rows.shape[1] - np.count_nonzero(np.isnan(rows), axis=1)
     lo, hi = np.maximum(counts - 1, 0) // 2, counts // 2
     if rows.shape[1] <= _SORT_MAX_ROW:
         # Short rows (the trials of one element): numpy's row-wise sort beats a two-kth
         # partition, whose per-row overhead dominates at this length.
         rows.sort(axis=1)
         index = np.arange(len(rows))
-        out = (rows[index, lo] + rows[index, hi]) / 2
+        out = (rows[index, lo].astype(np.float64) + rows[index, hi]) / 2
     else:
         out = np.empty(len(rows))
         for c in np.unique(counts):
             chosen = counts == c
             part = rows if chosen.all() else rows[chosen]
-            part = np.partition(part, sorted({max(c - 1, 0) // 2, c // 2}), axis=1)
-            out[chosen] = (part[:, max(c - 1, 0) // 2] + part[:, c // 2]) / 2
+            low, high = max(c - 1, 0) // 2, c // 2
+            part = np.partition(part, sorted({low, high}), axis=1)
+            out[chosen] = (part[:, low].astype(np.float64) + part[:, high]) / 2
     out[counts == 0] = np.nan
     return out.reshape(out_shape)

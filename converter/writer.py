@@ -148,8 +148,9 @@ def write_block(
             valid[i, column] = real_frames(buffer[i], time_axis)
             if variable == fmt.RESPONSES:
                 has_responses[i] = not responses_withheld(buffer[i])
-            if written.moments is not None and train[start + i]:
-                written.moments[variable].add(buffer[i])
+        if written.moments is not None:
+            in_train = train[start:stop]
+            written.moments[variable].add_block(buffer if in_train.all() else buffer[in_train])
         open_array(store_path, variable, engine)[start:stop] = buffer
         del buffer
     written.valid_frames[start] = valid
@@ -166,4 +167,7 @@ def real_frames(trial: np.ndarray, time_axis: int) -> int:
 
 def responses_withheld(trial: np.ndarray) -> bool:
     """Competition releases replace withheld responses by zeros: no non-zero real value."""
-    return not np.any(np.nan_to_num(trial, nan=0.0))
+    if trial.dtype.kind != "f":
+        return not np.count_nonzero(trial)
+    # NaN counts as non-zero: withheld means every non-zero element is a NaN.
+    return np.count_nonzero(trial) == np.count_nonzero(np.isnan(trial))

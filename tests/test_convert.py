@@ -181,3 +181,19 @@ def test_store_without_train_trials_has_nan_statistics(tmp_path):
     assert np.isnan(root["statistics/train/responses/trials_time/mean"][...]).all()
     assert (root["statistics/train/responses/trials_time/count"][...] == 0).all()
     assert "train" not in root.attrs[fmt.ATTRS_KEY]["tiers"]
+
+
+def test_withheld_means_no_nonzero_real_value():
+    from converter.writer import responses_withheld
+
+    zeros = np.zeros((4, 10), np.float32)
+    zeros[:, 8:] = np.nan  # padding
+    assert responses_withheld(zeros)
+    assert responses_withheld(np.full((2, 3), np.nan))
+    one = zeros.copy()
+    one[3, 2] = 1e-30
+    assert not responses_withheld(one)
+    late = zeros.copy()
+    late[0, 9] = -2.0  # a real value inside the padded frames still counts
+    assert not responses_withheld(late)
+    assert responses_withheld(np.zeros(5, np.int64)) and not responses_withheld(np.arange(5))

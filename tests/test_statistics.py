@@ -39,6 +39,33 @@ def test_streamed_then_merged_moments_equal_numpy(stack, split):
 
 
 @settings(max_examples=60, deadline=None)
+@given(stacks, st.lists(st.integers(0, 12), max_size=4))
+def test_blocks_of_trials_give_the_same_moments_as_numpy(stack, cuts):
+    """The writer folds in a block of trials at once; any cut into blocks must agree."""
+    edges = [0, *sorted(min(c, len(stack)) for c in cuts), len(stack)]
+    moments = Moments.empty(stack.shape[1:])
+    for lo, hi in zip(edges, edges[1:]):
+        moments.add_block(stack[lo:hi])
+    got = moments.finalize()
+    for name, expected in _numpy(stack, 0).items():
+        np.testing.assert_allclose(got[name], expected, rtol=1e-7, atol=1e-6, err_msg=name)
+
+
+def test_block_moments_over_many_slabs_equal_numpy():
+    """Elements beyond one slab (the writer's cache-sized unit) land in the right place."""
+    rng = np.random.default_rng(7)
+    stack = rng.normal(100.0, 3.0, size=(5, 3, 7000)).astype(np.float32)
+    stack[:, 1, 6000:] = np.nan
+    stack[2, 2, :] = np.nan
+    moments = Moments.empty(stack.shape[1:])
+    moments.add_block(stack[:3])
+    moments.add_block(stack[3:])
+    got = moments.finalize()
+    for name, expected in _numpy(stack, 0).items():
+        np.testing.assert_allclose(got[name], expected, rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+@settings(max_examples=60, deadline=None)
 @given(stacks)
 def test_nanmedian_equals_numpy(stack):
     with warnings.catch_warnings():
