@@ -174,7 +174,7 @@ def _attrs(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype]
         source=layout.tree.path.name,
         source_dtypes=layout.source_dtypes,
         stored_dtypes={v: str(d) for v, d in dtypes.items()},
-        tiers=tuple(t for t in fmt.TIERS if t in present) + tuple(sorted(present - set(fmt.TIERS))),
+        tiers=fmt.ordered_tiers(present),
         converter_version=converter_version(),
         config=layout.config,
         lossy=("float64 stored as float32",) if lossy else (),

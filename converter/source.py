@@ -78,7 +78,9 @@ class SourceLayout:
     """Everything a conversion needs to know about one mouse, checked, before any data is read."""
 
     tree: SourceTree
-    trial_ids: np.ndarray  # ascending int64 ids of the trials that have files
+    # int64 ids of the trials that have files, in the store's order (tier-major,
+    # ``format.stored_trial_order``): position i of every stored per-trial array is trial_ids[i]
+    trial_ids: np.ndarray
     trial_tiers: np.ndarray  # tier name of each of those trials
     headers: dict[tuple[str, int], NpyHeader]  # (variable, trial id) -> header
     shapes: dict[str, tuple[int, ...]]  # variable -> source shape of one trial (time last)
@@ -293,7 +295,9 @@ def scan_source(path: Path | str) -> SourceLayout:
         warnings=warnings,
     )
     tiers = _read_tiers(layout)
-    object.__setattr__(layout, "trial_tiers", tiers)
+    order = fmt.stored_trial_order(trial_ids, tiers)
+    object.__setattr__(layout, "trial_ids", trial_ids[order])
+    object.__setattr__(layout, "trial_tiers", tiers[order])
     return layout
 
 
@@ -319,7 +323,7 @@ def _read_tiers(layout: SourceLayout) -> np.ndarray:
         raise SourceError(
             f"{where}: expected a 1-D array of tier names, found shape {tiers.shape} dtype {tiers.dtype}"
         )
-    largest = int(layout.trial_ids[-1])
+    largest = int(layout.trial_ids.max())
     if largest >= len(tiers):
         raise SourceError(
             f"{where}: has {len(tiers)} entries but trial {largest} has files; "

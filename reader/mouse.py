@@ -149,10 +149,8 @@ class Mouse:
         self.valid_frames: np.ndarray = self._read_trial_array(fmt.VALID_FRAMES).astype(np.int32)
         self.has_responses: np.ndarray = self._read_trial_array(fmt.HAS_RESPONSES).astype(bool)
         self.trial_ids: np.ndarray = trial_ids
-        if np.any(np.diff(trial_ids) <= 0):
-            raise StoreFormatError(
-                f"{where}: '{fmt.TRIAL_ID}' is not strictly ascending; convert the source again"
-            )
+        if len(np.unique(trial_ids)) != len(trial_ids):
+            raise StoreFormatError(f"{where}: '{fmt.TRIAL_ID}' repeats a trial id; convert the source again")
         self.positions_by_tier: dict[str, np.ndarray] = {}
         for tier_name in attrs.tiers:
             positions = handle.read(f"{fmt.INDEX_GROUP}/{tier_name}").astype(np.int64)
@@ -160,6 +158,13 @@ class Mouse:
                 raise StoreFormatError(
                     f"{where}: '{fmt.INDEX_GROUP}/{tier_name}' points outside the {attrs.n_trials} trials; "
                     "convert the source again"
+                )
+            # Both versions store a tier's trials by ascending position and trial id
+            # (version 1 sorts all trials by id, version 2 groups them by tier first).
+            if np.any(np.diff(positions) <= 0) or np.any(np.diff(trial_ids[positions]) <= 0):
+                raise StoreFormatError(
+                    f"{where}: '{fmt.INDEX_GROUP}/{tier_name}' is not in ascending position and trial id "
+                    "order; convert the source again"
                 )
             self.positions_by_tier[tier_name] = positions
         self.shapes: dict[str, tuple[int, ...]] = {}
@@ -208,7 +213,7 @@ class Mouse:
 
     @property
     def tiers(self) -> dict[str, np.ndarray]:
-        """Trial ids of every tier present, ascending."""
+        """Trial ids of every tier present, ascending within each tier."""
         return {tier: self.trial_ids[positions] for tier, positions in self.positions_by_tier.items()}
 
     def __repr__(self) -> str:
@@ -228,7 +233,9 @@ class Mouse:
         neurons: slice | Sequence[int] | np.ndarray | None = None,
     ) -> Split:
         """The trials of splits or tiers ``names`` ("train", "validation", "test", any tier,
-        or a list of those), ascending by trial id, as lazy Dask arrays.
+        or a list of those), in store order, as lazy Dask arrays: ascending trial id within
+        each tier, and tiers in experiment order (a format version 1 store orders every
+        trial by id); ``trial_ids`` and ``tiers`` say which trial each row is.
 
         ``trials_per_block`` trials make one Dask block; by default one trial, except for
         ``responses`` of a neuron subset, whose blocks hold as many trials as make the
@@ -254,7 +261,7 @@ class Mouse:
         if standardize:
             self._require_statistics(statistics)
         parts = [self.positions_by_tier[t] for t in tiers if t in self.positions_by_tier]
-        # Positions follow trial ids, so sorting them sorts the split by trial id.
+        # Sorted positions: each read then covers one ascending run of the trial axis.
         positions = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
         return Split(
             self._handle,

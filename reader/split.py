@@ -94,7 +94,7 @@ def parse_trials_per_block(trials_per_block: int, where: str) -> int:
 
 
 class Split:
-    """Trials of a selection of tiers, ascending by trial id.
+    """Trials of a selection of tiers, in store order (ascending trial id within a tier).
 
     ``videos`` (trial, time, height, width), ``responses`` (trial, neuron, time),
     ``behavior`` and ``pupil_center`` (trial, channel, time) are Dask arrays; the per-trial

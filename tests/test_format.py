@@ -34,12 +34,14 @@ def test_format_doc_names_every_format_constant():
         assert f"| `{key}` |" in doc, key
 
 
-def test_golden_v1_store_stays_readable():
-    """A store written by format version 1, committed; future readers must still read it."""
-    store = DATA / "golden-v1.zarr"
-    expected = json.loads((DATA / "golden-v1.json").read_text())
+@pytest.mark.parametrize("version", fmt.SUPPORTED_FORMAT_VERSIONS)
+def test_golden_store_stays_readable(version):
+    """A store written by each supported format version, committed (tests/data/make_golden.py
+    writes one per version); future readers must still read every one."""
+    store = DATA / f"golden-v{version}.zarr"
+    expected = json.loads((DATA / f"golden-v{version}.json").read_text())
     mouse = reader.open_mouse(store)
-    assert mouse.attrs.format_version == 1
+    assert mouse.attrs.format_version == version
     raw = mouse.split(list(fmt.TIERS[:-1]), standardize=False)
     assert raw.trial_ids.tolist() == expected["trial_id"]
     assert [str(t) for t in raw.tiers] == expected["tier"]
@@ -53,11 +55,27 @@ def test_golden_v1_store_stays_readable():
     np.testing.assert_allclose(stats, expected["train_responses_std"], rtol=1e-12)
 
 
-def test_golden_store_has_the_documented_layout_in_plain_zarr():
-    root = zarr.open_group(str(DATA / "golden-v1.zarr"), mode="r")
+@pytest.mark.parametrize("version", fmt.SUPPORTED_FORMAT_VERSIONS)
+def test_golden_store_has_the_documented_layout_in_plain_zarr(version):
+    root = zarr.open_group(str(DATA / f"golden-v{version}.zarr"), mode="r")
     attrs = root.attrs[fmt.ATTRS_KEY]
-    assert attrs["format_version"] == 1 and attrs["complete"] is True
+    assert attrs["format_version"] == version and attrs["complete"] is True
     for variable, dims in fmt.DIMENSIONS.items():
         assert root[variable].metadata.dimension_names == dims
+    ids = root[fmt.TRIAL_ID][:]
     for tier in attrs["tiers"]:
-        assert root[f"index/{tier}"].metadata.dimension_names == fmt.INDEX_DIMENSIONS
+        index = root[f"index/{tier}"]
+        assert index.metadata.dimension_names == fmt.INDEX_DIMENSIONS
+        positions = index[:]
+        assert np.all(np.diff(positions) > 0) and np.all(np.diff(ids[positions]) > 0)
+    if version == 1:
+        assert np.all(np.diff(ids) > 0)  # ascending trial id throughout
+    else:
+        # Tier-major: the tiers' ranges follow one another in the order of the attribute.
+        starts = [int(root[f"index/{tier}"][0]) for tier in attrs["tiers"]]
+        lengths = [root[f"index/{tier}"].shape[0] for tier in attrs["tiers"]]
+        assert starts == [sum(lengths[:k]) for k in range(len(lengths))]
+
+
+def test_current_version_has_a_golden_store():
+    assert (DATA / f"golden-v{fmt.FORMAT_VERSION}.zarr").is_dir(), "run tests/data/make_golden.py"

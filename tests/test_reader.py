@@ -18,6 +18,7 @@ VARIABLES = ("videos", "responses", "behavior", "pupil_center")
 STORED_AXES = {"videos": (2, 0, 1), "responses": (0, 1), "behavior": (0, 1), "pupil_center": (0, 1)}
 TIME_AXIS = {"videos": 1, "responses": 2, "behavior": 2, "pupil_center": 2}  # with the trial axis
 TEST_TIERS = ("live_test_main", "live_test_bonus", "final_test_main", "final_test_bonus")
+STORE_TIER_ORDER = ("train", "oracle", *TEST_TIERS, "none")
 SILENT, FAINT = 3, 5  # neurons made (nearly) constant, to hit the response std threshold
 
 
@@ -27,7 +28,13 @@ class Mouse:
     def __init__(self, source: Path, store: Path) -> None:
         self.source, self.store = source, store
         self.tiers_npy = np.load(source / "meta/trials/tiers.npy", allow_pickle=False)
-        self.ids = sorted(int(p.stem) for p in (source / "data/responses").glob("*.npy"))
+        # The store's order (format version 2), written out here: tiers in experiment
+        # order, ascending trial id within a tier.
+        rank = {tier: k for k, tier in enumerate(STORE_TIER_ORDER)}
+        self.ids = sorted(
+            (int(p.stem) for p in (source / "data/responses").glob("*.npy")),
+            key=lambda i: (rank[str(self.tiers_npy[i])], i),
+        )
         self.data = {
             v: {i: np.load(source / "data" / v / f"{i}.npy", allow_pickle=False) for i in self.ids} for v in VARIABLES
         }
@@ -283,7 +290,7 @@ def test_split_names_select_the_right_trials(f32, names, tiers):
     split = m.split(names)
     expected = f32.ids_of(*tiers)
     assert expected, "every tier has trials in the fixture"
-    assert split.trial_ids.tolist() == expected  # ascending trial ids
+    assert split.trial_ids.tolist() == expected  # store order: by tier, then ascending id
     assert split.tiers.tolist() == [str(f32.tiers_npy[i]) for i in expected]
     assert split.responses.shape[0] == split.videos.shape[0] == len(expected)
     np.testing.assert_array_equal(

@@ -254,6 +254,16 @@ def test_damaged_store_names_the_missing_array(store, tmp_path):
     _one_line(e)
 
 
+def test_tier_index_out_of_order_is_refused(store, tmp_path):
+    """Reads cover ascending runs of the trial axis; a shuffled index must not be read."""
+    shuffled = _copy(store, tmp_path)
+    index = zarr.open_array(str(shuffled / "index" / "train"), mode="r+")
+    index[...] = index[...][::-1]
+    with pytest.raises(StoreFormatError, match="'index/train' is not in ascending position and trial id order") as e:
+        open_mouse(shuffled)
+    _one_line(e)
+
+
 @pytest.mark.parametrize(
     "names, match",
     [
