@@ -51,8 +51,15 @@ def check_size(header: NpyHeader, data_offset: int, file_size: int, where: str) 
         raise SourceError(f"{where}: truncated: {file_size} bytes, its header needs {expected}")
 
 
-def read_array(fp: BinaryIO, where: str, expect: NpyHeader | None = None) -> np.ndarray:
-    """Read the whole `.npy` array at ``fp``; if ``expect`` is given, the header must match it."""
+def read_array(
+    fp: BinaryIO, where: str, expect: NpyHeader | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Read the whole `.npy` array at ``fp``; if ``expect`` is given, the header must match it.
+
+    ``out``: a C-contiguous array to read into when it has the file's shape, dtype and
+    order, which saves allocating (and page-faulting) a fresh buffer per file; otherwise
+    it is ignored and a new array is returned.
+    """
     header = read_header(fp, where)
     if expect is not None and (header.shape, header.dtype) != (expect.shape, expect.dtype):
         raise SourceError(
@@ -61,14 +68,21 @@ def read_array(fp: BinaryIO, where: str, expect: NpyHeader | None = None) -> np.
         )
     count = int(np.prod(header.shape, dtype=np.int64))
     nbytes = count * header.dtype.itemsize
+    fits = (
+        out is not None and out.shape == header.shape and out.dtype == header.dtype
+        and not header.fortran_order and out.flags.c_contiguous and out.flags.writeable
+    )
+    if fits:
+        _read_exactly(fp, nbytes, where, memoryview(out.reshape(-1).view(np.uint8)))
+        return out
     data = _read_exactly(fp, nbytes, where)
     array = np.frombuffer(data, dtype=header.dtype, count=count)
     order = "F" if header.fortran_order else "C"
     return array.reshape(header.shape, order=order)
 
 
-def _read_exactly(fp: BinaryIO, nbytes: int, where: str) -> bytearray:
-    buffer = bytearray(nbytes)
+def _read_exactly(fp: BinaryIO, nbytes: int, where: str, into: memoryview | None = None) -> bytearray | memoryview:
+    buffer = bytearray(nbytes) if into is None else into
     view = memoryview(buffer)
     got = 0
     try:

@@ -38,7 +38,7 @@ from .chunking import Chunking
 from .recompute import create_statistics, median_block, median_blocks, write_medians
 from .source import SourceLayout, find_sources, scan_source
 from .statistics import Moments
-from .writer import Written, create_array, create_store, stored_shape, write_block
+from .writer import Written, create_array, create_store, release_buffers, stored_shape, write_block
 
 __all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
 
@@ -145,7 +145,12 @@ def _write(
     _write_meta(root, layout)
     train = np.flatnonzero(layout.trial_tiers == fmt.STATISTICS_TIER)
     chains = _parallelism(workers, client)
-    written = _write_blocks(layout, path, chunking.trials_per_shard, dtypes, train, chains, engine, run)
+    try:
+        written = _write_blocks(layout, path, chunking.trials_per_shard, dtypes, train, chains, engine, run)
+    finally:
+        release_buffers()  # the worker threads' reused block buffers
+    if client is not None:
+        client.run(release_buffers)
     valid, has_responses = written.per_trial()
     create_array(root, fmt.VALID_FRAMES, valid.shape, valid.dtype, fmt.TRIAL_ARRAYS[fmt.VALID_FRAMES],
                  attrs={fmt.ATTRS_KEY: {"variables": list(fmt.VARIABLES)}})[...] = valid

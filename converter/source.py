@@ -109,11 +109,12 @@ class SourceLayout:
     def trial_file(self, variable: str, trial_id: int) -> str:
         return f"data/{variable}/{int(trial_id)}.npy"
 
-    def read_trial(self, variable: str, trial_id: int) -> np.ndarray:
-        """One trial's source array, checked against its scanned header."""
+    def read_trial(self, variable: str, trial_id: int, out: np.ndarray | None = None) -> np.ndarray:
+        """One trial's source array, checked against its scanned header; read into ``out``
+        when it matches the file's shape and dtype (see ``_npy.read_array``)."""
         rel = self.trial_file(variable, trial_id)
         with self.tree.open(rel) as fp:
-            return read_array(fp, self.tree.where(rel), self.headers[variable, int(trial_id)])
+            return read_array(fp, self.tree.where(rel), self.headers[variable, int(trial_id)], out=out)
 
     def read_meta(self, rel: str) -> np.ndarray:
         with self.tree.open(rel) as fp:
