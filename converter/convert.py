@@ -35,7 +35,15 @@ from reader.errors import StoreExistsError
 from reader.store import is_complete_store
 
 from .chunking import Chunking
-from .recompute import create_statistics, median_block, median_blocks, write_medians
+from .recompute import (
+    create_statistics,
+    median_block,
+    median_blocks,
+    pooled_median_block,
+    pooled_median_blocks,
+    write_medians,
+    write_pooled_medians,
+)
 from .source import SourceLayout, find_sources, scan_source
 from .statistics import Moments
 from .writer import Written, create_array, create_store, release_buffers, stored_shape, write_block
@@ -228,8 +236,21 @@ def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str,
         for variable in fmt.VARIABLES
     }
     (results,) = run(tasks, what="medians")
-    for variable, blocks in results.items():
-        write_medians(root, variable, blocks)
+    pending = [variable for variable, blocks in results.items() if not write_medians(root, variable, blocks)]
+    if pending:
+        # Videos whose values are not all integers 0..255: their median over trials and
+        # time the general way, from blocks holding every frame.
+        log.info("  %s: values other than integers 0..255, pooled median from whole-time blocks", ", ".join(pending))
+        fallback = {
+            variable: [
+                dask.delayed(pooled_median_block, pure=False)(path, variable, train, lo, hi, engine)
+                for lo, hi in pooled_median_blocks(root[variable], variable, len(train))
+            ]
+            for variable in pending
+        }
+        (pooled,) = run(fallback, what="pooled medians")
+        for variable, parts in pooled.items():
+            write_pooled_medians(root, variable, parts)
 
 
 def _parallelism(workers: int | None, client: Any) -> int:

@@ -125,7 +125,37 @@ def test_quirks_survive(folder_mouse, folder_store):
 
 
 def test_recomputed_statistics_match_numpy(folder_mouse, folder_store):
-    root = zarr.open_group(str(folder_store), mode="r")
+    _check_recomputed_statistics(folder_mouse, folder_store)
+
+
+@pytest.mark.parametrize("integer_videos", [True, False], ids=["counted", "fallback"])
+def test_medians_over_many_blocks_match_numpy(folder_mouse, tmp_path, monkeypatch, caplog, integer_videos):
+    """Videos' pooled medians come from value counts of integer frames, or the general
+    way when a value is not an integer 0..255; both exact, whatever the blocks."""
+    import shutil
+
+    from converter import recompute
+
+    mouse = tmp_path / folder_mouse.name
+    shutil.copytree(folder_mouse, mouse)
+    tiers = np.load(mouse / "meta/trials/tiers.npy", allow_pickle=False)
+    train = [i for i in source_ids(mouse) if tiers[i] == "train"]
+    if not integer_videos:
+        path = mouse / "data/videos" / f"{train[1]}.npy"
+        video = np.load(path)
+        video[2, 3, :5] += 0.25
+        np.save(path, video)
+    # Small budgets: many blocks along every axis, sub-blocks inside them.
+    monkeypatch.setattr(recompute, "MEDIAN_READ_BYTES", 4000)
+    monkeypatch.setattr(recompute, "MEDIAN_SORT_BYTES", 2000)
+    with caplog.at_level("INFO", logger="sensorium_zarr"):
+        store = convert_mouse(mouse, tmp_path / "out", progress=False)
+    assert ("pooled median from whole-time blocks" in caplog.text) is not integer_videos
+    _check_recomputed_statistics(mouse, store)
+
+
+def _check_recomputed_statistics(folder_mouse: Path, store: Path) -> None:
+    root = zarr.open_group(str(store), mode="r")
     tiers = np.load(folder_mouse / "meta/trials/tiers.npy", allow_pickle=False)
     train = [i for i in source_ids(folder_mouse) if tiers[i] == "train"]
     reducers = {"mean": np.nanmean, "std": np.nanstd, "min": np.nanmin, "max": np.nanmax, "median": np.nanmedian}

@@ -84,3 +84,22 @@ def test_nanmedian_long_rows_take_the_partition_path_and_equal_numpy():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             np.testing.assert_array_equal(nanmedian(x, axis), np.nanmedian(x, axis))
+
+
+def test_value_counts_give_numpys_median_and_refuse_other_values():
+    from converter.recompute import _median_of_counts, _value_counts
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, size=(36, 9, 3, 4)).astype(np.float32)  # (trial, time, h, w): even counts
+    x[:, 7:] = np.nan  # padded frames
+    x[5:, :, 1, 2] = np.nan  # a pixel seen in few trials
+    x[:, :, 2, 3] = np.nan  # a pixel never seen
+    counts = _value_counts(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(x.astype(np.float64), axis=(0, 1)).ravel()
+    np.testing.assert_array_equal(_median_of_counts(counts), expected)
+    for bad in (0.5, -1.0, 256.0):
+        y = x.copy()
+        y[20, 3, 0, 0] = bad
+        assert _value_counts(y) is None, bad
