@@ -12,7 +12,8 @@ default: ~7440 neurons, 720 trials, ~9 GB, about 5 minutes plus ~90 s of generat
 or takes an already generated mouse folder (``--source``), converts it, and measures the
 store and the .npy tree side by side in the same run:
 
-1. conversion wall time and peak RSS (child process) vs a serial ``np.load`` of every file;
+1. conversion wall time and peak RSS (child process) vs a serial ``np.load`` of every file,
+   and (1w) the floor any converter faces: writing the store's bytes alone;
 2. store bytes vs source bytes on disk;
 3. one random train trial, four variables, standardized, as numpy;
 4. one neuron across every train trial, standardized;
@@ -255,6 +256,26 @@ print(json.dumps({"seconds": time.perf_counter() - start, "bytes": n}))
 """
 
 
+# A floor for any converter writing a store of this size: the same number of bytes
+# written to fresh files (64 MB each, about a shard) from memory, with no reading,
+# encoding or statistics. Page-cache writes, like the converter's (neither syncs).
+_WRITE_CHILD = """
+import json, os, sys, time
+import numpy as np
+target, nbytes = sys.argv[1], int(sys.argv[2])
+block = np.random.default_rng(0).integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
+os.makedirs(target)
+start = time.perf_counter()
+written = k = 0
+while written < nbytes:
+    n = min(len(block), nbytes - written)
+    with open(os.path.join(target, f"{k}.bin"), "wb") as f:
+        f.write(memoryview(block)[:n])
+    written, k = written + n, k + 1
+print(json.dumps({"seconds": time.perf_counter() - start, "bytes": written}))
+"""
+
+
 @dataclass
 class ChildRun:
     seconds: float  # timed inside the child: no interpreter start, no imports
@@ -488,6 +509,36 @@ def measure_conversion(args: argparse.Namespace, source: Path, out: Path, logs: 
                            f"{read_peak / GIB:.2f} GiB (bare read)", f"{peak / read_peak:.1f} (ours/base)",
                            "< 2 GiB", peak < 2 * GIB))
     return Path(converts[-1].output["store"])
+
+
+def measure_write_floor(args: argparse.Namespace, source: Path, store_bytes: int, work: Path, logs: Path,
+                        report: Report) -> None:
+    """Row 1w: writing the store's byte count, alone, against the same bare read as row 1.
+
+    No converter can write its store faster than the machine writes that many bytes, so
+    when this ratio is above row 1's target, that target is out of reach for a store of
+    this size (and row 2 shows how close to the smallest lossless size it is)."""
+    writes, reads = [], []
+    for k in range(args.repeats):
+        log(f"write floor: {store_bytes / 1e9:.2f} GB to fresh files ({k + 1}/{args.repeats}), and a bare read")
+        reads.append(run_child(_READ_CHILD, [str(source)], logs / f"floor-read{k}"))
+        target = work / f"write-floor-{k}"
+        try:
+            writes.append(run_child(_WRITE_CHILD, [str(target), str(store_bytes)], logs / f"floor-write{k}"))
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+    t_write = statistics.median(w.seconds for w in writes)
+    t_read = statistics.median(r.seconds for r in reads)
+    ratio = t_write / t_read
+    report.rows.append(Row("1w", "floor for row 1: the store's bytes written to fresh files from memory "
+                           "(64 MB files, no reading, encoding or statistics)",
+                           f"{t_write:.2f} s ({store_bytes / t_write / 1e6:.0f} MB/s)",
+                           f"{t_read:.2f} s (np.load of every file, serial)", f"{ratio:.2f} (floor/base time)",
+                           "-", None))
+    if ratio > 3.0:
+        report.notes.append(
+            f"row 1's target (<= 3x the bare read) is out of reach for a store of this size on this machine: "
+            f"writing its {store_bytes / 1e9:.2f} GB alone takes {ratio:.1f}x the bare read (row 1w).")
 
 
 def stage_lines(stderr: str) -> list[str]:
@@ -816,6 +867,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
         logs.mkdir(exist_ok=True)
         store = measure_conversion(args, source, out, logs, report)
         source_bytes = measure_size(source, store, report)
+        measure_write_floor(args, source, bytes_on_disk(store)[1], work, logs, report)
 
         # Written data can sit dirty in the page cache, where fadvise cannot drop it.
         os.sync()

@@ -13,7 +13,7 @@ import pytest
 from conftest import REAL_METADATA, REPO
 
 TWIN = REAL_METADATA / "dynamic29156-11-10-Video-8744edeac3b4d1ce16b680916b5267ce"
-WARM_ROWS = ["1", "1", "2", "3", "3d", "4a", "4b", "4m"]
+WARM_ROWS = ["1", "1", "2", "1w", "3", "3d", "4a", "4b", "4m"]
 COLD_ROWS = ["3c", "4ac", "4bc"]
 LAST_ROWS = ["5", "6a", "6b", "6c", "5c", "6d", "5d"]
 COLUMNS = ["#", "what", "sensorium-zarr", "baseline", "ratio", "target", "met?"]
