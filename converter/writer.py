@@ -151,12 +151,13 @@ def write_block(
         direct = axes == tuple(range(len(axes)))
         landing = None if direct else _scratch(f"file-{variable}", layout.shapes[variable], layout.dtypes[variable])
         for i, trial_id in enumerate(trial_ids):
-            source = layout.read_trial(variable, trial_id, out=buffer[i] if direct else landing)
-            if source is not buffer[i]:
-                buffer[i] = source.transpose(axes)
-            valid[i, column] = real_frames(buffer[i], time_axis)
+            row = buffer[i]
+            source = layout.read_trial(variable, trial_id, out=row if direct else landing)
+            if source is not row:  # not read in place: transposed, or cast, or Fortran-ordered
+                row[...] = source.transpose(axes)
+            valid[i, column] = real_frames(row, time_axis)
             if variable == fmt.RESPONSES:
-                has_responses[i] = not responses_withheld(buffer[i])
+                has_responses[i] = not responses_withheld(row)
         if written.moments is not None:
             in_train = train[start:stop]
             written.moments[variable].add_block(buffer if in_train.all() else buffer[in_train])

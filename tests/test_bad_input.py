@@ -200,3 +200,30 @@ def test_damaged_zip_member_fails_mid_conversion_and_leaves_nothing(folder_mouse
     raw[data_start + info.compress_size - 8] ^= 0xFF
     spec_zip.write_bytes(bytes(raw))
     _assert_fails_cleanly(spec_zip, tmp_path / "out", rf"videos/{last}\.npy: could not be read \(Bad CRC-32")
+
+
+def test_reading_into_a_buffer_in_place_or_not(tmp_path):
+    """The writer reads responses files straight into its block buffer; a buffer that does
+    not match (dtype, shape, order) gets a new array instead, and a short file still fails."""
+    from converter._npy import read_array
+
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = tmp_path / "a.npy"
+    np.save(path, values)
+    out = np.full((3, 4), np.nan, np.float32)
+    with open(path, "rb") as fp:
+        assert read_array(fp, str(path), out=out) is out
+    np.testing.assert_array_equal(out, values)
+    for other in (np.empty((3, 4), np.float64), np.empty((4, 3), np.float32), np.empty((4, 3), np.float32).T):
+        with open(path, "rb") as fp:
+            got = read_array(fp, str(path), out=other)
+        assert got is not other
+        np.testing.assert_array_equal(got, values)
+    np.save(path, np.asfortranarray(values))
+    with open(path, "rb") as fp:
+        got = read_array(fp, str(path), out=out)
+    assert got is not out and got.flags.f_contiguous
+    np.testing.assert_array_equal(got, values)
+    path.write_bytes(path.read_bytes()[:-8])
+    with open(path, "rb") as fp, pytest.raises(SourceError, match="truncated: 40 of 48 data bytes"):
+        read_array(fp, str(path), out=out)
