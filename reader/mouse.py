@@ -166,6 +166,11 @@ class Mouse:
                     f"{where}: '{fmt.INDEX_GROUP}/{tier_name}' is not in ascending position and trial id "
                     "order; convert the source again"
                 )
+            if attrs.format_version >= 2 and np.any(np.diff(positions) != 1):
+                raise StoreFormatError(
+                    f"{where}: '{fmt.INDEX_GROUP}/{tier_name}' is not one consecutive range of trials, as "
+                    f"format version {attrs.format_version} requires; convert the source again"
+                )
             self.positions_by_tier[tier_name] = positions
         self.shapes: dict[str, tuple[int, ...]] = {}
         for variable in fmt.VARIABLES:

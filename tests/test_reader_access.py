@@ -254,13 +254,25 @@ def test_damaged_store_names_the_missing_array(store, tmp_path):
     _one_line(e)
 
 
-def test_tier_index_out_of_order_is_refused(store, tmp_path):
-    """Reads cover ascending runs of the trial axis; a shuffled index must not be read."""
-    shuffled = _copy(store, tmp_path)
-    index = zarr.open_array(str(shuffled / "index" / "train"), mode="r+")
-    index[...] = index[...][::-1]
-    with pytest.raises(StoreFormatError, match="'index/train' is not in ascending position and trial id order") as e:
-        open_mouse(shuffled)
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda p: p[::-1], "'index/train' is not in ascending position and trial id order"),
+        (lambda p: np.concatenate([p[:1], p[2:]]), "'index/train' is not one consecutive range of trials, as format version 2 requires"),
+    ],
+    ids=["shuffled", "gap"],
+)
+def test_tier_index_out_of_order_is_refused(store, tmp_path, edit, match):
+    """Reads cover ascending runs of the trial axis, one per tier in format version 2."""
+    broken = _copy(store, tmp_path)
+    index = zarr.open_array(str(broken / "index" / "train"), mode="r")
+    edited = edit(index[...])
+    replaced = zarr.open_group(str(broken / "index"), mode="r+").create_array(
+        "train", shape=edited.shape, dtype=edited.dtype, overwrite=True,
+        dimension_names=index.metadata.dimension_names)
+    replaced[...] = edited
+    with pytest.raises(StoreFormatError, match=match) as e:
+        open_mouse(broken)
     _one_line(e)
 
 
