@@ -16,6 +16,7 @@ way, from blocks of rows that each hold every frame (decoding every chunk once p
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -102,10 +103,7 @@ def median_block(
     time_axis = fmt.time_axis(variable)
     values = _read_trials(data, train, axis, lo, hi)
     over_trials, pooled = [], []
-    for sub_lo, sub_hi in _ranges(values.shape, axis, 8 * max(len(train), 1), MEDIAN_SORT_BYTES):
-        part: list[object] = [slice(None)] * values.ndim
-        part[axis] = slice(sub_lo, sub_hi)
-        block = values[tuple(part)]
+    for block in _sort_blocks(values, axis):
         over_trials.append(nanmedian(block, axis=0))
         if variable not in _COUNTED:
             pooled.append(nanmedian(block, axis=(0, time_axis)))
@@ -164,12 +162,17 @@ def pooled_median_block(
     data = open_array(store_path, variable, engine)
     axis = _COUNTED[variable]
     values = _read_trials(data, train, axis, lo, hi)
-    parts = []
-    for sub_lo, sub_hi in _ranges(values.shape, axis, 8 * max(len(train), 1), MEDIAN_SORT_BYTES):
-        part: list[object] = [slice(None)] * values.ndim
-        part[axis] = slice(sub_lo, sub_hi)
-        parts.append(nanmedian(values[tuple(part)], axis=(0, fmt.time_axis(variable))))
+    parts = [nanmedian(block, axis=(0, fmt.time_axis(variable))) for block in _sort_blocks(values, axis)]
     return np.concatenate(parts, axis=axis - 2)
+
+
+def _sort_blocks(values: np.ndarray, axis: int) -> Iterator[np.ndarray]:
+    """``values`` cut along ``axis`` into views that ``nanmedian`` sorts within
+    ``MEDIAN_SORT_BYTES`` (counted at 8 bytes a value, for every trial)."""
+    for lo, hi in _ranges(values.shape, axis, 8 * max(values.shape[0], 1), MEDIAN_SORT_BYTES):
+        part: list[object] = [slice(None)] * values.ndim
+        part[axis] = slice(lo, hi)
+        yield values[tuple(part)]
 
 
 def _read_trials(data: zarr.Array, positions: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:

@@ -140,7 +140,8 @@ def write_block(
     n = len(trial_ids)
     valid = np.zeros((n, len(fmt.VARIABLES)), np.int32)
     has_responses = np.zeros(n, bool)
-    if written.moments is None and train[start:stop].any():
+    in_train = train[start:stop]
+    if written.moments is None and in_train.any():
         written.moments = {v: Moments.empty(stored_shape(layout, v)[1:]) for v in fmt.VARIABLES}
     for column, variable in enumerate(fmt.VARIABLES):
         buffer = _scratch(f"block-{variable}", (n, *stored_shape(layout, variable)[1:]), dtypes[variable])
@@ -159,7 +160,6 @@ def write_block(
             if variable == fmt.RESPONSES:
                 has_responses[i] = not responses_withheld(row)
         if written.moments is not None:
-            in_train = train[start:stop]
             written.moments[variable].add_block(buffer if in_train.all() else buffer[in_train])
         open_array(store_path, variable, engine)[start:stop] = buffer
     written.valid_frames[start] = valid

@@ -28,10 +28,15 @@ def slow_mouse(tmp_path_factory) -> Path:
     return write_mouse(spec, tmp_path_factory.mktemp("slow"))
 
 
-def _start(source: Path, out: Path) -> subprocess.Popen:
+def _midway(source: Path, out: Path) -> tuple[Path, subprocess.Popen]:
+    """A conversion of ``source`` into ``out`` in a child process, once it has written a
+    few shards: its hidden partial store, and the still running process."""
     command = [sys.executable, str(REPO / "scripts/convert_sensorium.py"), str(source), "--out", str(out),
                "--trials-per-shard", "1", "--workers", "1", "--no-progress"]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = out / f".{source.name}.zarr.partial"
+    _wait_for_shards(partial, process)
+    return partial, process
 
 
 def _wait_for_shards(partial: Path, process: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -48,9 +53,7 @@ def _wait_for_shards(partial: Path, process: subprocess.Popen, timeout: float = 
 
 def test_kill_9_leaves_an_incomplete_store_and_rerun_finishes(slow_mouse, tmp_path):
     out = tmp_path / "out"
-    partial = out / f".{slow_mouse.name}.zarr.partial"
-    process = _start(slow_mouse, out)
-    _wait_for_shards(partial, process)
+    partial, process = _midway(slow_mouse, out)
     process.send_signal(signal.SIGKILL)
     process.wait()
     final = out / f"{slow_mouse.name}.zarr"
@@ -64,13 +67,12 @@ def test_kill_9_leaves_an_incomplete_store_and_rerun_finishes(slow_mouse, tmp_pa
 
 def test_ctrl_c_removes_the_partial_store(slow_mouse, tmp_path):
     out = tmp_path / "out"
-    partial = out / f".{slow_mouse.name}.zarr.partial"
-    process = _start(slow_mouse, out)
-    _wait_for_shards(partial, process)
+    partial, process = _midway(slow_mouse, out)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "interrupted" in err
+    assert not partial.exists()
     assert list(out.iterdir()) == []
 
 
