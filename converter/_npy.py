@@ -14,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib import format as npformat
 
-from reader.errors import SourceError
+from sensorium_zarr.errors import SourceError
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from .errors import (
     StoreFormatError,
     StoreNotFoundError,
 )
-from .mouse import Mouse, open_mouse, open_sensorium
-from .split import Split
-from .standardize import (
+from ._mouse import Mouse, open_mouse, open_sensorium
+from ._split import Split
+from ._standardize import (
     PROVIDED,
     RECOMPUTED,
     StandardizationParams,

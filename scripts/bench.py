@@ -54,12 +54,12 @@ import numpy as np
 import zarr
 from numcodecs import blosc as numcodecs_blosc
 
-import reader
-from converter import twin_spec, write_mouse
-from reader import format as fmt
-from reader import standardize as std_
-from reader.engine import ENGINES, open_array, parse_engine
-from reader.standardize import StandardizationParams, standardize
+import sensorium_zarr as reader
+from sensorium_zarr.testing import twin_spec, write_mouse
+from sensorium_zarr import format as fmt
+from sensorium_zarr import _standardize as std_
+from sensorium_zarr._engine import ENGINES, open_array, parse_engine
+from sensorium_zarr._standardize import StandardizationParams, standardize
 
 REPO = Path(__file__).resolve().parents[1]
 TWIN_NAME = "dynamic29156-11-10-Video-8744edeac3b4d1ce16b680916b5267ce"
@@ -233,7 +233,7 @@ def check_eviction(sample: Sequence[Path]) -> ColdCheck:
 _CONVERT_CHILD = """
 import json, logging, sys, time
 from pathlib import Path
-from converter import convert_mouse
+from sensorium_zarr.converter import convert_mouse
 # The converter logs its stage times at INFO; they end up in the child's stderr file.
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 source, out, engine = sys.argv[1:4]

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from numcodecs import Blosc
 
-import reader
+import sensorium_zarr as reader
 from bench import median_time, memcpy_rate  # scripts/ is on sys.path when run as a script
-from converter import Chunking, convert_mouse, scan_source
+from sensorium_zarr.converter import Chunking, convert_mouse, scan_source
 
 CODECS = {
     "blosc zstd 1 shuffle": Blosc("zstd", 1, Blosc.SHUFFLE),

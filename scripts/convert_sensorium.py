@@ -8,7 +8,7 @@ Same as ``sensorium-zarr convert``; ``--help`` lists every option.
 
 import sys
 
-from converter.cli import main
+from sensorium_zarr.converter._cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["convert", *sys.argv[1:]]))

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-import reader
-from converter import convert_all, verify, write_sample_tree
-from converter.cli import summarize
+import sensorium_zarr as reader
+from sensorium_zarr.converter import convert_all, verify
+from sensorium_zarr.testing import write_sample_tree
+from sensorium_zarr.converter._cli import summarize
 
 
 def main(argv: list[str] | None = None) -> int:

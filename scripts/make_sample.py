@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from converter.sample import twin_spec, write_mouse, write_sample_tree
+from sensorium_zarr.testing import twin_spec, write_mouse, write_sample_tree
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter.convert import convert_mouse
-from converter.sample import sample_spec, write_mouse
+from sensorium_zarr.converter._convert import convert_mouse
+from sensorium_zarr.testing import sample_spec, write_mouse
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_METADATA = REPO.parent / "shared" / "real-metadata"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter import convert_mouse, find_sources
-from converter.cli import main as cli_main
-from reader.errors import SourceError
+from sensorium_zarr.converter import convert_mouse, find_sources
+from sensorium_zarr.converter._cli import main as cli_main
+from sensorium_zarr.errors import SourceError
 
 
 @pytest.fixture
@@ -205,7 +205,7 @@ def test_damaged_zip_member_fails_mid_conversion_and_leaves_nothing(folder_mouse
 def test_reading_into_a_buffer_in_place_or_not(tmp_path):
     """The writer reads responses files straight into its block buffer; a buffer that does
     not match (dtype, shape, order) gets a new array instead, and a short file still fails."""
-    from converter._npy import read_array
+    from sensorium_zarr.converter._npy import read_array
 
     values = np.arange(12, dtype=np.float32).reshape(3, 4)
     path = tmp_path / "a.npy"

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import zarr
 
-from converter import convert_mouse, verify
-from converter.chunking import Chunking
-from converter.sample import write_mouse
-from reader import format as fmt
-from reader.errors import StoreExistsError
+from sensorium_zarr.converter import convert_mouse, verify
+from sensorium_zarr.converter._chunking import Chunking
+from sensorium_zarr.testing import write_mouse
+from sensorium_zarr import format as fmt
+from sensorium_zarr.errors import StoreExistsError
 
 from conftest import load_source, small_spec, source_ids
 
@@ -134,7 +134,7 @@ def test_medians_over_many_blocks_match_numpy(folder_mouse, tmp_path, monkeypatc
     way when a value is not an integer 0..255; both exact, whatever the blocks."""
     import shutil
 
-    from converter import recompute
+    from sensorium_zarr.converter import _recompute as recompute
 
     mouse = tmp_path / folder_mouse.name
     shutil.copytree(folder_mouse, mouse)
@@ -220,7 +220,7 @@ def test_store_without_train_trials_has_nan_statistics(tmp_path):
 
 
 def test_withheld_means_no_nonzero_real_value():
-    from converter.writer import responses_withheld
+    from sensorium_zarr.converter._writer import responses_withheld
 
     zeros = np.zeros((4, 10), np.float32)
     zeros[:, 8:] = np.nan  # padding

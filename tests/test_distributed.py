@@ -7,8 +7,9 @@ import numpy as np
 import zarr
 from distributed import Client, LocalCluster
 
-import reader
-from converter import convert_mouse, verify, write_mouse
+import sensorium_zarr as reader
+from sensorium_zarr.converter import convert_mouse, verify
+from sensorium_zarr.testing import write_mouse
 
 from conftest import small_spec
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import zarr
 
-import reader
-from converter import convert_mouse, verify, write_mouse
-from reader.engine import parse_engine
-from reader.errors import SensoriumZarrError
+import sensorium_zarr as reader
+from sensorium_zarr.converter import convert_mouse, verify
+from sensorium_zarr.testing import write_mouse
+from sensorium_zarr._engine import parse_engine
+from sensorium_zarr.errors import SensoriumZarrError
 
 from conftest import small_spec
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import zarr
 
-import reader
-from reader import format as fmt
+import sensorium_zarr as reader
+from sensorium_zarr import format as fmt
 
 from conftest import REPO
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter import convert_mouse, verify, write_mouse
-from converter.cli import main as cli_main
-from reader.errors import IncompleteStoreError
-from reader.store import open_store
+from sensorium_zarr.converter import convert_mouse, verify
+from sensorium_zarr.testing import write_mouse
+from sensorium_zarr.converter._cli import main as cli_main
+from sensorium_zarr.errors import IncompleteStoreError
+from sensorium_zarr._store import open_store
 
 from conftest import REPO, small_spec
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter.convert import convert_mouse
-from converter.sample import sample_spec, write_mouse
-from reader import destandardize, open_mouse, standardize
+from sensorium_zarr.converter._convert import convert_mouse
+from sensorium_zarr.testing import sample_spec, write_mouse
+from sensorium_zarr import destandardize, open_mouse, standardize
 
 VARIABLES = ("videos", "responses", "behavior", "pupil_center")
 # Source (time last) -> stored axes, written out here rather than taken from reader.format.

@@ -15,10 +15,10 @@ import zarr
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.storage import LocalStore
 
-from converter.chunking import Chunking
-from converter.convert import convert_mouse
-from converter.sample import sample_spec, write_mouse
-from reader import (
+from sensorium_zarr.converter._chunking import Chunking
+from sensorium_zarr.converter._convert import convert_mouse
+from sensorium_zarr.testing import sample_spec, write_mouse
+from sensorium_zarr import (
     FormatVersionError,
     IncompleteStoreError,
     SelectionError,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter.sample import (
+from sensorium_zarr.testing import (
     SampleSpec,
     sample_spec,
     sample_tree_specs,
@@ -23,7 +23,7 @@ from converter.sample import (
     write_mouse,
     write_sample_tree,
 )
-from reader.format import (
+from sensorium_zarr.format import (
     BEHAVIOR,
     NONE_TIER,
     RESPONSES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reader.standardize import StandardizationParams, standardize, standardize_inplace
+from sensorium_zarr._standardize import StandardizationParams, standardize, standardize_inplace
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from converter.statistics import Moments, nanmedian
+from sensorium_zarr.converter._statistics import Moments, nanmedian
 
 values = st.floats(-1e6, 1e6, width=32) | st.just(float("nan"))
 stacks = arrays(np.float32, st.tuples(st.integers(1, 12), st.integers(1, 5), st.integers(1, 6)), elements=values)
@@ -87,7 +87,7 @@ def test_nanmedian_long_rows_take_the_partition_path_and_equal_numpy():
 
 
 def test_value_counts_give_numpys_median_and_refuse_other_values():
-    from converter.recompute import _median_of_counts, _value_counts
+    from sensorium_zarr.converter._recompute import _median_of_counts, _value_counts
 
     rng = np.random.default_rng(5)
     x = rng.integers(0, 256, size=(36, 9, 3, 4)).astype(np.float32)  # (trial, time, h, w): even counts

@@ -19,11 +19,11 @@ import zarr.errors
 from zarr.abc.store import Store
 
 from . import format as fmt
-from . import engine as engine_
-from . import standardize as std_
+from . import _engine as engine_
+from . import _standardize as std_
 from .errors import SelectionError, StoreFormatError, StoreNotFoundError
-from .split import Split, parse_frames, parse_neurons, parse_trials_per_block, parse_variable
-from .store import is_complete_store, open_store
+from ._split import Split, parse_frames, parse_neurons, parse_trials_per_block, parse_variable
+from ._store import is_complete_store, open_store
 
 __all__ = ["Mouse", "open_mouse", "open_sensorium"]
 

@@ -17,12 +17,12 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from reader import engine as engine_
-from reader import format as fmt
+from sensorium_zarr import _engine as engine_
+from sensorium_zarr import format as fmt
 
-from .chunking import Chunking
-from .source import SourceLayout
-from .statistics import Moments
+from ._chunking import Chunking
+from ._source import SourceLayout
+from ._statistics import Moments
 
 __all__ = [
     "Written", "create_array", "create_store", "open_array", "release_buffers", "stored_shape", "write_block",

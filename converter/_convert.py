@@ -29,13 +29,13 @@ import dask
 import numpy as np
 import zarr
 
-from reader import format as fmt
-from reader.engine import parse_engine
-from reader.errors import StoreExistsError
-from reader.store import is_complete_store
+from sensorium_zarr import format as fmt
+from sensorium_zarr._engine import parse_engine
+from sensorium_zarr.errors import StoreExistsError
+from sensorium_zarr._store import is_complete_store
 
-from .chunking import Chunking
-from .recompute import (
+from ._chunking import Chunking
+from ._recompute import (
     create_statistics,
     median_block,
     median_blocks,
@@ -44,9 +44,9 @@ from .recompute import (
     write_medians,
     write_pooled_medians,
 )
-from .source import SourceLayout, find_sources, scan_source
-from .statistics import Moments
-from .writer import Written, create_array, create_store, release_buffers, stored_shape, write_block
+from ._source import SourceLayout, find_sources, scan_source
+from ._statistics import Moments
+from ._writer import Written, create_array, create_store, release_buffers, stored_shape, write_block
 
 __all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
 

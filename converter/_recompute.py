@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from reader import format as fmt
+from sensorium_zarr import format as fmt
 
-from .statistics import Moments, nanmedian
-from .writer import create_array, open_array
+from ._statistics import Moments, nanmedian
+from ._writer import create_array, open_array
 
 __all__ = [
     "create_statistics", "median_blocks", "median_block", "pooled_median_blocks", "pooled_median_block",

@@ -11,15 +11,15 @@ import logging
 import sys
 from pathlib import Path
 
-from reader import format as fmt
-from reader.engine import ENGINES
-from reader.errors import SensoriumZarrError
-from reader.store import open_store
+from sensorium_zarr import format as fmt
+from sensorium_zarr._engine import ENGINES
+from sensorium_zarr.errors import SensoriumZarrError
+from sensorium_zarr._store import open_store
 
-from .chunking import Chunking
-from .convert import convert_mouse
-from .source import find_sources
-from .verify import verify
+from ._chunking import Chunking
+from ._convert import convert_mouse
+from ._source import find_sources
+from ._verify import verify
 
 __all__ = ["main"]
 

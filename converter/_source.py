@@ -19,8 +19,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from reader import format as fmt
-from reader.errors import SourceError
+from sensorium_zarr import format as fmt
+from sensorium_zarr.errors import SourceError
 
 from ._npy import NpyHeader, check_size, read_array, read_header
 

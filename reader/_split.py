@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from . import format as fmt
-from . import standardize as std_
+from . import _standardize as std_
 from .errors import SelectionError
 
 if TYPE_CHECKING:
     import dask.array
 
-    from .mouse import StoreHandle
+    from ._mouse import StoreHandle
 
 __all__ = ["Split", "parse_frames", "parse_neurons", "parse_variable", "parse_trials_per_block"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from reader import format as fmt
+from sensorium_zarr import format as fmt
 
 __all__ = ["Chunking"]
 

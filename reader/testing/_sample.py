@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from reader.format import (
+from ..format import (
     BEHAVIOR,
     NONE_TIER,
     ORACLE,

@@ -13,13 +13,13 @@ import dask
 import numpy as np
 import zarr
 
-from reader import format as fmt
-from reader.engine import open_array, parse_engine
-from reader.errors import SensoriumZarrError
-from reader.store import open_store
+from sensorium_zarr import format as fmt
+from sensorium_zarr._engine import open_array, parse_engine
+from sensorium_zarr.errors import SensoriumZarrError
+from sensorium_zarr._store import open_store
 
-from .source import SourceLayout, scan_source
-from .writer import real_frames, responses_withheld
+from ._source import SourceLayout, scan_source
+from ._writer import real_frames, responses_withheld
 
 __all__ = ["verify"]
 
