@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import ENGINES
-from sensorium_zarr.errors import SensoriumZarrError
 from sensorium_zarr._store import open_store
+from sensorium_zarr.errors import SensoriumZarrError
 
 from ._chunking import Chunking
 from ._convert import convert_mouse

@@ -19,11 +19,12 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import dask
 import numpy as np
@@ -31,8 +32,8 @@ import zarr
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import parse_engine
-from sensorium_zarr.errors import StoreExistsError
 from sensorium_zarr._store import is_complete_store
+from sensorium_zarr.errors import StoreExistsError
 
 from ._chunking import Chunking
 from ._recompute import (

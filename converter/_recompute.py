@@ -79,7 +79,9 @@ def median_blocks(array: zarr.Array, variable: str, n_train: int) -> list[tuple[
                    MEDIAN_READ_BYTES, array.chunks[_BLOCK_AXIS[variable]])
 
 
-def _ranges(shape: tuple[int, ...], axis: int, bytes_per_value: int, budget: int, align: int = 1) -> list[tuple[int, int]]:
+def _ranges(
+    shape: tuple[int, ...], axis: int, bytes_per_value: int, budget: int, align: int = 1
+) -> list[tuple[int, int]]:
     per_index = bytes_per_value * math.prod(s for a, s in enumerate(shape) if a not in (0, axis))
     size = max(1, budget // max(per_index, 1))
     if size >= align:

@@ -37,7 +37,7 @@ class Moments:
     max: np.ndarray
 
     @classmethod
-    def empty(cls, shape: tuple[int, ...]) -> "Moments":
+    def empty(cls, shape: tuple[int, ...]) -> Moments:
         return cls(
             count=np.zeros(shape, np.int64),
             mean=np.zeros(shape, np.float64),
@@ -84,7 +84,7 @@ class Moments:
                 np.fmin(low[lo:hi], np.fmin.reduce(x, axis=0), out=low[lo:hi])
                 np.fmax(high[lo:hi], np.fmax.reduce(x, axis=0), out=high[lo:hi])
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         """Combine two disjoint streams into a new ``Moments``."""
         count = self.count + other.count
         safe = np.maximum(count, 1)
@@ -93,7 +93,7 @@ class Moments:
         m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / safe)
         return Moments(count, mean, m2, np.fmin(self.min, other.min), np.fmax(self.max, other.max))
 
-    def reduce(self, axis: int) -> "Moments":
+    def reduce(self, axis: int) -> Moments:
         """Moments pooled over ``axis`` as if every element along it were one stream."""
         count = self.count.sum(axis)
         safe = np.maximum(count, 1)

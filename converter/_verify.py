@@ -15,8 +15,8 @@ import zarr
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import open_array, parse_engine
-from sensorium_zarr.errors import SensoriumZarrError
 from sensorium_zarr._store import open_store
+from sensorium_zarr.errors import SensoriumZarrError
 
 from ._source import SourceLayout, scan_source
 from ._writer import real_frames, responses_withheld
@@ -53,7 +53,7 @@ def verify(
     for block_problems in dask.compute(*tasks, scheduler="threads", num_workers=workers):
         problems.extend(block_problems)
 
-    for rel, header in sorted(layout.meta_files.items()):
+    for rel, _header in sorted(layout.meta_files.items()):
         path = rel[: -len(".npy")]
         stored = _read(root, path, problems)
         if stored is None:
@@ -65,7 +65,7 @@ def verify(
             problems.append(f"{path}: differs from {layout.tree.where(rel)}")
     # Derived arrays have no source to compare with, but reading them checks their checksums.
     opener = _Opener(Path(store), engine)
-    for path, array in _arrays(root):
+    for path, _array in _arrays(root):
         if path.split("/")[0] in (fmt.STATISTICS_GROUP, fmt.INDEX_GROUP):
             _read(opener, path, problems)
     return problems
@@ -94,8 +94,11 @@ def _verify_block(layout: SourceLayout, store: Path, lo: int, hi: int, engine: s
             if valid is not None and valid[i, column] != real_frames(expected, time_axis):
                 problems.append(f"{fmt.VALID_FRAMES} trial {trial_id} {variable}: {valid[i, column]} stored, "
                                 f"{real_frames(expected, time_axis)} in {where}")
-            if variable == fmt.RESPONSES and has_responses is not None and has_responses[i] == responses_withheld(expected):
-                problems.append(f"{fmt.HAS_RESPONSES} trial {trial_id}: {bool(has_responses[i])} stored, wrong for {where}")
+            withheld = variable == fmt.RESPONSES and responses_withheld(expected)
+            if variable == fmt.RESPONSES and has_responses is not None and has_responses[i] == withheld:
+                problems.append(
+                    f"{fmt.HAS_RESPONSES} trial {trial_id}: {bool(has_responses[i])} stored, wrong for {where}"
+                )
     return problems
 
 
@@ -112,7 +115,9 @@ class _Opener:
             raise KeyError(path) from e
 
 
-def _read(root: zarr.Group | _Opener, path: str, problems: list[str], selection: object = Ellipsis) -> np.ndarray | None:
+def _read(
+    root: zarr.Group | _Opener, path: str, problems: list[str], selection: object = Ellipsis
+) -> np.ndarray | None:
     try:
         return np.asarray(root[path][selection])
     except KeyError:

@@ -101,7 +101,7 @@ class Written:
     has_responses: dict[int, np.ndarray] = field(default_factory=dict)
     moments: dict[str, Moments] | None = None
 
-    def merge(self, other: "Written") -> "Written":
+    def merge(self, other: Written) -> Written:
         moments = self.moments
         if moments is None:
             moments = other.moments

@@ -5,14 +5,6 @@ Entry points: ``open_mouse`` (one store) and ``open_sensorium`` (a folder of sto
 when an array is built.
 """
 
-from .errors import (
-    FormatVersionError,
-    IncompleteStoreError,
-    SelectionError,
-    SensoriumZarrError,
-    StoreFormatError,
-    StoreNotFoundError,
-)
 from ._mouse import Mouse, open_mouse, open_sensorium
 from ._split import Split
 from ._standardize import (
@@ -21,6 +13,14 @@ from ._standardize import (
     StandardizationParams,
     destandardize,
     standardize,
+)
+from .errors import (
+    FormatVersionError,
+    IncompleteStoreError,
+    SelectionError,
+    SensoriumZarrError,
+    StoreFormatError,
+    StoreNotFoundError,
 )
 
 __all__ = [

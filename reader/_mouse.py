@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import zarr
 import zarr.errors
 from zarr.abc.store import Store
 
-from . import format as fmt
 from . import _engine as engine_
 from . import _standardize as std_
-from .errors import SelectionError, StoreFormatError, StoreNotFoundError
+from . import format as fmt
 from ._split import Split, parse_frames, parse_neurons, parse_trials_per_block, parse_variable
 from ._store import is_complete_store, open_store
+from .errors import SelectionError, StoreFormatError, StoreNotFoundError
 
 __all__ = ["Mouse", "open_mouse", "open_sensorium"]
 

@@ -10,15 +10,15 @@ the store handle, which pickles as the store location, so graphs run in other pr
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import format as fmt
 from . import _standardize as std_
+from . import format as fmt
 from .errors import SelectionError
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Split:
 
     def __init__(
         self,
-        handle: "StoreHandle",
+        handle: StoreHandle,
         *,
         mouse: str,
         tiers_selected: tuple[str, ...],
@@ -158,19 +158,19 @@ class Split:
         )
 
     @cached_property
-    def videos(self) -> "dask.array.Array":
+    def videos(self) -> dask.array.Array:
         return self.array(fmt.VIDEOS)
 
     @cached_property
-    def responses(self) -> "dask.array.Array":
+    def responses(self) -> dask.array.Array:
         return self.array(fmt.RESPONSES)
 
     @cached_property
-    def behavior(self) -> "dask.array.Array":
+    def behavior(self) -> dask.array.Array:
         return self.array(fmt.BEHAVIOR)
 
     @cached_property
-    def pupil_center(self) -> "dask.array.Array":
+    def pupil_center(self) -> dask.array.Array:
         return self.array(fmt.PUPIL_CENTER)
 
     def standardization_params(self, variable: str) -> std_.StandardizationParams:
@@ -220,7 +220,7 @@ class Split:
         }
         return {variable: read.result()[0] for variable, read in reads.items()}
 
-    def array(self, variable: str) -> "dask.array.Array":
+    def array(self, variable: str) -> dask.array.Array:
         """``variable`` of this split's trials as a Dask array, one graph layer."""
         import dask.array as da
         from dask.base import tokenize
@@ -256,7 +256,7 @@ class Split:
                 withheld[lo : lo + step] if variable == fmt.RESPONSES and mode else None,
                 neurons,
             )
-            for i, (lo, block) in enumerate(zip(starts, blocks))
+            for i, (lo, block) in enumerate(zip(starts, blocks, strict=True))
         }
         chunks = (tuple(len(b) for b in blocks), *((n,) for n in shape[1:]))
         return da.Array(
@@ -287,7 +287,7 @@ _MAX_SPAN_FACTOR = 3
 
 
 def _read_block(
-    handle: "StoreHandle",
+    handle: StoreHandle,
     variable: str,
     positions: np.ndarray,
     frames: slice,

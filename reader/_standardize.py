@@ -18,8 +18,9 @@ or a stack of trials alike. Padded (NaN) frames stay NaN through both operations
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class StandardizationParams:
     scale: np.ndarray
     time_axis: int
 
-    def window(self, frames: slice) -> "StandardizationParams":
+    def window(self, frames: slice) -> StandardizationParams:
         """The parameters of the frames in ``frames`` (a no-op for time-pooled ones)."""
         if self.mean.shape[self.time_axis] == 1:
             return self
@@ -89,7 +90,7 @@ class StandardizationParams:
                 cache[key] = (self.mean.astype(dtype), (1.0 / self.scale).astype(dtype))
         return cache[key]
 
-    def neurons(self, selection: slice | np.ndarray) -> "StandardizationParams":
+    def neurons(self, selection: slice | np.ndarray) -> StandardizationParams:
         """The parameters of some neurons (responses: axis 0 is the neuron axis)."""
         return StandardizationParams(self.mean[selection], self.scale[selection], self.time_axis)
 

@@ -18,8 +18,9 @@ Format versions (each entry is its changelog):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -210,7 +211,7 @@ class MouseAttrs:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> "MouseAttrs":
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> MouseAttrs:
         """Check the attributes of the store at ``where`` and return them.
 
         Raises ``StoreFormatError`` (or a subclass) naming ``where`` when anything is off.

@@ -42,10 +42,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import dask
 import dask.array as da
@@ -55,11 +56,11 @@ import zarr
 from numcodecs import blosc as numcodecs_blosc
 
 import sensorium_zarr as reader
-from sensorium_zarr.testing import twin_spec, write_mouse
-from sensorium_zarr import format as fmt
 from sensorium_zarr import _standardize as std_
+from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import ENGINES, open_array, parse_engine
 from sensorium_zarr._standardize import StandardizationParams, standardize
+from sensorium_zarr.testing import twin_spec, write_mouse
 
 REPO = Path(__file__).resolve().parents[1]
 TWIN_NAME = "dynamic29156-11-10-Video-8744edeac3b4d1ce16b680916b5267ce"
@@ -568,7 +569,7 @@ class Sides:
         # The reader's own parameters, so the .npy side does exactly the same arithmetic.
         self.params = {v: mouse.standardization_params(v) for v in VARIABLES}
         self.source_params = {v: source_layout_params(self.params[v], v) for v in VARIABLES}
-        self.has_responses = dict(zip(self.train.trial_ids.tolist(), self.train.has_responses.tolist()))
+        self.has_responses = dict(zip(self.train.trial_ids.tolist(), self.train.has_responses.tolist(), strict=True))
 
     # -- one trial (row 3)
     def our_trial(self, k: int) -> list[np.ndarray]:
@@ -645,7 +646,7 @@ def check_same(what: str, ours: Sequence[np.ndarray], base: Sequence[np.ndarray]
                atol: float = 0.0) -> None:
     """Both sides must compute the same values before their times mean anything (to a few
     float32 roundings: the reader may pick a float32 or a float64 path per block)."""
-    for a, b in zip(ours, base):
+    for a, b in zip(ours, base, strict=True):
         assert a.shape == b.shape, f"{what}: shapes {a.shape} vs {b.shape}"
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
 
@@ -888,7 +889,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
 
         log("checking that both sides compute the same values")
         ours, base = sides.our_trial(picks[0]), sides.npy_trial(picks[0])
-        check_same("one trial", ours, [to_stored(v, x) for v, x in zip(VARIABLES, base)])
+        check_same("one trial", ours, [to_stored(v, x) for v, x in zip(VARIABLES, base, strict=True)])
         base_neuron = sides.npy_neuron(neurons[0])
         check_same("one neuron, slice", [sides.our_neuron_slice(neurons[0])], [base_neuron])
         check_same("one neuron, split", [sides.our_neuron_split(neurons[0])], [base_neuron])

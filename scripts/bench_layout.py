@@ -20,10 +20,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from bench import median_time, memcpy_rate  # scripts/ is on sys.path when run as a script
 from numcodecs import Blosc
 
 import sensorium_zarr as reader
-from bench import median_time, memcpy_rate  # scripts/ is on sys.path when run as a script
 from sensorium_zarr.converter import Chunking, convert_mouse, scan_source
 
 CODECS = {

@@ -16,8 +16,8 @@ import numpy as np
 
 import sensorium_zarr as reader
 from sensorium_zarr.converter import convert_all, verify
-from sensorium_zarr.testing import write_sample_tree
 from sensorium_zarr.converter._cli import summarize
+from sensorium_zarr.testing import write_sample_tree
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = write_sample_tree(args.out / "source", overwrite=True)
     print("sample sources:", *(f"  {p}" for p in sources), sep="\n")
     stores = convert_all(sources, args.out / "stores", overwrite=True, progress=False)
-    for source, store in zip(sources, stores):
+    for source, store in zip(sources, stores, strict=True):
         problems = verify(source, store)
         print()
         print(summarize(store))

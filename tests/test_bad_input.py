@@ -45,7 +45,8 @@ def test_inconsistent_t_pad(mouse, tmp_path):
     trial = _first_id(mouse)
     path = mouse / f"data/pupil_center/{trial}.npy"
     np.save(path, np.load(path)[:, :-1])
-    _assert_fails_cleanly(mouse, tmp_path / "out", rf"pupil_center/{trial}\.npy: shape \(2, 29\), expected \(2, 30\) like \d+ other")
+    message = rf"pupil_center/{trial}\.npy: shape \(2, 29\), expected \(2, 30\) like \d+ other"
+    _assert_fails_cleanly(mouse, tmp_path / "out", message)
 
 
 def test_t_pad_differs_between_variables(mouse, tmp_path):
@@ -58,7 +59,8 @@ def test_inconsistent_neuron_count(mouse, tmp_path):
     trials = sorted(int(p.stem) for p in (mouse / "data/responses").glob("*.npy"))
     path = mouse / f"data/responses/{trials[3]}.npy"
     np.save(path, np.load(path)[:-1])
-    _assert_fails_cleanly(mouse, tmp_path / "out", rf"responses/{trials[3]}\.npy: shape \(22, 30\), expected \(23, 30\)")
+    message = rf"responses/{trials[3]}\.npy: shape \(22, 30\), expected \(23, 30\)"
+    _assert_fails_cleanly(mouse, tmp_path / "out", message)
 
 
 def test_truncated_npy(mouse, tmp_path):

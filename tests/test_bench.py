@@ -9,7 +9,6 @@ import re
 import sys
 
 import pytest
-
 from conftest import REAL_METADATA, REPO
 
 TWIN = REAL_METADATA / "dynamic29156-11-10-Video-8744edeac3b4d1ce16b680916b5267ce"

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from conftest import load_source, small_spec, source_ids
 
+from sensorium_zarr import format as fmt
 from sensorium_zarr.converter import convert_mouse, verify
 from sensorium_zarr.converter._chunking import Chunking
-from sensorium_zarr.testing import write_mouse
-from sensorium_zarr import format as fmt
 from sensorium_zarr.errors import StoreExistsError
-
-from conftest import load_source, small_spec, source_ids
+from sensorium_zarr.testing import write_mouse
 
 # The store's layout: source (time last) -> stored axes, checked independently of fmt.
 STORED_AXES = {"videos": (2, 0, 1), "responses": (0, 1), "behavior": (0, 1), "pupil_center": (0, 1)}

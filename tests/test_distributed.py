@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import zarr
+from conftest import small_spec
 from distributed import Client, LocalCluster
 
 import sensorium_zarr as reader
 from sensorium_zarr.converter import convert_mouse, verify
 from sensorium_zarr.testing import write_mouse
-
-from conftest import small_spec
 
 
 def test_convert_and_read_on_a_distributed_cluster(tmp_path):

@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
+from conftest import small_spec
 
 import sensorium_zarr as reader
-from sensorium_zarr.converter import convert_mouse, verify
-from sensorium_zarr.testing import write_mouse
 from sensorium_zarr._engine import parse_engine
+from sensorium_zarr.converter import convert_mouse, verify
 from sensorium_zarr.errors import SensoriumZarrError
-
-from conftest import small_spec
+from sensorium_zarr.testing import write_mouse
 
 PIPELINE = {"zarr": "BatchedCodecPipeline", "zarrs": "ZarrsCodecPipeline"}
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from conftest import REPO
 
 import sensorium_zarr as reader
 from sensorium_zarr import format as fmt
-
-from conftest import REPO
 
 DATA = Path(__file__).parent / "data"
 

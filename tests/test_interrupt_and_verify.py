@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, small_spec
 
+from sensorium_zarr._store import open_store
 from sensorium_zarr.converter import convert_mouse, verify
-from sensorium_zarr.testing import write_mouse
 from sensorium_zarr.converter._cli import main as cli_main
 from sensorium_zarr.errors import IncompleteStoreError
-from sensorium_zarr._store import open_store
-
-from conftest import REPO, small_spec
+from sensorium_zarr.testing import write_mouse
 
 
 @pytest.fixture(scope="module")

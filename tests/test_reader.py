@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sensorium_zarr import destandardize, open_mouse, standardize
 from sensorium_zarr.converter._convert import convert_mouse
 from sensorium_zarr.testing import sample_spec, write_mouse
-from sensorium_zarr import destandardize, open_mouse, standardize
 
 VARIABLES = ("videos", "responses", "behavior", "pupil_center")
 # Source (time last) -> stored axes, written out here rather than taken from reader.format.
@@ -174,7 +174,7 @@ def test_raw_values_equal_the_source_exactly(mouse):
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)  # NaN positions equal too
     # Withheld responses stay the zeros the release holds when not standardizing.
-    for i, has in zip(split.trial_ids, split.has_responses):
+    for i, has in zip(split.trial_ids, split.has_responses, strict=True):
         assert has == (not mouse.withheld(i))
 
 
@@ -202,7 +202,8 @@ def test_response_std_threshold(f32):
     m = open_mouse(f32.store)
     train = m.split("train").responses.compute()
     raw = m.split("train", standardize=False).responses.compute()
-    std = np.nanstd(np.concatenate([f32.data["responses"][i].astype(np.float64) for i in f32.ids_of("train")], axis=1), axis=1)
+    train_trials = [f32.data["responses"][i].astype(np.float64) for i in f32.ids_of("train")]
+    std = np.nanstd(np.concatenate(train_trials, axis=1), axis=1)
     threshold = 0.01 * np.nanmean(std)
     assert std[SILENT] == 0 and 0 < std[FAINT] < threshold  # the fixture does hit the rule
     real = ~np.isnan(raw[:, SILENT])
@@ -332,7 +333,11 @@ def test_inverse_standardization_round_trips(mouse, statistics):
         params = split.standardization_params(variable)
         one = raw[0]
         np.testing.assert_allclose(
-            destandardize(variable, standardize(variable, one, params), params), one, rtol=1e-5, atol=1e-4, equal_nan=True
+            destandardize(variable, standardize(variable, one, params), params),
+            one,
+            rtol=1e-5,
+            atol=1e-4,
+            equal_nan=True,
         )
         assert standardize(variable, one, params).dtype == one.dtype
 
@@ -348,7 +353,9 @@ def test_statistics_as_stored(mouse):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             for stat, reduce in reducers.items():
-                np.testing.assert_allclose(stats[variable]["trials"][stat], reduce(stack, axis=0), rtol=1e-9, equal_nan=True)
+                np.testing.assert_allclose(
+                    stats[variable]["trials"][stat], reduce(stack, axis=0), rtol=1e-9, equal_nan=True
+                )
                 np.testing.assert_allclose(stats[variable]["trials_time"][stat], reduce(stack, axis=(0, t)), rtol=1e-9)
         assert stats[variable]["trials_time"]["count"].tolist() == (~np.isnan(stack)).sum(axis=(0, t)).tolist()
     provided = m.provided_statistics()

@@ -15,9 +15,6 @@ import zarr
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.storage import LocalStore
 
-from sensorium_zarr.converter._chunking import Chunking
-from sensorium_zarr.converter._convert import convert_mouse
-from sensorium_zarr.testing import sample_spec, write_mouse
 from sensorium_zarr import (
     FormatVersionError,
     IncompleteStoreError,
@@ -27,6 +24,9 @@ from sensorium_zarr import (
     open_mouse,
     open_sensorium,
 )
+from sensorium_zarr.converter._chunking import Chunking
+from sensorium_zarr.converter._convert import convert_mouse
+from sensorium_zarr.testing import sample_spec, write_mouse
 
 VARIABLES = ("videos", "responses", "behavior", "pupil_center")
 PER_TRIAL = ("trial_id", "tier", "valid_frames", "has_responses", "index")
@@ -109,7 +109,8 @@ def test_open_and_split_read_no_data_and_one_trial_reads_its_chunk_only(store):
     assert all(isinstance(r, (RangeByteRequest, SuffixByteRequest)) for _, r in reads)
     assert sum(isinstance(r, RangeByteRequest) for _, r in reads) == chunks_per_trial
     assert len(reads) <= 2 * chunks_per_trial + 1
-    other = [key for key in counting.chunk_keys() if not key.startswith(("responses/c/", "statistics/train/responses/"))]
+    wanted = ("responses/c/", "statistics/train/responses/")
+    other = [key for key in counting.chunk_keys() if not key.startswith(wanted)]
     assert other == [], "no other variable is read"
     np.testing.assert_array_equal(one, split.responses.compute()[k])
 
@@ -258,7 +259,10 @@ def test_damaged_store_names_the_missing_array(store, tmp_path):
     "edit, match",
     [
         (lambda p: p[::-1], "'index/train' is not in ascending position and trial id order"),
-        (lambda p: np.concatenate([p[:1], p[2:]]), "'index/train' is not one consecutive range of trials, as format version 2 requires"),
+        (
+            lambda p: np.concatenate([p[:1], p[2:]]),
+            "'index/train' is not one consecutive range of trials, as format version 2 requires",
+        ),
     ],
     ids=["shuffled", "gap"],
 )
@@ -326,7 +330,8 @@ def test_missing_provided_statistic(store, tmp_path):
     lacking = _copy(store, tmp_path)
     shutil.rmtree(lacking / "meta/statistics/videos/all/std")
     mouse = open_mouse(lacking)
-    with pytest.raises(StoreFormatError, match=r"provides no meta/statistics/videos/all/std; use statistics='recomputed'") as e:
+    message = r"provides no meta/statistics/videos/all/std; use statistics='recomputed'"
+    with pytest.raises(StoreFormatError, match=message) as e:
         mouse.split("train", statistics="provided")
     _one_line(e)
     # The recomputed statistics and the raw values still work.

@@ -15,14 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensorium_zarr.testing import (
-    SampleSpec,
-    sample_spec,
-    sample_tree_specs,
-    twin_spec,
-    write_mouse,
-    write_sample_tree,
-)
 from sensorium_zarr.format import (
     BEHAVIOR,
     NONE_TIER,
@@ -31,6 +23,14 @@ from sensorium_zarr.format import (
     TIERS,
     VARIABLES,
     VIDEOS,
+)
+from sensorium_zarr.testing import (
+    SampleSpec,
+    sample_spec,
+    sample_tree_specs,
+    twin_spec,
+    write_mouse,
+    write_sample_tree,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def sample_tree(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[SampleSp
     paths = write_sample_tree(out)
     specs = sample_tree_specs()
     assert [as_zip for _, as_zip in specs] == [False, True]
-    return [(spec, Tree(path, spec.name)) for (spec, _), path in zip(specs, paths)]
+    return [(spec, Tree(path, spec.name)) for (spec, _), path in zip(specs, paths, strict=True)]
 
 
 @pytest.fixture(params=[0, 1], ids=["folder", "zip"])
@@ -113,7 +113,7 @@ def test_sample_spec_has_every_quirk() -> None:
     assert (valid[:, col[BEHAVIOR]] > valid[:, col[VIDEOS]]).any(), "behavior longer than video"
     assert len(set(valid[:, col[VIDEOS]].tolist())) >= 3, "frame counts differ by trial"
     assert spec.withheld_tiers == TEST_TIERS
-    for trial, row in zip(ids, valid):
+    for trial, row in zip(ids, valid, strict=True):
         if spec.is_withheld(trial):
             assert row[col[RESPONSES]] == spec.t_pad
 
@@ -189,7 +189,7 @@ def test_shapes_dtype_and_nan_padding(mouse: tuple[SampleSpec, Tree]) -> None:
     spec, tree = mouse
     for var in VARIABLES:
         column = VARIABLES.index(var)
-        for trial, row in zip(spec.trial_ids, spec.valid_frames):
+        for trial, row in zip(spec.trial_ids, spec.valid_frames, strict=True):
             array = tree.load(f"data/{var}/{trial}.npy")
             assert array.shape == spec.source_shape(var)
             assert array.dtype == np.dtype(spec.dtype)
@@ -363,7 +363,7 @@ def test_twin_of_a_new_mouse_withholds_test_responses() -> None:
     assert spec.withheld_tiers == TEST_TIERS
     assert NONE_TIER not in spec.tiers
     valid = spec.valid_frames_array()
-    for trial, row in zip(spec.trial_ids, valid):
+    for trial, row in zip(spec.trial_ids, valid, strict=True):
         if spec.is_withheld(trial):
             assert row[VARIABLES.index(RESPONSES)] == spec.t_pad
     released = twin_spec(_real(NEW), withheld=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from itertools import pairwise
 
 import numpy as np
 from hypothesis import given, settings
@@ -44,7 +45,7 @@ def test_blocks_of_trials_give_the_same_moments_as_numpy(stack, cuts):
     """The writer folds in a block of trials at once; any cut into blocks must agree."""
     edges = [0, *sorted(min(c, len(stack)) for c in cuts), len(stack)]
     moments = Moments.empty(stack.shape[1:])
-    for lo, hi in zip(edges, edges[1:]):
+    for lo, hi in pairwise(edges):
         moments.add_block(stack[lo:hi])
     got = moments.finalize()
     for name, expected in _numpy(stack, 0).items():

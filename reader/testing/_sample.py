@@ -25,6 +25,7 @@ import shutil
 import zipfile
 import zlib
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ class SampleSpec:
         where = f"SampleSpec {self.name!r}"
         if not ids:
             raise ValueError(f"{where}: no trial ids")
-        if any(b <= a for a, b in zip(ids, ids[1:])) or ids[0] < 0:
+        if any(b <= a for a, b in pairwise(ids)) or ids[0] < 0:
             raise ValueError(f"{where}: trial_ids must be non-negative and strictly ascending")
         if len(self.tiers) <= ids[-1]:
             raise ValueError(
@@ -139,7 +140,7 @@ class SampleSpec:
             raise ValueError(f"{where}: dtype {self.dtype!r}; expected one of {_DTYPES}")
         if self.n_neurons < 1 or self.t_pad < 1 or self.height < 1 or self.width < 1:
             raise ValueError(f"{where}: n_neurons, t_pad, height and width must be positive")
-        for trial, row in zip(ids, self.valid_frames):
+        for trial, row in zip(ids, self.valid_frames, strict=True):
             if len(row) != len(VARIABLES) or not all(1 <= v <= self.t_pad for v in row):
                 raise ValueError(
                     f"{where}: trial {trial}: valid_frames {row} must hold {len(VARIABLES)} "
@@ -246,7 +247,7 @@ def sample_spec(
     order = rng.permutation(len(rows))
     tiers = [NONE_TIER] * n_ids
     labels, valid = [], []
-    for trial, j in zip(trial_ids, order):
+    for trial, j in zip(trial_ids, order, strict=True):
         tier, label, frames = rows[j]
         tiers[trial] = tier
         labels.append(label)
@@ -450,7 +451,7 @@ def _macosx_junk_paths(spec: SampleSpec) -> list[str]:
 class _Sink:
     """Where a tree's files go, addressed by POSIX paths relative to the mouse folder."""
 
-    def __enter__(self) -> "_Sink":
+    def __enter__(self) -> _Sink:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -531,9 +532,9 @@ def _write_tree(spec: SampleSpec, sink: _Sink) -> None:
     running = {var: _RunningStats(shapes[var]) for var in VARIABLES}
     medians = _MedianSample(shapes, dtype, spec.n_trials)
     for position, (trial, label, row) in enumerate(
-        zip(spec.trial_ids, spec.labels, spec.valid_frames)
+        zip(spec.trial_ids, spec.labels, spec.valid_frames, strict=True)
     ):
-        valid = dict(zip(VARIABLES, row))
+        valid = dict(zip(VARIABLES, row, strict=True))
         arrays = _trial_arrays(spec, params, trial, label, valid, dtype)
         for var, array in arrays.items():
             sink.save(f"data/{var}/{trial}.npy", array)

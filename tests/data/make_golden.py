@@ -20,9 +20,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
+from sensorium_zarr import format as fmt  # noqa: E402
 from sensorium_zarr.converter import convert_mouse  # noqa: E402
 from sensorium_zarr.testing import sample_spec, write_mouse  # noqa: E402
-from sensorium_zarr import format as fmt  # noqa: E402
 
 
 def main() -> int:
