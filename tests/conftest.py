@@ -1,24 +1,16 @@
-"""Shared fixtures: small generated Sensorium trees on disk and their converted stores."""
+"""Shared fixtures: small generated Sensorium trees on disk and their converted stores.
+Helpers (paths, ``small_spec``, source access) are in helpers.py, reference
+implementations in oracles.py."""
 
 from __future__ import annotations
 
-import glob
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import small_spec
 
 from sensorium_zarr.converter._convert import convert_mouse
-from sensorium_zarr.testing import sample_spec, write_mouse
-
-REPO = Path(__file__).resolve().parents[1]
-REAL_METADATA = REPO.parent / "shared" / "real-metadata"
-
-
-def small_spec(name: str = "dynamic00001-1-1-Video-test", **options):
-    defaults = dict(n_neurons=23, n_trials=20, t_pad=30, height=6, width=8)
-    return sample_spec(name, **{**defaults, **options})
+from sensorium_zarr.testing import write_mouse
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +22,3 @@ def folder_mouse(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def folder_store(folder_mouse, tmp_path_factory) -> Path:
     return convert_mouse(folder_mouse, tmp_path_factory.mktemp("out-folder"), progress=False)
-
-
-def load_source(mouse_dir: Path, variable: str, trial_id: int) -> np.ndarray:
-    return np.load(mouse_dir / "data" / variable / f"{trial_id}.npy", allow_pickle=False)
-
-
-def source_ids(mouse_dir: Path) -> list[int]:
-    names = glob.glob(os.path.join(mouse_dir, "data", "responses", "*.npy"))
-    return sorted(int(Path(n).stem) for n in names)

@@ -9,7 +9,7 @@ import re
 import sys
 
 import pytest
-from conftest import REAL_METADATA, REPO
+from helpers import REAL_METADATA, REPO
 
 TWIN = REAL_METADATA / "dynamic29156-11-10-Video-8744edeac3b4d1ce16b680916b5267ce"
 WARM_ROWS = ["1", "1", "2", "1w", "3", "3d", "4a", "4b", "4m"]

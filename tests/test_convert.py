@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import load_source, small_spec, source_ids
+from helpers import load_source, small_spec, source_ids
+from oracles import NAN_REDUCERS
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr.converter import convert_mouse, verify
@@ -157,7 +158,7 @@ def _check_recomputed_statistics(folder_mouse: Path, store: Path) -> None:
     root = zarr.open_group(str(store), mode="r")
     tiers = np.load(folder_mouse / "meta/trials/tiers.npy", allow_pickle=False)
     train = [i for i in source_ids(folder_mouse) if tiers[i] == "train"]
-    reducers = {"mean": np.nanmean, "std": np.nanstd, "min": np.nanmin, "max": np.nanmax, "median": np.nanmedian}
+    reducers = NAN_REDUCERS
     for variable, axes in STORED_AXES.items():
         stack = np.stack([load_source(folder_mouse, variable, i).transpose(axes) for i in train]).astype(np.float64)
         time_axis = fmt.DIMENSIONS[variable].index("time")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import zarr
-from conftest import small_spec
 from distributed import Client, LocalCluster
+from helpers import small_spec
 
 import sensorium_zarr as reader
 from sensorium_zarr.converter import convert_mouse, verify

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
-from conftest import small_spec
+from helpers import small_spec
 
 import sensorium_zarr as reader
 from sensorium_zarr._engine import parse_engine

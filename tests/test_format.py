@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import REPO
+from helpers import REPO
 
 import sensorium_zarr as reader
 from sensorium_zarr import format as fmt

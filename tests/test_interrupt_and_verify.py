@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, small_spec
+from helpers import REPO, small_spec
 
 from sensorium_zarr._store import open_store
 from sensorium_zarr.converter import convert_mouse, verify

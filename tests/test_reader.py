@@ -8,6 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracles import (
+    NAN_REDUCERS,
+    NeuroNormalizer,
+    is_withheld,
+    real_frames,
+    recomputed_standardization,
+    response_threshold,
+)
 
 from sensorium_zarr import destandardize, open_mouse, standardize
 from sensorium_zarr.converter._convert import convert_mouse
@@ -54,7 +62,7 @@ class Mouse:
         return np.stack([self.data[variable][i].transpose(STORED_AXES[variable]) for i in ids])
 
     def withheld(self, trial_id: int) -> bool:
-        return not np.any(np.nan_to_num(self.data["responses"][trial_id]))
+        return is_withheld(self.data["responses"][trial_id])
 
 
 def _flatten_silent_neurons(source: Path) -> None:
@@ -110,50 +118,12 @@ def _tol(m: Mouse) -> dict:
 
 def _recomputed_reference(m: Mouse, variable: str, ids: list[int]) -> np.ndarray:
     """The documented rules, from every real value of the train trials, in float64."""
-    train = m.ids_of("train")
-    source = [m.data[variable][i].astype(np.float64) for i in train]
-    x = m.stored(variable, ids).astype(np.float64)
-    if variable == "videos":
-        values = np.concatenate([a.ravel() for a in source])
-        return (x - np.nanmean(values)) / np.nanstd(values)
-    pooled = np.concatenate(source, axis=-1)  # (neuron or channel, all train frames)
-    mean, std = np.nanmean(pooled, axis=1)[:, None], np.nanstd(pooled, axis=1)[:, None]
-    if variable == "responses":
-        threshold = 0.01 * np.nanmean(std)
-        out = x / np.where(std > threshold, std, threshold)
-        out[[m.withheld(i) for i in ids]] = np.nan
-        return out
-    if variable == "behavior":
-        return x / std
-    return (x - mean) / std
-
-
-class NeuroNormalizerReference:
-    """neuralpredictors' NeuroNormalizer rules, applied to source arrays (time last)."""
-
-    def __init__(self, statistics: dict) -> None:
-        s = statistics["responses"]["std"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            threshold = 0.01 * np.nanmean(s)
-            idx = s > threshold
-        self.response_precision = np.ones_like(s) / threshold
-        self.response_precision[idx] = 1 / s[idx]
-        self.stats = statistics
-
-    def __call__(self, variable: str, x: np.ndarray) -> np.ndarray:
-        st = self.stats[variable]
-        if variable == "videos":
-            return (x - st["mean"]) / st["std"]
-        if variable == "responses":
-            return x * self.response_precision
-        if variable == "behavior":
-            return x * (1 / st["std"])
-        return (x - st["mean"]) / st["std"]
+    train = [m.data[variable][i] for i in m.ids_of("train")]
+    return recomputed_standardization(variable, m.stored(variable, ids), train, [m.withheld(i) for i in ids])
 
 
 def _provided_reference(m: Mouse, variable: str, ids: list[int]) -> np.ndarray:
-    normalizer = NeuroNormalizerReference(m.provided)
+    normalizer = NeuroNormalizer(m.provided)
     out = np.stack(
         [normalizer(variable, m.data[variable][i]).transpose(STORED_AXES[variable]) for i in ids]
     ).astype(np.float64)
@@ -204,7 +174,7 @@ def test_response_std_threshold(f32):
     raw = m.split("train", standardize=False).responses.compute()
     train_trials = [f32.data["responses"][i].astype(np.float64) for i in f32.ids_of("train")]
     std = np.nanstd(np.concatenate(train_trials, axis=1), axis=1)
-    threshold = 0.01 * np.nanmean(std)
+    threshold = response_threshold(std)
     assert std[SILENT] == 0 and 0 < std[FAINT] < threshold  # the fixture does hit the rule
     real = ~np.isnan(raw[:, SILENT])
     assert np.all(train[:, SILENT][real] == 0)
@@ -237,10 +207,7 @@ def test_nan_padding_is_preserved(mouse):
     split = m.split(["train", "test", "validation"], standardize=False)
     for column, variable in enumerate(VARIABLES):
         source = mouse.stored(variable, list(split.trial_ids))
-        other = tuple(a for a in range(1, source.ndim) if a != TIME_AXIS[variable])
-        nan_frames = np.isnan(source).any(axis=other)
-        first = np.where(nan_frames.any(axis=1), nan_frames.argmax(axis=1), source.shape[TIME_AXIS[variable]])
-        np.testing.assert_array_equal(split.valid_frames[:, column], first)
+        np.testing.assert_array_equal(split.valid_frames[:, column], real_frames(source, TIME_AXIS[variable]))
 
 
 def test_withheld_responses_are_nan_when_standardized(f32, f64):
@@ -346,7 +313,7 @@ def test_statistics_as_stored(mouse):
     m = open_mouse(mouse.store)
     stats = m.statistics()
     train = mouse.ids_of("train")
-    reducers = {"mean": np.nanmean, "std": np.nanstd, "min": np.nanmin, "max": np.nanmax, "median": np.nanmedian}
+    reducers = NAN_REDUCERS
     for variable in VARIABLES:
         stack = mouse.stored(variable, train).astype(np.float64)
         t = TIME_AXIS[variable]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REAL_METADATA, REPO
+from oracles import NAN_REDUCERS as STATS
 
 from sensorium_zarr.format import (
     BEHAVIOR,
@@ -33,17 +35,8 @@ from sensorium_zarr.testing import (
     write_sample_tree,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_METADATA = Path(__file__).resolve().parents[2] / "shared" / "real-metadata"
 ORIGINAL = "dynamic29156-11-10-Video-8744edeac3b4d1ce16b680916b5267ce"
 NEW = "dynamic29515-10-12-Video-9b4f6a1a067fe51e15306b9628efea20"
-STATS = {
-    "mean": np.nanmean,
-    "std": np.nanstd,
-    "min": np.nanmin,
-    "max": np.nanmax,
-    "median": np.nanmedian,
-}
 
 
 class Tree:

@@ -1,0 +1,32 @@
+"""Helpers the tests share: paths of the repository, a small spec, source-file access.
+
+Fixtures live in conftest.py, which may use these; tests import them from here
+(``from helpers import ...``), never from conftest.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sensorium_zarr.testing import SampleSpec, sample_spec
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_METADATA = REPO.parent / "shared" / "real-metadata"
+
+
+def small_spec(name: str = "dynamic00001-1-1-Video-test", **options) -> SampleSpec:
+    defaults = dict(n_neurons=23, n_trials=20, t_pad=30, height=6, width=8)
+    return sample_spec(name, **{**defaults, **options})
+
+
+def load_source(mouse_dir: Path, variable: str, trial_id: int) -> np.ndarray:
+    return np.load(mouse_dir / "data" / variable / f"{trial_id}.npy", allow_pickle=False)
+
+
+def source_ids(mouse_dir: Path) -> list[int]:
+    names = glob.glob(os.path.join(mouse_dir, "data", "responses", "*.npy"))
+    return sorted(int(Path(n).stem) for n in names)
