@@ -2,6 +2,7 @@
 
     python scripts/make_sample.py OUT                      # two small mice (folder + zip)
     python scripts/make_sample.py OUT --twin real-metadata/<mouse> [--neuron-scale 0.1]
+    python scripts/make_sample.py OUT --responses sparse   # ~10% non-zero responses
 
 A twin has the real mouse's name, trial ids, tiers, frame counts and neurons; at full
 scale it is as large as the real mouse (about 7 GB) and takes a few minutes.
@@ -18,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from sensorium_zarr.testing import twin_spec, write_mouse, write_sample_tree
+from sensorium_zarr.testing import DEFAULT_ACTIVE_FRACTION, RESPONSE_KINDS, twin_spec, write_mouse, write_sample_tree
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dtype", choices=("float32", "float64"), default="float32", help="twin: file dtype"
     )
+    parser.add_argument(
+        "--responses", choices=RESPONSE_KINDS, default="dense",
+        help="dense traces (a small baseline, almost no zero) or sparse ones (exact zeros but "
+        "for --active-fraction of the values, like the release's deconvolved traces)",
+    )
+    parser.add_argument(
+        "--active-fraction", type=float, default=DEFAULT_ACTIVE_FRACTION,
+        help=f"sparse responses: share of non-zero values (default {DEFAULT_ACTIVE_FRACTION})",
+    )
     parser.add_argument("--zip", action="store_true", help="twin: write a zip (with __MACOSX junk)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace mice already in OUT")
@@ -49,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.twin is None:
-            paths = write_sample_tree(args.out, seed=args.seed, overwrite=args.overwrite)
+            paths = write_sample_tree(
+                args.out,
+                seed=args.seed,
+                overwrite=args.overwrite,
+                responses=args.responses,
+                active_fraction=args.active_fraction,
+            )
         else:
             spec = twin_spec(
                 args.twin,
@@ -58,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                 t_pad=args.t_pad,
                 dtype=args.dtype,
                 seed=args.seed,
+                responses=args.responses,
+                active_fraction=args.active_fraction,
             )
             paths = [write_mouse(spec, args.out, as_zip=args.zip, overwrite=args.overwrite)]
     except (FileExistsError, FileNotFoundError, ValueError) as e:

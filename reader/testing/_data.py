@@ -68,7 +68,7 @@ def trial_arrays(
         RESPONSES: (
             np.zeros((spec.n_neurons, t), dtype=np.float32)
             if spec.is_withheld(trial)
-            else _sparse_responses(rng, params, t, spec.active_fraction)
+            else _sparse_responses(rng, params, t, spec.active_fraction, valid[RESPONSES])
             if spec.responses == SPARSE
             else _responses(rng, params, t)
         ),
@@ -152,7 +152,7 @@ def _responses(rng: np.random.Generator, params: MouseParams, t_pad: int) -> np.
 
 
 def _sparse_responses(
-    rng: np.random.Generator, params: MouseParams, t_pad: int, active_fraction: float
+    rng: np.random.Generator, params: MouseParams, t_pad: int, active_fraction: float, real: int
 ) -> np.ndarray:
     """Deconvolved-like traces (neuron, time) that are exactly zero but for about
     ``active_fraction`` of the values: events (an exponential onset decaying over the
@@ -161,7 +161,8 @@ def _sparse_responses(
     Each neuron's share of non-zero values is the target scaled by its firing rate over
     the mean rate, capped at 1, so neurons differ but their mean share is the target.
     Onsets are drawn over the frames just before the trial too, so frame 0 is as likely to
-    be non-zero as any other.
+    be non-zero as any other. The first ``real`` frames (those not NaN-padded later) hold
+    at least one event.
     """
     n = params.event_rate.shape[0]
     lags = len(_EVENT_DECAY)
@@ -188,6 +189,11 @@ def _sparse_responses(
     negative = (trace == 0) & (v < negative_rate)
     depth = (v / negative_rate)[negative]  # uniform on [0, 1)
     trace[negative] = _TINY_NEGATIVE * (0.75 + 0.25 * depth)
+    if not trace[:, :real].any():
+        # Only in tiny specs; an all-zero trial is what withheld responses look like, and
+        # a converter rightly reads it so. The likeliest onset of frame 0 becomes one.
+        neuron = int(np.argmin(u[:, lags - 1] / onset_rate[:, 0]))
+        trace[neuron, 0] = params.event_scale[neuron, 0]
     return trace
 
 
