@@ -124,7 +124,7 @@ def store_read_rate(store: Path, engine: str, variable: str, n_shards: int, repe
     """Decoded bytes/s, bytes and trials of raw reads of the first ``n_shards`` shards (or
     all there are), through the store's codec pipeline: the reader's path minus standardizing."""
     array = open_array(str(store), variable, engine)
-    trials = min(array.shape[0], n_shards * array.shards[0])
+    trials = min(array.shape[0], n_shards * (array.shards or array.chunks)[0])
 
     def read() -> None:
         array[:trials]
@@ -165,7 +165,7 @@ def codec_rate(chunks: list[np.ndarray], codec: numcodecs.Blosc, threads: int, r
         return nbytes / median_time(lambda: list(pool.map(decode, parts)), repeats)
 
 
-def mixed_rate(rates: dict[str, float], nbytes: dict[str, int]) -> float:
+def mixed_rate(rates: dict[str, float], nbytes: dict[str, float]) -> float:
     """The rate of reading ``nbytes`` of each variable at its own rate: the times, summed."""
     return sum(nbytes.values()) / sum(nbytes[v] / rates[v] for v in nbytes)
 

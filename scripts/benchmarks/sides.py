@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -37,7 +37,8 @@ def standardize_like_reader(variable: str, data: np.ndarray, params: Standardiza
     """
     if data.dtype.kind == "f" and data.flags.writeable and not std_.subtracts_mean(variable):
         return std_.standardize_inplace(variable, data, params)
-    return std_.standardize(variable, data, params)
+    standardized: np.ndarray = std_.standardize(variable, data, params)
+    return standardized
 
 
 def source_file(source: Path, variable: str, trial_id: int) -> Path:
@@ -119,7 +120,7 @@ class Sides:
         result: np.ndarray = self.mouse.split("train", neurons=[n]).responses.compute(scheduler="threads")
         return result[:, 0, :]
 
-    def npy_neuron(self, n: int, mmap_mode: str | None = None) -> np.ndarray:
+    def npy_neuron(self, n: int, mmap_mode: Literal["r"] | None = None) -> np.ndarray:
         rows = []
         for trial in self.train.trial_ids.tolist():
             row = np.array(np.load(source_file(self.source, fmt.RESPONSES, trial), mmap_mode=mmap_mode)[n])
