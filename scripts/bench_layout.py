@@ -17,14 +17,17 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from bench import median_time, memcpy_rate  # scripts/ is on sys.path when run as a script
 from numcodecs import Blosc
 
 import sensorium_zarr as reader
-from sensorium_zarr.converter import Chunking, convert_mouse, scan_source
+from benchmarks.timing import median_time, memcpy_rate
+from sensorium_zarr.converter import Chunking, SourceLayout, convert_mouse, scan_source
 
 CODECS = {
     "blosc zstd 1 shuffle": Blosc("zstd", 1, Blosc.SHUFFLE),
@@ -34,6 +37,32 @@ CODECS = {
     "blosc lz4 5 bitshuffle": Blosc("lz4", 5, Blosc.BITSHUFFLE),
     "blosc zstd 9 bitshuffle (best effort)": Blosc("zstd", 9, Blosc.BITSHUFFLE),
 }
+
+
+# What each table times, as functions of their inputs (each timed call gets its own).
+
+
+def _encode_all(codec: Blosc, chunks: Sequence[np.ndarray]) -> list[bytes]:
+    return [codec.encode(c) for c in chunks]
+
+
+def _decode_all(codec: Blosc, encoded: Sequence[bytes]) -> list[Any]:
+    return [codec.decode(e) for e in encoded]
+
+
+def _read_trial(array: Any, positions: Iterator[int]) -> None:
+    """One trial of a Dask array, a different one per call."""
+    array[int(next(positions))].compute(scheduler="sync")
+
+
+def _load_trial(folder: Path, trial_ids: Iterator[int]) -> None:
+    """np.load of one trial's file, a different one per call."""
+    np.load(folder / f"{int(next(trial_ids))}.npy")
+
+
+def _load_neuron(folder: Path, trial_ids: Sequence[int], neuron: int) -> list[np.ndarray]:
+    """One neuron across ``trial_ids`` from the per-trial files."""
+    return [np.load(folder / f"{int(i)}.npy")[neuron] for i in trial_ids]
 
 
 def codec_table(mouse: Path, trials: list[int], repeats: int) -> list[str]:
@@ -52,8 +81,8 @@ def codec_table(mouse: Path, trials: list[int], repeats: int) -> list[str]:
         for variable, data in chunks.items():
             raw = sum(c.nbytes for c in data)
             encoded = [codec.encode(c) for c in data]
-            t_enc = median_time(lambda: [codec.encode(c) for c in data], max(1, repeats // 2))
-            t_dec = median_time(lambda: [codec.decode(e) for e in encoded], repeats)
+            t_enc = median_time(partial(_encode_all, codec, data), max(1, repeats // 2))
+            t_dec = median_time(partial(_decode_all, codec, encoded), repeats)
             size = sum(len(e) for e in encoded) / raw
             rows.append(f"| {name} | {variable} | {size:.3f} | {raw / t_enc / 1e9:.2f} | "
                         f"{raw / t_dec / 1e9:.2f} | {raw / t_dec / 1e9 / memcpy:.2f} |")
@@ -74,13 +103,13 @@ def chunk_table(mouse: Path, work: Path, trials: list[int], repeats: int, per_ch
             raw = m.split(list(m.tiers), standardize=False)
             picks = iter(rng.integers(0, len(raw), size=4 * repeats))
             array = raw.responses
-            t_trial = median_time(lambda: array[int(next(picks))].compute(scheduler="sync"), repeats)
+            t_trial = median_time(partial(_read_trial, array, picks), repeats)
             ids = iter(raw.trial_ids[rng.integers(0, len(raw), size=4 * repeats)])
-            t_load = median_time(lambda: np.load(source / f"{int(next(ids))}.npy"), repeats)
+            t_load = median_time(partial(_load_trial, source, ids), repeats)
             neuron = int(rng.integers(m.n_neurons))
             one = m.split(list(m.tiers), standardize=False, neurons=[neuron]).responses
-            t_neuron = median_time(lambda: one.compute(scheduler="sync"), max(1, repeats // 2))
-            t_all = median_time(lambda: [np.load(source / f"{int(i)}.npy")[neuron] for i in raw.trial_ids], 1)
+            t_neuron = median_time(partial(one.compute, scheduler="sync"), max(1, repeats // 2))
+            t_all = median_time(partial(_load_neuron, source, raw.trial_ids.tolist(), neuron), 1)
             rows.append(f"| {n} | {engine} | {t_trial * 1e3:.1f} | {t_load * 1e3:.1f} | {t_trial / t_load:.2f} | "
                         f"{t_neuron * 1e3:.0f} | {t_all * 1e3:.0f} | {t_all / t_neuron:.1f}x |")
     return rows
@@ -106,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _subset(layout, trials: list[int], work: Path) -> Path:
+def _subset(layout: SourceLayout, trials: list[int], work: Path) -> Path:
     """A copy of ``trials`` of the mouse as its own mouse folder (links, no data copied)."""
     target = work / "subset" / layout.name
     for rel in layout.tree.files:

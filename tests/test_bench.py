@@ -1,83 +1,294 @@
-"""scripts/bench.py keeps working: a tiny run prints the machine description and a table
-with every row and a measured number in each (never a timing assertion: the machine is
-shared and noisy, and a tiny mouse says nothing about speed anyway)."""
+"""The benchmark (scripts/benchmarks, run by scripts/bench.py): its rows table is
+consistent, a tiny run prints every row with a number in it, and the two sides of every
+compared row compute the same values through the same arithmetic path. Never a timing
+assertion: the machine is shared and noisy, and a tiny mouse says nothing about speed."""
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import re
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import pytest
 from helpers import REAL_METADATA, REPO
 
+import sensorium_zarr
+from benchmarks import rows, runner, sides
+from benchmarks.report import COLUMNS
+from benchmarks.sides import Sides
+from sensorium_zarr import _standardize as std_
+from sensorium_zarr import format as fmt
+from sensorium_zarr.converter import convert_mouse
+from sensorium_zarr.testing import twin_spec, write_mouse
+
 TWIN = REAL_METADATA / "dynamic29156-11-10-Video-8744edeac3b4d1ce16b680916b5267ce"
-WARM_ROWS = ["1", "1", "2", "1w", "3", "3d", "4a", "4b", "4m"]
-COLD_ROWS = ["3c", "4ac", "4bc"]
-LAST_ROWS = ["5", "6a", "6b", "6c", "5c", "6d", "5d"]
-COLUMNS = ["#", "what", "sensorium-zarr", "baseline", "ratio", "target", "met?"]
+PACKAGE = REPO / "scripts" / "benchmarks"
+COMPARED = [r.id for r in rows.ROWS if r.compared]
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    # Its dataclasses look their module up in sys.modules while the class is created.
-    sys.modules["bench"] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop("bench", None)
+def _need_twin() -> None:
+    if not TWIN.is_dir():
+        pytest.skip(f"{TWIN} is not here (shared/ must sit beside the repository)")
 
 
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def test_tiny_benchmark_prints_every_row(bench, tmp_path, capsys):
-    if not TWIN.is_dir():
-        pytest.skip(f"{TWIN} is not here (shared/ must sit beside the repository)")
+# --------------------------------------------------------------------------- the rows table
+
+
+def test_rows_table_is_consistent():
+    ids = [r.id for r in rows.ROWS]
+    assert len(ids) == len(set(ids)), ids
+    for r in rows.ROWS:
+        assert r.direction in rows.DIRECTION_OPS, r.id
+        if r.target is not None:
+            # A target says which way is better, the same way the row does.
+            assert r.target.op in rows.DIRECTION_OPS[r.direction], r.id
+        if r.ratio.inverse:
+            assert r.direction == "higher", r.id  # a speed-up
+        assert r.compared == (r.over is not None), r.id
+        for side in (r.ours, r.baseline):
+            if side is not None:
+                assert callable(getattr(Sides, side, None)), f"row {r.id}: Sides has no {side}"
+    # Cold rows mirror warm ones: same sides, same target.
+    for cold in rows.cold_ids():
+        c = rows.row(cold)
+        twins = [r for r in rows.ROWS if r.cache == "warm" and (r.ours, r.baseline, r.target) == (c.ours, c.baseline,
+                                                                                                  c.target)]
+        assert twins, cold
+    with pytest.raises(KeyError, match="no benchmark row 'nope'"):
+        rows.row("nope")
+
+
+def _row_ids_named_in_code() -> dict[str, str]:
+    """Every literal row id the package's code passes to the report or the table."""
+    named = {}
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in ("add", "row", "ref", "compare"):
+                    for arg in node.args:
+                        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                            named[arg.value] = f"{path.name}:{node.lineno}"
+    return named
+
+
+def test_every_row_the_code_names_exists():
+    named = _row_ids_named_in_code()
+    assert {"1", "1rss", "5", "5c", "5d", "6d"} <= set(named)  # the scan does see them
+    ids = {r.id for r in rows.ROWS}
+    assert {i: where for i, where in named.items() if i not in ids} == {}
+
+
+def test_measurement_code_states_no_target():
+    """Targets live in the rows table: the code that measures never builds one."""
+    for path in PACKAGE.glob("*.py"):
+        if path.name != "rows.py":
+            assert "Target(" not in path.read_text(), path.name
+
+
+# --------------------------------------------------------------------------- a tiny run
+
+
+def test_tiny_benchmark_prints_every_row(tmp_path, capsys):
+    _need_twin()
     pytest.importorskip("psutil")
     table = tmp_path / "table.md"
     work = tmp_path / "work"
     argv = ["--metadata", str(TWIN), "--scale", "0.02", "--repeats", "1", "--convert-repeats", "1",
             "--shards", "2", "--codec-trials", "1", "--work", str(work), "--markdown", str(table)]
-    assert bench.main(argv) == 0
+    assert runner.main(argv) == 0
     captured = capsys.readouterr()
     text = table.read_text()
     assert text in captured.out
     assert "converting" in captured.err  # progress goes to stderr
 
     header = next(line for line in text.splitlines() if line.startswith("| #"))
-    assert _cells(header) == COLUMNS
-    rows = [_cells(line) for line in text.splitlines() if re.match(r"\| \d", line)]
-    numbers = [row[0] for row in rows]
-    cold_missing = "cold rows (3c, 4ac, 4bc) missing:" in text
-    assert numbers == WARM_ROWS + ([] if cold_missing else COLD_ROWS) + LAST_ROWS
-    for row in rows:
+    assert tuple(_cells(header)) == COLUMNS
+    printed = [_cells(line) for line in text.splitlines() if re.match(r"\| \d", line)]
+    cold_missing = re.search(r"cold rows \(3c, 4ac, 4bc\) missing:", text) is not None
+    expected = [r for r in rows.ROWS if not (cold_missing and r.cache == "cold")]
+    assert [row[0] for row in printed] == [r.shown for r in expected]
+    number = r"\d+(\.\d+)?"
+    for r, row in zip(expected, printed, strict=True):
         assert len(row) == len(COLUMNS), row
-        assert re.match(r"\d+(\.\d+)?", row[2]), row  # our measured value
-        assert re.match(r"\d+(\.\d+)?", row[3]), row  # the baseline's
-        assert re.match(r"\d+(\.\d+)?", row[4]), row  # their ratio
-        assert row[6] in ("yes", "**no**", "-"), row
-        assert (row[5] == "-") == (row[6] == "-"), row  # a verdict exactly where there is a target
+        assert re.match(number, row[2]), row  # our measured value
+        assert re.match(number, row[3]), row  # the baseline's
+        assert re.match(number, row[4]), row  # their ratio
+        assert row[5] == (r.target.cell(r) if r.target is not None else "-"), row
+        assert row[6] in (("yes", "**no**") if r.target is not None else ("-",)), row
 
+    notes = [line for line in text.splitlines() if line.startswith("- ")]
+    shown = {r.shown for r in rows.ROWS}
+    for note in notes:
+        for ref in re.findall(r"\brows? (\d+[a-z]*)\b", note):
+            assert ref in shown, note
     for word in ("cores", "RAM", "numpy", "zarr", "dask", "T_pad", "neurons", "trials", "scale 0.02"):
         assert word in text, word
     # Nothing of this run is left behind without --keep.
     assert not work.exists()
 
 
-def test_generated_tree_is_reused(bench, tmp_path):
+def test_bench_script_finds_its_package():
+    """scripts/bench.py runs as a plain script: its folder on sys.path is all it needs."""
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--help"], capture_output=True,
+                          text=True, timeout=60, cwd="/")
+    assert done.returncode == 0, done.stderr
+    for option in ("--metadata", "--source", "--scale", "--no-cold", "--arithmetic-trials", "--markdown"):
+        assert option in done.stdout
+
+
+def test_generated_tree_is_reused(tmp_path):
     """A second run with the same spec finds the tree of the first (with --keep) and says so."""
-    if not TWIN.is_dir():
-        pytest.skip(f"{TWIN} is not here")
-    args = bench.parse_args(["--metadata", str(TWIN), "--scale", "0.01", "--work", str(tmp_path)])
-    first, generated = bench.make_source(args, tmp_path)
+    _need_twin()
+    args = runner.parse_args(["--metadata", str(TWIN), "--scale", "0.01", "--work", str(tmp_path)])
+    first, generated = runner.make_source(args, tmp_path)
     assert generated
-    second, generated_again = bench.make_source(args, tmp_path)
+    second, generated_again = runner.make_source(args, tmp_path)
     assert second == first and not generated_again
-    other = bench.parse_args(["--metadata", str(TWIN), "--scale", "0.02", "--work", str(tmp_path)])
-    _, regenerated = bench.make_source(other, tmp_path)
+    other = runner.parse_args(["--metadata", str(TWIN), "--scale", "0.02", "--work", str(tmp_path)])
+    _, regenerated = runner.make_source(other, tmp_path)
     assert regenerated  # a different spec is never mistaken for the one on disk
+
+
+# --------------------------------------------------------------------------- both sides of compared rows
+
+
+@pytest.fixture(scope="module")
+def tiny_sides(tmp_path_factory) -> Sides:
+    """Both sides over a tiny twin and its store (the benchmark's own tiny scale)."""
+    _need_twin()
+    folder = tmp_path_factory.mktemp("bench-sides")
+    source = write_mouse(twin_spec(TWIN, neuron_scale=0.02, trial_scale=0.02), folder / "source")
+    store = convert_mouse(source, folder / "store", progress=False)
+    return Sides(sensorium_zarr.open_mouse(store), source)
+
+
+def _items(s: Sides, over: str) -> list[int]:
+    """A few items per compared row: first and last train trial, first and last neuron."""
+    return {"trials": [0, len(s.train) - 1], "neurons": [0, s.mouse.n_neurons - 1], "passes": [0]}[over]
+
+
+@pytest.mark.parametrize("row_id", COMPARED)
+def test_both_sides_compute_equal_values(tiny_sides, row_id):
+    row = rows.row(row_id)
+    for item in _items(tiny_sides, row.over):
+        ours = sides.as_arrays(tiny_sides.method(row.ours)(item))
+        base = sides.as_arrays(tiny_sides.method(row.baseline)(item))
+        assert len(ours) == len(base) > 0
+        for a, b in zip(ours, base, strict=True):
+            assert a.shape == b.shape, (row_id, item)
+            assert np.isfinite(a).any(), (row_id, item)  # not vacuously equal
+            if row.over == "passes":
+                # Means: dask's float32 tree of sums against a running float64 sum.
+                np.testing.assert_allclose(a, b, rtol=row.rtol, atol=row.atol, equal_nan=True)
+            else:
+                # Same values through the same arithmetic: same dtype, equal to the last bit.
+                assert a.dtype == b.dtype, (row_id, item)
+                np.testing.assert_array_equal(a, b, err_msg=f"row {row_id}, item {item}")
+
+
+@contextmanager
+def _recorded_arithmetic() -> Iterator[list[tuple[str, str, str]]]:
+    """Record (variable, function, dtype) of every call of the two standardization functions
+    the reader's block read calls, whoever calls them, while the block runs.
+
+    Both the reader (sensorium_zarr._split) and the benchmark look them up on the
+    _standardize module at each call, so wrapping the module's attributes sees both."""
+    calls: list[tuple[str, str, str]] = []
+    originals = {name: getattr(std_, name) for name in ("standardize", "standardize_inplace")}
+
+    def recording(name, fn):
+        def wrapper(variable, x, params):
+            calls.append((variable, name, str(np.asarray(x).dtype) if not hasattr(x, "dask") else f"dask {x.dtype}"))
+            return fn(variable, x, params)
+        return wrapper
+
+    for name, fn in originals.items():
+        setattr(std_, name, recording(name, fn))
+    try:
+        yield calls
+    finally:
+        for name, fn in originals.items():
+            setattr(std_, name, fn)
+
+
+def _paths(fn, item) -> set[tuple[str, str, str]]:
+    with _recorded_arithmetic() as calls:
+        fn(item)
+    return set(calls)
+
+
+def _paths_of_row(s: Sides, row_id: str, item: int) -> tuple[set, set]:
+    row = rows.row(row_id)
+    return _paths(s.method(row.ours), item), _paths(s.method(row.baseline), item)
+
+
+@pytest.mark.parametrize("row_id", COMPARED)
+def test_both_sides_run_the_readers_arithmetic_path(tiny_sides, row_id):
+    ours, base = _paths_of_row(tiny_sides, row_id, 0)
+    assert ours, f"row {row_id}: the reader standardized nothing through the recorded functions"
+    assert base == ours
+    # Responses, most of the bytes, are rescaled in place in the stored dtype on both sides.
+    stored = tiny_sides.mouse.attrs.stored_dtypes[fmt.RESPONSES]
+    assert (fmt.RESPONSES, "standardize_inplace", stored) in ours
+
+
+def test_row_6d_runs_row_5s_arithmetic(tiny_sides):
+    """Row 6d stands for row 5's arithmetic alone: the same calls, and the same means as the
+    reader over the same trials."""
+    n = min(3, len(tiny_sides.train))
+    arithmetic, nbytes = tiny_sides.decoded_arithmetic(n)
+    assert nbytes > 0
+    with _recorded_arithmetic() as calls:
+        means = arithmetic()
+    assert set(calls) == _paths(tiny_sides.our_stream, 0)
+    expected = sides.stream_means(tiny_sides.train.responses[:n], tiny_sides.train.videos[:n])
+    for a, b in zip(means, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def _old_npy_standardize(variable, x, params):
+    """The baseline's arithmetic before the fix: it looked for standardize_inplace on
+    ``reader.standardize``, the function (the package's __init__ shadows the module), found
+    nothing, and took the float64 path for every variable."""
+    inplace = getattr(sensorium_zarr.standardize, "standardize_inplace", None)
+    if inplace is not None and x.dtype.kind == "f" and not std_.subtracts_mean(variable):
+        return inplace(variable, x, params)
+    return std_.standardize(variable, x, params)
+
+
+def test_the_checks_catch_the_old_float64_baseline(tiny_sides, monkeypatch):
+    """With the old baseline arithmetic put back, the path check and the bit-for-bit check
+    above both fail, for every compared row that reads responses."""
+    monkeypatch.setattr(sides, "standardize_like_reader", _old_npy_standardize)
+    for row_id in COMPARED:
+        ours, base = _paths_of_row(tiny_sides, row_id, 0)
+        assert base != ours, row_id
+        assert (fmt.RESPONSES, "standardize", "float32") in base, row_id
+    reader_trial = tiny_sides.our_trial(0)
+    old_trial = tiny_sides.npy_trial(0)
+    k = fmt.VARIABLES.index(fmt.RESPONSES)
+    assert not np.array_equal(reader_trial[k], old_trial[k], equal_nan=True)
+    # Within float32 rounding, though: why a tolerance alone could never tell the paths apart.
+    np.testing.assert_allclose(reader_trial[k], old_trial[k], rtol=1e-6, equal_nan=True)
+
+
+def test_layout_benchmark_runs(folder_mouse):
+    """scripts/bench_layout.py, which shares the package's timing helpers, runs as a script."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_layout.py"), str(folder_mouse), "--trials", "8",
+         "--repeats", "1", "--per-chunk", "8"], capture_output=True, text=True, timeout=300, cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "## Codecs" in done.stdout and "## Chunk shapes (8 trials, responses)" in done.stdout
+    table = [_cells(line) for line in done.stdout.splitlines() if line.startswith("| 8 |")]
+    assert [row[1] for row in table] == ["zarr", "zarrs"]
+    assert all(re.match(r"\d+(\.\d+)?", cell) for row in table for cell in row[2:5])

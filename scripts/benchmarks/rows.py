@@ -1,0 +1,203 @@
+"""The benchmark's rows, as data: what each measures, against which baseline, how the
+two form a ratio, which way is better, and the target (None for rows that only inform).
+
+Measurement code reports numbers under a row's id and never states a target; the report
+forms the ratio, checks it against the row's target and fills the cells from the row's
+templates. Rows whose ``ours`` and ``baseline`` name methods of ``sides.Sides`` compute
+the same values on both sides, and are checked value for value.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["lower", "higher"]
+Cache = Literal["warm", "cold"]
+#: What a compared row's items are: train trial positions, neuron indices, or whole passes.
+Over = Literal["trials", "neurons", "passes"]
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt,
+}
+#: The comparisons a target of each direction may use.
+DIRECTION_OPS: dict[str, tuple[str, ...]] = {"lower": ("<=", "<"), "higher": (">=", ">")}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """How a row's measured values are shown: ``value / scale`` to ``digits`` decimals."""
+
+    name: str
+    scale: float
+    digits: int
+
+    def format(self, value: float) -> str:
+        return f"{value / self.scale:.{self.digits}f} {self.name}"
+
+
+MS = Unit("ms", 1e-3, 1)
+SECONDS = Unit("s", 1.0, 2)
+GIB = Unit("GiB", 2.0**30, 2)
+GB = Unit("GB", 1e9, 3)
+MB_PER_S = Unit("MB/s", 1e6, 0)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """How ours and the baseline form the ratio cell: ``ours / base`` (or, ``inverse``,
+    ``base / ours``: a speed-up), shown to ``digits`` decimals with ``suffix`` and ``label``."""
+
+    label: str
+    digits: int
+    inverse: bool = False
+    suffix: str = ""
+
+    def of(self, ours: float, base: float) -> float:
+        return base / ours if self.inverse else ours / base
+
+    def format(self, value: float) -> str:
+        return f"{value:.{self.digits}f}{self.suffix} ({self.label})"
+
+
+TIME = Ratio("ours/base time", 2)
+SPEEDUP = Ratio("base/ours time", 1, inverse=True, suffix="x faster")
+SIZE = Ratio("ours/base", 3)
+MEMORY = Ratio("ours/base", 1)
+FLOOR = Ratio("floor/base time", 2)
+OF_MEMCPY = Ratio("ours/memcpy", 3)
+OF_LIMIT = Ratio("ours/limit", 2)
+OF_BOUND = Ratio("ours/bound", 2)
+
+
+@dataclass(frozen=True)
+class Target:
+    """``<ratio or our value> <op> value``; ``on="ours"`` compares our measured value, in
+    the row's unit, instead of the ratio."""
+
+    op: Literal["<=", "<", ">=", ">"]
+    value: float
+    on: Literal["ratio", "ours"] = "ratio"
+
+    def met(self, x: float) -> bool:
+        return _OPS[self.op](x, self.value)
+
+    def cell(self, row: Row) -> str:
+        suffix = row.ratio.suffix if self.on == "ratio" else f" {row.unit.name}"
+        return f"{self.op} {self.value:g}{suffix}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the table. ``what``, ``ours_cell`` and ``baseline_cell`` are templates:
+    ``{ours}``/``{base}`` are the measured values in ``unit``, ``{cache}`` the row's cache
+    state, other fields come from the measurement."""
+
+    id: str
+    what: str
+    ours_cell: str
+    baseline_cell: str
+    unit: Unit
+    ratio: Ratio
+    direction: Direction
+    target: Target | None = None
+    cache: Cache | None = None
+    #: Methods of ``sides.Sides`` computing our and the baseline's values, for compared rows.
+    ours: str | None = None
+    baseline: str | None = None
+    over: Over | None = None
+    #: How close the two sides' values must be (float32 rounding; summation order for means).
+    rtol: float = 1e-6
+    atol: float = 0.0
+    #: The '#' cell, when several rows share one number.
+    number: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.number or self.id
+
+    @property
+    def compared(self) -> bool:
+        return self.ours is not None and self.baseline is not None
+
+
+_TRIAL = "one random train trial, 4 variables, standardized, numpy, {spelling} ({cache})"
+_NEURON = "one neuron x {n_train} train trials, standardized, {spelling} ({cache})"
+_NPY_TRIAL = "{base} (np.load 4 files + same arithmetic)"
+_NPY_NEURON = "{base} (np.load each file, row n)"
+_MEMCPY = "{base} (memcpy, 1 thread)"
+_CODEC = ("bare codec decode, {codec}, {threads} thread(s), inner-chunk-sized buffers of {codec_trials} "
+          "train trials (streaming mix)")
+_MIX = "{ours} (responses {responses_mbs:.0f}, videos {videos_mbs:.0f})"
+
+
+def _trial(id: str, spelling: str, ours: str, cache: Cache, target: Target | None) -> Row:
+    return Row(id, _TRIAL.replace("{spelling}", spelling), "{ours}", _NPY_TRIAL, MS, TIME, "lower", target,
+               cache, ours=ours, baseline="npy_trial", over="trials")
+
+
+def _neuron(id: str, spelling: str, ours: str, cache: Cache) -> Row:
+    return Row(id, _NEURON.replace("{spelling}", spelling), "{ours}", _NPY_NEURON, MS, SPEEDUP, "higher",
+               Target(">=", 20), cache, ours=ours, baseline="npy_neuron", over="neurons")
+
+
+#: Every row, in the order of the table.
+ROWS: tuple[Row, ...] = (
+    Row("1", "conversion wall time (in the child, excluding interpreter start)",
+        "{ours} ({process_s:.2f} s whole process)", "{base} (np.load of every file, serial)",
+        SECONDS, TIME, "lower", Target("<=", 3)),
+    Row("1rss", "conversion peak RSS (max over conversions)", "{ours}", "{base} (bare read)",
+        GIB, MEMORY, "lower", Target("<", 2, on="ours"), number="1"),
+    Row("2", "bytes on disk (allocated; apparent in brackets)", "{ours} ({apparent_gb:.3f}), {files} files",
+        "{base} ({base_apparent_gb:.3f}), {base_files} files", GB, SIZE, "lower", Target("<=", 0.3)),
+    Row("1w", "floor for row 1: the store's bytes written to fresh files from memory "
+        "(64 MB files, no reading, encoding or statistics)", "{ours} ({rate_mbs:.0f} MB/s)",
+        "{base} (np.load of every file, serial)", SECONDS, FLOOR, "lower"),
+    _trial("3", "`split.trial(k)`", "our_trial", "warm", Target("<=", 1)),
+    _trial("3d", "`dask.compute(split.<var>[k])` (info)", "our_trial_dask", "warm", None),
+    _neuron("4a", "`split.responses[:, n]`", "our_neuron_slice", "warm"),
+    _neuron("4b", "`split('train', neurons=[n])`", "our_neuron_split", "warm"),
+    Row("4m", "row 4b vs a .npy reader using np.load(mmap_mode='r') (info, warm)", "{ours}",
+        "{base} (mmap, row n)", MS, SPEEDUP, "higher", None, "warm",
+        ours="our_neuron_split", baseline="npy_neuron_mmap", over="neurons"),
+    _trial("3c", "`split.trial(k)`", "our_trial", "cold", Target("<=", 1)),
+    _neuron("4ac", "`split.responses[:, n]`", "our_neuron_slice", "cold"),
+    _neuron("4bc", "`split('train', neurons=[n])`", "our_neuron_split", "cold"),
+    Row("5", "stream the train split: per-neuron + per-pixel nanmean, standardized "
+        "(dask threads vs serial .npy loop)", "{ours} ({rate_mbs:.0f} MB/s decoded)",
+        "{base} ({base_rate_mbs:.0f} MB/s)", SECONDS, TIME, "lower", Target("<=", 1), "warm",
+        ours="our_stream", baseline="npy_stream", over="passes", rtol=1e-4, atol=1e-4),
+    Row("6a", "raw read through the store's codec pipeline ({engine}), first {trials} trials "
+        "(<= {shards} shards) of responses + videos, `zarr.open_array(...)[a:b]`", _MIX, _MEMCPY,
+        MB_PER_S, OF_MEMCPY, "higher"),
+    Row("6b", _CODEC, _MIX, _MEMCPY, MB_PER_S, OF_MEMCPY, "higher"),
+    Row("6c", _CODEC, _MIX, _MEMCPY, MB_PER_S, OF_MEMCPY, "higher"),
+    Row("5c", "streaming (row 5) as a share of the codec decode limit (best of rows 6b, 6c)", "{ours}",
+        "{base}", MB_PER_S, OF_LIMIT, "higher", Target(">=", 0.6)),
+    Row("6d", "row 5's arithmetic alone (standardize + nanmean, dask threads) on {n} train trials already "
+        "decoded in memory", "{ours}", _MEMCPY, MB_PER_S, OF_MEMCPY, "higher"),
+    Row("5d", "streaming (row 5) as a share of the best any reader can do with this arithmetic: decode limit "
+        "and arithmetic sharing the cores, 1 / (1 / 5c limit + 1 / 6d)", "{ours}",
+        "{base} (bound; {bound_share:.2f} of the decode limit)", MB_PER_S, OF_BOUND, "higher"),
+)
+
+_BY_ID = {r.id: r for r in ROWS}
+
+
+def row(id: str) -> Row:
+    """The row ``id`` (KeyError naming it if the table has none)."""
+    try:
+        return _BY_ID[id]
+    except KeyError:
+        raise KeyError(f"no benchmark row {id!r}; the table has {', '.join(_BY_ID)}") from None
+
+
+def ref(id: str) -> str:
+    """``id`` as the report shows it in prose ('row 1w'), checked to exist."""
+    return f"row {row(id).shown}"
+
+
+def cold_ids() -> list[str]:
+    return [r.id for r in ROWS if r.cache == "cold"]
