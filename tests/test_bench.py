@@ -98,18 +98,21 @@ def test_measurement_code_states_no_target():
 # --------------------------------------------------------------------------- a tiny run
 
 
-def test_tiny_benchmark_prints_every_row(tmp_path, capsys):
+@pytest.mark.parametrize("responses", ["dense", "sparse"])
+def test_tiny_benchmark_prints_every_row(tmp_path, capsys, responses):
     _need_twin()
     pytest.importorskip("psutil")
     table = tmp_path / "table.md"
     work = tmp_path / "work"
     argv = ["--metadata", str(TWIN), "--scale", "0.02", "--repeats", "1", "--convert-repeats", "1",
-            "--shards", "2", "--codec-trials", "1", "--work", str(work), "--markdown", str(table)]
+            "--shards", "2", "--codec-trials", "1", "--work", str(work), "--markdown", str(table),
+            "--responses", responses]
     assert runner.main(argv) == 0
     captured = capsys.readouterr()
     text = table.read_text()
     assert text in captured.out
     assert "converting" in captured.err  # progress goes to stderr
+    assert (f"{responses} responses" if responses == "dense" else "sparse, 0.1 non-zero responses") in text
 
     header = next(line for line in text.splitlines() if line.startswith("| #"))
     assert tuple(_cells(header)) == COLUMNS

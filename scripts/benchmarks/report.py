@@ -97,7 +97,11 @@ def machine_lines(args: Any, mouse: reader.Mouse, n_train: int, source_bytes: in
         zarrs_version = "not installed"
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    scale = f"scale {args.scale:g}" if args.source is None else f"given source {args.source}"
+    if args.source is None:
+        kind = args.responses if args.responses == "dense" else f"sparse, {args.active_fraction:g} non-zero"
+        scale = f"scale {args.scale:g}, {kind} responses"
+    else:
+        scale = f"given source {args.source}"
     return [
         f"## sensorium-zarr benchmark, {time.strftime('%Y-%m-%d %H:%M')}",
         "",

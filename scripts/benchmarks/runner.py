@@ -16,7 +16,7 @@ import numpy as np
 import sensorium_zarr as reader
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import ENGINES, parse_engine
-from sensorium_zarr.testing import twin_spec, write_mouse
+from sensorium_zarr.testing import DEFAULT_ACTIVE_FRACTION, RESPONSE_KINDS, twin_spec, write_mouse
 
 from . import measure, rows
 from .cache import bytes_on_disk, check_eviction, evict, files_under, read_all
@@ -58,8 +58,10 @@ def make_source(args: argparse.Namespace, work: Path) -> tuple[Path, bool]:
             raise SystemExit(f"--source {source}: not a Sensorium mouse folder (no data/ inside)")
         log(f"using the given source {source}")
         return source, False
-    spec = twin_spec(args.metadata, neuron_scale=args.scale, trial_scale=args.scale)
-    folder = work / "source"
+    spec = twin_spec(args.metadata, neuron_scale=args.scale, trial_scale=args.scale,
+                     responses=args.responses, active_fraction=args.active_fraction)
+    # Dense and sparse twins share the mouse name, so each kind has its own folder.
+    folder = work / f"source-{args.responses}"
     target = folder / spec.name
     marker = folder / f"{spec.name}.spec.sha256"
     # The spec (ids, tiers, frame counts, neurons, seed...) decides every byte written.
@@ -68,7 +70,7 @@ def make_source(args: argparse.Namespace, work: Path) -> tuple[Path, bool]:
         log(f"reusing the tree generated earlier with the same spec: {target}")
         return target, False
     marker.unlink(missing_ok=True)
-    log(f"generating a twin of {spec.name} at scale {args.scale} ({spec.n_trials} trials, "
+    log(f"generating a twin of {spec.name} at scale {args.scale}, {args.responses} responses ({spec.n_trials} trials, "
         f"{spec.n_neurons} neurons, T_pad {spec.t_pad}) into {folder}")
     path = write_mouse(spec, folder, overwrite=True)
     marker.write_text(wanted + "\n")
@@ -162,7 +164,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
-            for folder in (work / "source", *([work] if created_work else [])):
+            for folder in (work / f"source-{args.responses}", *([work] if created_work else [])):
                 try:
                     folder.rmdir()  # only if this run left it empty
                 except OSError:
@@ -178,6 +180,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="benchmark this already generated mouse folder instead of generating a twin")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="neuron_scale and trial_scale of the twin (default 1.0: full size, ~9 GB)")
+    parser.add_argument("--responses", choices=RESPONSE_KINDS, default="dense",
+                        help="twin responses: dense, or sparse like deconvolved traces (default: dense)")
+    parser.add_argument("--active-fraction", type=float, default=DEFAULT_ACTIVE_FRACTION,
+                        help="share of non-zero response values of a sparse twin (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="repetitions per figure (default 3)")
     parser.add_argument("--convert-repeats", type=int, default=None,
                         help="conversions to time (default 1 at scale >= 0.5 or for a --source over 2 GB, else 3)")
