@@ -37,21 +37,28 @@ class Chunking:
 
     def layout(self, variable: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         """(chunk shape, shard shape or None) of ``variable`` stored with ``shape``."""
+        expected = fmt.spec(fmt.FORMAT_VERSION).lookup(variable)[0]
+        if not isinstance(expected.dims, tuple) or isinstance(expected.chunks, fmt.Whole):
+            raise ValueError(f"{variable}: not a per-trial variable")
+        return self.layout_rule(expected.chunks, expected.dims, shape)
+
+    def layout_rule(
+        self, rule: fmt.TrialShards | fmt.TrialBlocks, dims: tuple[str, ...], shape: tuple[int, ...]
+    ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        """(chunk shape, shard shape or None) of an array with ``dims`` and ``shape`` under
+        the format's chunk ``rule``, with these options."""
         trials, rest = self.trials_per_shard, shape[1:]
-        if variable == fmt.RESPONSES:
-            n_neurons, t_pad = rest
-            per_chunk = min(self.neurons_per_chunk, n_neurons)
-            chunk = (1, per_chunk, t_pad)
-            shard = (trials, per_chunk * math.ceil(n_neurons / per_chunk), t_pad)
-            return chunk, shard
-        if variable == fmt.VIDEOS:
-            t_pad, height, width = rest
-            frames = min(self.frames_per_video_chunk, t_pad)
-            chunk = (1, frames, height, width)
-            shard = (trials, frames * math.ceil(t_pad / frames), height, width)
-            return chunk, shard
-        # behavior and pupil_center are a few kB per trial: one plain chunk per shard of trials.
-        return (trials, *rest), None
+        if isinstance(rule, fmt.TrialBlocks):
+            # behavior and pupil_center are a few kB per trial: one plain chunk per shard of trials.
+            return (trials, *rest), None
+        axis = dims.index(rule.axis)
+        size = shape[axis]
+        per_chunk = min(int(getattr(self, rule.option)), size)
+        chunk = [1, *rest]
+        shard = [trials, *rest]
+        chunk[axis] = per_chunk
+        shard[axis] = per_chunk * math.ceil(size / per_chunk) if per_chunk else 0
+        return tuple(chunk), tuple(shard)
 
     def compressors(self, itemsize: int) -> list[Any]:
         return [

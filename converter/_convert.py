@@ -47,7 +47,7 @@ from ._recompute import (
 )
 from ._source import SourceLayout, find_sources, scan_source
 from ._statistics import Moments
-from ._writer import Written, create_array, create_store, release_buffers, stored_shape, write_block
+from ._writer import Blueprint, Written, create_store, release_buffers, stored_shape, write_block
 
 __all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
 
@@ -147,11 +147,12 @@ def _write(
     progress: bool | None,
 ) -> fmt.MouseAttrs:
     run = functools.partial(_compute, workers=workers, client=client, progress=progress)
-    root = create_store(path, layout, chunking, dtypes)
     attrs = _attrs(layout, chunking, dtypes, float32)
+    blueprint = Blueprint.of(layout, attrs, chunking)
+    root = create_store(path, blueprint)
     root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
-    _write_trial_index(root, layout, attrs.tiers)
-    _write_meta(root, layout)
+    _write_trial_index(root, layout, blueprint)
+    _write_meta(root, layout, blueprint)
     train = np.flatnonzero(layout.trial_tiers == fmt.STATISTICS_TIER)
     chains = _parallelism(workers, client)
     try:
@@ -161,14 +162,12 @@ def _write(
     if client is not None:
         client.run(release_buffers)
     valid, has_responses = written.per_trial()
-    create_array(root, fmt.VALID_FRAMES, valid.shape, valid.dtype, fmt.TRIAL_ARRAYS[fmt.VALID_FRAMES],
-                 attrs={fmt.ATTRS_KEY: {"variables": list(fmt.VARIABLES)}})[...] = valid
-    create_array(root, fmt.HAS_RESPONSES, has_responses.shape, bool,
-                 fmt.TRIAL_ARRAYS[fmt.HAS_RESPONSES])[...] = has_responses
+    blueprint.create(root, fmt.VALID_FRAMES)[...] = valid
+    blueprint.create(root, fmt.HAS_RESPONSES)[...] = has_responses
     for variable in fmt.VARIABLES:
         # No train trial at all: statistics stay NaN (count 0) rather than being invented.
         moments = written.moments[variable] if written.moments else Moments.empty(stored_shape(layout, variable)[1:])
-        create_statistics(root, variable, moments, dtypes[variable])
+        create_statistics(root, variable, moments, blueprint)
     _write_medians(root, path, train, engine, run)
     complete = dataclasses.replace(attrs, complete=True)
     root.attrs[fmt.ATTRS_KEY] = complete.to_dict()
@@ -291,34 +290,16 @@ def _run(collections: tuple, workers: int | None, client: Any, progress: bool | 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _write_trial_index(root: zarr.Group, layout: SourceLayout, tiers: tuple[str, ...]) -> None:
-    ids = layout.trial_ids
-    create_array(root, fmt.TRIAL_ID, ids.shape, ids.dtype, fmt.TRIAL_ARRAYS[fmt.TRIAL_ID])[...] = ids
+def _write_trial_index(root: zarr.Group, layout: SourceLayout, blueprint: Blueprint) -> None:
+    blueprint.create(root, fmt.TRIAL_ID)[...] = layout.trial_ids
     names = np.asarray(layout.trial_tiers, dtype=str)
-    create_array(root, fmt.TIER, names.shape, str, fmt.TRIAL_ARRAYS[fmt.TIER])[...] = names
-    for tier in tiers:
+    blueprint.create(root, fmt.TIER)[...] = names
+    for tier in blueprint.attrs.tiers:
         positions = np.flatnonzero(names == tier).astype(np.int64)
-        path = f"{fmt.INDEX_GROUP}/{tier}"
-        create_array(root, path, positions.shape, positions.dtype, fmt.INDEX_DIMENSIONS)[...] = positions
+        blueprint.create(root, f"{fmt.INDEX_GROUP}/{tier}", shape=positions.shape)[...] = positions
 
 
-def _meta_dimensions(rel: str, shape: tuple[int, ...], layout: SourceLayout) -> tuple[str, ...]:
-    dims = [f"dim_{i}" for i in range(len(shape))]
-    parts = rel.split("/")
-    if parts[1] == "neurons" and shape and shape[0] == layout.n_neurons:
-        dims[0] = "neuron"
-    elif parts[1] == "trials" and shape:
-        dims[0] = "trial_id"
-    elif parts[1] == "statistics" and len(parts) >= 3 and parts[2] in fmt.VARIABLES:
-        source_dims = [d for d in fmt.DIMENSIONS[parts[2]][1:]]
-        order = fmt.SOURCE_TO_STORED_AXES[parts[2]]
-        source_order = [source_dims[order.index(i)] for i in range(len(order))]
-        if len(source_order) == len(shape):
-            dims = source_order
-    return tuple(dims)
-
-
-def _write_meta(root: zarr.Group, layout: SourceLayout) -> None:
+def _write_meta(root: zarr.Group, layout: SourceLayout, blueprint: Blueprint) -> None:
     """Every ``meta/**.npy`` as an array at the same path (without ``.npy``), values as-is."""
     for rel in sorted(layout.meta_files):
         values = layout.read_meta(rel)
@@ -329,8 +310,7 @@ def _write_meta(root: zarr.Group, layout: SourceLayout) -> None:
             attrs = {fmt.ATTRS_KEY: {fmt.SOURCE_DTYPE_KEY: values.dtype.str}}
             values = values.astype(str) if values.dtype.kind == "S" else values
             dtype = str
-        dims = _meta_dimensions(rel, values.shape, layout)
-        array = create_array(root, path, values.shape, dtype, dims, attrs=attrs)
+        array = blueprint.create(root, path, shape=values.shape, dtype=dtype, attrs=attrs)
         if values.size:
             array[...] = values
 

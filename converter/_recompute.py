@@ -25,7 +25,7 @@ import zarr
 from sensorium_zarr import format as fmt
 
 from ._statistics import Moments, nanmedian
-from ._writer import create_array, open_array
+from ._writer import Blueprint, open_array
 
 __all__ = [
     "create_statistics", "median_blocks", "median_block", "pooled_median_blocks", "pooled_median_block",
@@ -49,27 +49,19 @@ _LEVELS = 256
 _COUNT_TRIALS = 16
 
 
-def create_statistics(
-    root: zarr.Group, variable: str, moments: Moments, dtype: np.dtype
-) -> None:
-    """Write every streamed statistic of ``variable`` and create its (empty) medians."""
+def create_statistics(root: zarr.Group, variable: str, moments: Moments, blueprint: Blueprint) -> None:
+    """Write every streamed statistic of ``variable`` and create its (empty) medians; dims,
+    dtypes and shapes come from the format's table."""
     time_axis = fmt.time_axis(variable, with_trial_axis=False)
     for granularity, result in (
         (fmt.OVER_TRIALS, moments.finalize()),
         (fmt.OVER_TRIALS_AND_TIME, moments.reduce(time_axis).finalize()),
     ):
-        dims = fmt.statistics_dimensions(variable, granularity)
         for stat in fmt.STATISTICS:
-            path = fmt.statistics_path(variable, granularity, stat)
-            if stat == "median":
-                shape = result["mean"].shape
-                create_array(root, path, shape, np.float64, dims)
-                continue
-            values = result[stat]
-            if stat in ("min", "max"):
-                values = values.astype(dtype)  # exact: they are source values
-            array = create_array(root, path, values.shape, values.dtype, dims)
-            array[...] = values
+            array = blueprint.create(root, fmt.statistics_path(variable, granularity, stat))
+            if stat != "median":
+                # min and max are source values, exact in the stored dtype the table gives.
+                array[...] = result[stat].astype(array.dtype)
 
 
 def median_blocks(array: zarr.Array, variable: str, n_train: int) -> list[tuple[int, int]]:

@@ -1,13 +1,18 @@
 """Verification stage: compare every stored value with its source. Entry point: ``verify``.
 
-Reads the whole store, so every chunk's CRC32C checksum is checked too: a flipped byte
-in any chunk file shows up as an unreadable block, and a source file changed after the
-conversion shows up as differing values.
+Walks the format's table (``sensorium_zarr.format``) first: every array it requires must
+exist with the dims, dtype, shape, chunk rule, checksums and fill value it gives, and
+every array present must be one it defines. Then reads the whole store, so every chunk's
+CRC32C checksum is checked too: a flipped byte in any chunk file shows up as an
+unreadable block, and a source file changed after the conversion shows up as differing
+values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dask
 import numpy as np
@@ -18,8 +23,9 @@ from sensorium_zarr._engine import open_array, parse_engine
 from sensorium_zarr._store import open_store
 from sensorium_zarr.errors import SensoriumZarrError
 
+from ._chunking import Chunking
 from ._source import SourceLayout, scan_source
-from ._writer import real_frames, responses_withheld
+from ._writer import real_frames, responses_withheld, stored_shape
 
 __all__ = ["verify"]
 
@@ -41,6 +47,7 @@ def verify(
             f"{fmt.TRIAL_ID}: store holds trials {_ids(stored_ids)}, source has {_ids(layout.trial_ids)}"
         )
         return problems
+    problems.extend(_layout_problems(root, attrs, layout))
     tiers = _read(root, fmt.TIER, problems)
     if tiers is not None and [str(t) for t in tiers] != [str(t) for t in layout.trial_tiers]:
         problems.append(f"{fmt.TIER}: differs from meta/trials/tiers.npy")
@@ -68,6 +75,37 @@ def verify(
     for path, _array in _arrays(root):
         if path.split("/")[0] in (fmt.STATISTICS_GROUP, fmt.INDEX_GROUP):
             _read(opener, path, problems)
+    return problems
+
+
+def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayout) -> list[str]:
+    """What the store's arrays break of the format's table, from their metadata."""
+    spec = fmt.spec(attrs.format_version)
+    shapes = {v: stored_shape(layout, v) for v in fmt.VARIABLES}
+    present = dict(_arrays(root))
+    problems = []
+    for expected in spec.required(attrs, shapes):
+        if expected.path not in present:
+            problems.append(f"{expected.path}: missing from the store")
+    try:
+        chunking: Chunking | None = Chunking(**attrs.chunking)
+    except (TypeError, ValueError) as e:
+        problems.append(f"chunking attribute: {e}")
+        chunking = None
+    for path, array in present.items():
+        try:
+            expected = spec.expected(path, attrs, shapes, source_shape=tuple(array.shape))
+        except KeyError:
+            problems.append(f"{path}: an array the format does not define")
+            continue
+        problems.extend(f"{p}" for p in fmt.array_problems(expected, array.metadata.to_dict()))
+        if isinstance(expected.chunks, fmt.Whole):
+            if array.shards is not None or (all(array.shape) and tuple(array.chunks) != tuple(array.shape)):
+                problems.append(f"{path}: chunks {array.chunks}, expected one chunk of the whole array")
+        elif chunking is not None and expected.dims is not None:
+            chunks, shards = chunking.layout_rule(expected.chunks, expected.dims, tuple(array.shape))
+            if (tuple(array.chunks), array.shards) != (chunks, shards):
+                problems.append(f"{path}: chunks {array.chunks} in shards {array.shards}, expected {chunks} in {shards}")
     return problems
 
 
@@ -142,7 +180,7 @@ def _ids(ids: np.ndarray | None) -> str:
     return f"{len(ids)} ids" + (f" {int(ids[0])}..{int(ids[-1])}" if len(ids) else "")
 
 
-def _arrays(group: zarr.Group, prefix: str = ""):
+def _arrays(group: zarr.Group, prefix: str = "") -> Iterator[tuple[str, zarr.Array[Any]]]:
     for name, node in group.members():
         path = f"{prefix}{name}"
         if isinstance(node, zarr.Array):
