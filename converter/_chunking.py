@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from zarr.codecs import BloscCodec, Crc32cCodec
 
@@ -20,20 +20,27 @@ from sensorium_zarr import format as fmt
 
 __all__ = ["Chunking"]
 
+#: Blosc's compressors and shuffles (zarr's names).
+Cname = Literal["lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd"]
+Shuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
+
 
 @dataclass(frozen=True)
 class Chunking:
     trials_per_shard: int = 8
     neurons_per_chunk: int = 64
     frames_per_video_chunk: int = 64
-    cname: str = "lz4"
+    cname: Cname = "lz4"
     clevel: int = 5
-    shuffle: str = "shuffle"
+    shuffle: Shuffle = "shuffle"
 
     def __post_init__(self) -> None:
         for name in ("trials_per_shard", "neurons_per_chunk", "frames_per_video_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Chunking.{name} must be at least 1, got {getattr(self, name)}")
+        for name, allowed in (("cname", get_args(Cname)), ("shuffle", get_args(Shuffle))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Chunking.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
     def layout(self, variable: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         """(chunk shape, shard shape or None) of ``variable`` stored with ``shape``."""

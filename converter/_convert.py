@@ -26,9 +26,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import zarr
+from dask.base import compute
+from dask.delayed import delayed
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import parse_engine
@@ -78,7 +79,7 @@ def convert_all(
     sources: Iterable[Path | str], out_dir: Path | str, **options: Any
 ) -> list[Path]:
     """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores."""
-    return [convert_mouse(path, out_dir, **options) for path in find_sources(list(sources))]
+    return [convert_mouse(path, out_dir, **options) for path in find_sources([Path(s) for s in sources])]
 
 
 def convert_mouse(
@@ -214,24 +215,25 @@ def _write_blocks(
     n_chains = max(1, min(len(starts), chains))
     # One shared leaf: passed bare, Dask would walk the layout's dataclass fields (every
     # file of every trial) again for each task, which took 15 s of a 55 s conversion.
-    layout_leaf = dask.delayed(layout, traverse=False)
+    layout_leaf = delayed(layout, traverse=False)
     tails = []
     for first in range(n_chains):
         written = None
         for lo in starts[first::n_chains]:
-            written = dask.delayed(write_block, pure=False)(
+            written = delayed(write_block, pure=False)(
                 layout_leaf, path, lo, min(lo + step, layout.n_trials), dtypes, is_train, engine, written
             )
         tails.append(written)
     (results,) = run(tails, what="write")
-    return functools.reduce(Written.merge, results)
+    merged: Written = functools.reduce(Written.merge, results)
+    return merged
 
 
 def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str, run: Any) -> None:
     tasks = {
         variable: [
-            dask.delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)
-            for lo, hi in median_blocks(root[variable], variable, len(train))
+            delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)
+            for lo, hi in median_blocks(_array(root, variable), variable, len(train))
         ]
         for variable in fmt.VARIABLES
     }
@@ -243,8 +245,8 @@ def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str,
         log.info("  %s: values other than integers 0..255, pooled median from whole-time blocks", ", ".join(pending))
         fallback = {
             variable: [
-                dask.delayed(pooled_median_block, pure=False)(path, variable, train, lo, hi, engine)
-                for lo, hi in pooled_median_blocks(root[variable], variable, len(train))
+                delayed(pooled_median_block, pure=False)(path, variable, train, lo, hi, engine)
+                for lo, hi in pooled_median_blocks(_array(root, variable), variable, len(train))
             ]
             for variable in pending
         }
@@ -253,13 +255,20 @@ def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str,
             write_pooled_medians(root, variable, parts)
 
 
+def _array(root: zarr.Group, path: str) -> zarr.Array[Any]:
+    node = root[path]
+    if not isinstance(node, zarr.Array):
+        raise TypeError(f"{path}: a group where the format has an array")
+    return node
+
+
 def _parallelism(workers: int | None, client: Any) -> int:
     if client is not None:
-        return max(1, sum(client.nthreads().values()))
+        return max(1, int(sum(client.nthreads().values())))
     return workers or os.cpu_count() or 1
 
 
-def _compute(*collections: Any, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple:
+def _compute(*collections: Any, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple[Any, ...]:
     started = time.perf_counter()
     try:
         return _run(collections, workers, client, progress, what)
@@ -267,17 +276,19 @@ def _compute(*collections: Any, workers: int | None, client: Any, progress: bool
         log.info("  %s stage: %.1f s", what, time.perf_counter() - started)
 
 
-def _run(collections: tuple, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple:
+def _run(
+    collections: tuple[Any, ...], workers: int | None, client: Any, progress: bool | None, what: str
+) -> tuple[Any, ...]:
     if client is not None:
         return tuple(client.gather(client.compute(list(collections))))
     if progress is None:
         progress = sys.stderr.isatty()
     bar: Any = nullcontext()
     if progress:
-        from dask.diagnostics import ProgressBar
+        from dask.diagnostics.progress import ProgressBar
 
         print(f"[{what}]", file=sys.stderr)
-        bar = ProgressBar(out=sys.stderr)
+        bar = ProgressBar(out=sys.stderr)  # type: ignore[no-untyped-call]
     # Our own pool, so a failure waits for the tasks still running before the caller
     # deletes the partial store (dask returns on the first error, leaving them running).
     pool = ThreadPoolExecutor(workers or os.cpu_count() or 1)
@@ -285,7 +296,10 @@ def _run(collections: tuple, workers: int | None, client: Any, progress: bool | 
         # Zarr's default of 10 concurrent chunk reads per call, each decoding into a
         # shard-sized buffer, multiplies memory by the Dask workers already in parallel.
         with bar, zarr.config.set({"async.concurrency": ZARR_CONCURRENCY}):
-            return dask.compute(*collections, scheduler="threads", pool=pool)
+            computed: tuple[Any, ...] = compute(  # type: ignore[no-untyped-call]
+                *collections, scheduler="threads", pool=pool
+            )
+            return computed
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
-import dask
 import numpy as np
 import zarr
+from dask.base import compute
+from dask.delayed import delayed
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import open_array, parse_engine
@@ -54,10 +56,10 @@ def verify(
 
     step = int(attrs.chunking.get("trials_per_shard", 8))
     tasks = [
-        dask.delayed(_verify_block)(layout, Path(store), lo, min(lo + step, layout.n_trials), engine)
+        delayed(_verify_block)(layout, Path(store), lo, min(lo + step, layout.n_trials), engine)
         for lo in range(0, layout.n_trials, step)
     ]
-    for block_problems in dask.compute(*tasks, scheduler="threads", num_workers=workers):
+    for block_problems in compute(*tasks, scheduler="threads", num_workers=workers):  # type: ignore[no-untyped-call]
         problems.extend(block_problems)
 
     for rel, _header in sorted(layout.meta_files.items()):
@@ -105,7 +107,9 @@ def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayo
         elif chunking is not None and expected.dims is not None:
             chunks, shards = chunking.layout_rule(expected.chunks, expected.dims, tuple(array.shape))
             if (tuple(array.chunks), array.shards) != (chunks, shards):
-                problems.append(f"{path}: chunks {array.chunks} in shards {array.shards}, expected {chunks} in {shards}")
+                problems.append(
+                    f"{path}: chunks {array.chunks} in shards {array.shards}, expected {chunks} in {shards}"
+                )
     return problems
 
 
@@ -146,7 +150,7 @@ class _Opener:
     def __init__(self, store: Path, engine: str) -> None:
         self.store, self.engine = str(store), engine
 
-    def __getitem__(self, path: str) -> zarr.Array:
+    def __getitem__(self, path: str) -> zarr.Array[Any]:
         try:
             return open_array(self.store, path, self.engine)
         except FileNotFoundError as e:
@@ -154,14 +158,17 @@ class _Opener:
 
 
 def _read(
-    root: zarr.Group | _Opener, path: str, problems: list[str], selection: object = Ellipsis
+    root: zarr.Group | _Opener, path: str, problems: list[str], selection: slice | EllipsisType = Ellipsis
 ) -> np.ndarray | None:
     try:
-        return np.asarray(root[path][selection])
+        node = root[path]
+        if not isinstance(node, zarr.Array):
+            raise KeyError(path)
+        return np.asarray(node[selection])
     except KeyError:
         problems.append(f"{path}: missing from the store")
     except Exception as e:  # a failed checksum or a damaged file, whatever zarr raises
-        where = "" if selection is Ellipsis else f" [{selection.start}:{selection.stop}]"  # type: ignore[attr-defined]
+        where = f" [{selection.start}:{selection.stop}]" if isinstance(selection, slice) else ""
         problems.append(f"{path}{where}: unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
     return None
 

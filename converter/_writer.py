@@ -247,4 +247,4 @@ def responses_withheld(trial: np.ndarray) -> bool:
     if trial.dtype.kind != "f":
         return not np.count_nonzero(trial)
     # NaN counts as non-zero: withheld means every non-zero element is a NaN.
-    return np.count_nonzero(trial) == np.count_nonzero(np.isnan(trial))
+    return bool(np.count_nonzero(trial) == np.count_nonzero(np.isnan(trial)))

@@ -181,7 +181,7 @@ class Split:
         )
         name = f"{variable}-{'standardized' if mode else 'raw'}-{token}"
         rest = (0,) * (len(shape) - 1)
-        graph = {
+        graph: dict[Any, Any] = {
             (name, i, *rest): (
                 _read_block,
                 self._handle,
@@ -195,7 +195,7 @@ class Split:
             for i, (lo, block) in enumerate(zip(starts, blocks, strict=True))
         }
         chunks = (tuple(len(b) for b in blocks), *((n,) for n in shape[1:]))
-        return da.Array(
+        return da.Array(  # type: ignore[no-untyped-call]
             HighLevelGraph.from_collections(name, graph, dependencies=()),
             name,
             chunks,
@@ -241,8 +241,10 @@ def _read_block(
         # Only the chunks holding these neurons are read and decoded; consecutive ones as
         # a slice, which zarr indexes faster than an integer array (one neuron across 350
         # train trials: 12.8 ms against 14.2 ms for the raw read).
-        consecutive = isinstance(neurons, np.ndarray) and len(neurons) and np.all(np.diff(neurons) == 1)
-        selection[1] = slice(int(neurons[0]), int(neurons[-1]) + 1) if consecutive else neurons
+        if isinstance(neurons, np.ndarray) and len(neurons) and np.all(np.diff(neurons) == 1):
+            selection[1] = slice(int(neurons[0]), int(neurons[-1]) + 1)
+        else:
+            selection[1] = neurons
     span = int(positions[-1] - positions[0] + 1) if len(positions) else 0
     covering = 0 < span <= _MAX_SPAN_FACTOR * len(positions)
     if covering:

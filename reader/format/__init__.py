@@ -93,7 +93,8 @@ from ._names import (
 
 __all__ = [
     "ARRAYS", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "INDEX_DIMENSIONS", "META_DIMS", "NAN_IF_FLOAT", "SPECS",
-    "STATISTIC_DIMS", "STORED", "STRING", "TRIAL_ARRAYS", "ZARR_DEFAULT", "ArraySpec", "ChunkRule", "Expected", "FormatSpec",
+    "STATISTIC_DIMS", "STORED", "STRING", "TRIAL_ARRAYS", "ZARR_DEFAULT", "ArraySpec", "ChunkRule", "Expected",
+    "FormatSpec",
     "TrialBlocks", "TrialShards", "Whole", "array_problems", "check_array", "meta_dimensions", "spec",
     "statistics_dimensions", "time_axis",
     "PARSERS", "MouseAttrs", "is_complete", "parse_format_version", "require_complete",

@@ -163,8 +163,11 @@ ARRAYS: tuple[ArraySpec, ...] = (
 DIMENSIONS: dict[str, tuple[str, ...]] = {
     s.path: s.dims for s in ARRAYS if s.path in VARIABLES and isinstance(s.dims, tuple)
 }
+#: Dimension names of the per-trial arrays (length n_trials, in stored trial order).
 TRIAL_ARRAYS: dict[str, tuple[str, ...]] = {
-    s.path: s.dims for s in ARRAYS if s.path in (TRIAL_ID, TIER, VALID_FRAMES, HAS_RESPONSES) and isinstance(s.dims, tuple)
+    s.path: s.dims
+    for s in ARRAYS
+    if s.path in (TRIAL_ID, TIER, VALID_FRAMES, HAS_RESPONSES) and isinstance(s.dims, tuple)
 }
 INDEX_DIMENSIONS: tuple[str, ...] = ("position",)
 
@@ -423,7 +426,8 @@ def array_problems(expected: Expected, metadata: Mapping[str, Any]) -> list[str]
     elif expected.dims is not None and dims != expected.dims:
         problems.append(f"'{path}' has dimension_names {dims}, expected {expected.dims}")
     if expected.shape is not None and (
-        len(shape) != len(expected.shape) or any(e is not None and e != s for e, s in zip(expected.shape, shape))
+        len(shape) != len(expected.shape)
+        or any(e is not None and e != s for e, s in zip(expected.shape, shape, strict=True))
     ):
         wanted = tuple("?" if s is None else s for s in expected.shape)
         problems.append(f"'{path}' has shape {shape}, expected {wanted}".replace("'?'", "?"))

@@ -11,7 +11,6 @@ Completeness is one rule, ``is_complete``, used by every entry point that opens 
 
 from __future__ import annotations
 
-import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,13 +35,15 @@ __all__ = [
     "PARSERS",
 ]
 
-_short = reprlib.Repr()
-_short.maxstring = 40
-_short.maxother = 40
+#: Longest repr of a bad value a message shows (a config object could be large).
+_SHOWN = 60
 
 
 def _bad(where: str, key: str, expected: str, found: object) -> StoreFormatError:
-    shown = "nothing (missing)" if found is _MISSING else f"{_short.repr(found)} ({type(found).__name__})"
+    shown = repr(found)
+    if len(shown) > _SHOWN:
+        shown = shown[: _SHOWN - 3] + "..."
+    shown = "nothing (missing)" if found is _MISSING else f"{shown} ({type(found).__name__})"
     return StoreFormatError(f"{where}: attribute '{ATTRS_KEY}.{key}' must be {expected}, found {shown}")
 
 
