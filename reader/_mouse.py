@@ -34,7 +34,6 @@ class Mouse:
     def __init__(self, handle: StoreHandle, attrs: fmt.MouseAttrs) -> None:
         self._handle = handle
         self.attrs = attrs
-        self._spec = fmt.spec(attrs.format_version)
         self.shapes: dict[str, tuple[int, ...]] = {}
         for variable in fmt.VARIABLES:
             self.shapes[variable] = tuple(self._checked(variable).shape)
@@ -52,6 +51,10 @@ class Mouse:
         self._spec.check_tier_index(
             handle.where, attrs.n_trials, trial_ids, self.trial_tiers, self.positions_by_tier
         )
+
+    @property
+    def _spec(self) -> fmt.FormatSpec:
+        return fmt.spec(self.attrs.format_version)
 
     def _checked(self, path: str) -> zarr.Array[Any]:
         """The array at ``path``, its metadata checked against the format's table."""

@@ -19,6 +19,7 @@ from sensorium_zarr import format as fmt
 from sensorium_zarr.converter import verify
 
 DATA = Path(__file__).parent / "data"
+GOLDEN_ATTRS = json.loads((DATA / "golden-v2.zarr" / "zarr.json").read_text())["attributes"][fmt.ATTRS_KEY]
 
 
 def _edit(store: Path, path: str, change: Callable[[dict[str, Any]], None]) -> None:
@@ -166,6 +167,11 @@ def test_table_lookup():
         spec.lookup("statistics/train/speed/trials/mean")
     with pytest.raises(KeyError):
         spec.lookup("extra")
+    golden = fmt.MouseAttrs.from_dict(GOLDEN_ATTRS, "golden")
+    assert spec.expected("index/oracle", golden).shape == (None,)
+    for undefined in ("index/bogus", "statistics/oracle/videos/trials/mean"):
+        with pytest.raises(KeyError):
+            spec.expected(undefined, golden)
     assert spec.lookup("meta/anything/below")[1] == {"path": "anything/below"}
     assert fmt.meta_dimensions("meta/statistics/videos/all/mean", (4, 5, 6), 3) == ("height", "width", "time")
     assert fmt.meta_dimensions("meta/neurons/unit_ids", (3,), 3) == ("neuron",)

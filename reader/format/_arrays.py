@@ -268,8 +268,14 @@ class FormatSpec:
     ) -> Expected:
         """The rules of the array at ``path`` in a store with ``attrs``; ``shapes`` (the
         variables' stored shapes, where known) fixes the sizes attributes do not, and
-        ``source_shape`` names the axes of a ``meta/`` array."""
+        ``source_shape`` names the axes of a ``meta/`` array. KeyError if the format
+        defines no such array in this store (including an index of a tier not in
+        ``tiers``)."""
         row, fields = self.lookup(path)
+        tier = fields.get("tier")
+        tiers = (attrs.statistics_tier,) if row.path.startswith(STATISTICS_GROUP + "/") else attrs.tiers
+        if tier is not None and tier not in tiers:
+            raise KeyError(path)  # a tier this store does not have
         variable = path if path in VARIABLES else fields.get("variable")
         if isinstance(row.dims, tuple):
             dims: tuple[str, ...] | None = row.dims

@@ -81,7 +81,13 @@ def _str_dict(value: object, where: str, key: str) -> dict[str, str]:
 
 
 def parse_format_version(value: object, where: str) -> int:
-    """The format version, or ``FormatVersionError`` if this code does not read it."""
+    """The format version, or ``FormatVersionError`` if this code does not read it.
+    ``value`` may also be the whole attribute object, as callers of earlier releases
+    passed it (no version is an object)."""
+    if isinstance(value, Mapping):
+        value = value.get("format_version", _MISSING)
+    if value is _MISSING:
+        raise _bad(where, "format_version", "an integer", value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(where, "format_version", "an integer", value)
     if value not in SUPPORTED_FORMAT_VERSIONS:
