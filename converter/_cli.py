@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import ENGINES
-from sensorium_zarr._store import open_store
+from sensorium_zarr._store import StoreHandle, open_store
 from sensorium_zarr.errors import SensoriumZarrError
 
 from ._chunking import Chunking
@@ -102,8 +102,9 @@ def _verify(source: Path, store: Path, workers: int | None, engine: str | None) 
 def summarize(store: Path | str) -> str:
     """A few lines about a store: trials per tier, shapes, dtypes, size on disk."""
     root, attrs = open_store(store)
-    tiers = ", ".join(f"{t} {root[f'{fmt.INDEX_GROUP}/{t}'].shape[0]}" for t in attrs.tiers)
-    withheld = int((~root[fmt.HAS_RESPONSES][:]).sum())
+    handle = StoreHandle(Path(store), root)
+    tiers = ", ".join(f"{t} {handle.array(f'{fmt.INDEX_GROUP}/{t}').shape[0]}" for t in attrs.tiers)
+    withheld = int((~handle.read(fmt.HAS_RESPONSES)).sum())
     size = sum(p.stat().st_size for p in Path(store).rglob("*") if p.is_file())
     dtypes = ", ".join(f"{v} {d}" for v, d in attrs.stored_dtypes.items())
     return "\n".join([

@@ -26,9 +26,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import zarr
+from dask.base import compute
+from dask.delayed import delayed
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import parse_engine
@@ -47,7 +48,7 @@ from ._recompute import (
 )
 from ._source import SourceLayout, find_sources, scan_source
 from ._statistics import Moments
-from ._writer import Written, create_array, create_store, release_buffers, stored_shape, write_block
+from ._writer import Blueprint, Written, create_store, release_buffers, stored_shape, write_block
 
 __all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
 
@@ -78,7 +79,7 @@ def convert_all(
     sources: Iterable[Path | str], out_dir: Path | str, **options: Any
 ) -> list[Path]:
     """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores."""
-    return [convert_mouse(path, out_dir, **options) for path in find_sources(list(sources))]
+    return [convert_mouse(path, out_dir, **options) for path in find_sources([Path(s) for s in sources])]
 
 
 def convert_mouse(
@@ -147,11 +148,12 @@ def _write(
     progress: bool | None,
 ) -> fmt.MouseAttrs:
     run = functools.partial(_compute, workers=workers, client=client, progress=progress)
-    root = create_store(path, layout, chunking, dtypes)
     attrs = _attrs(layout, chunking, dtypes, float32)
+    blueprint = Blueprint.of(layout, attrs, chunking)
+    root = create_store(path, blueprint)
     root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
-    _write_trial_index(root, layout, attrs.tiers)
-    _write_meta(root, layout)
+    _write_trial_index(root, layout, blueprint)
+    _write_meta(root, layout, blueprint)
     train = np.flatnonzero(layout.trial_tiers == fmt.STATISTICS_TIER)
     chains = _parallelism(workers, client)
     try:
@@ -161,14 +163,12 @@ def _write(
     if client is not None:
         client.run(release_buffers)
     valid, has_responses = written.per_trial()
-    create_array(root, fmt.VALID_FRAMES, valid.shape, valid.dtype, fmt.TRIAL_ARRAYS[fmt.VALID_FRAMES],
-                 attrs={fmt.ATTRS_KEY: {"variables": list(fmt.VARIABLES)}})[...] = valid
-    create_array(root, fmt.HAS_RESPONSES, has_responses.shape, bool,
-                 fmt.TRIAL_ARRAYS[fmt.HAS_RESPONSES])[...] = has_responses
+    blueprint.create(root, fmt.VALID_FRAMES)[...] = valid
+    blueprint.create(root, fmt.HAS_RESPONSES)[...] = has_responses
     for variable in fmt.VARIABLES:
         # No train trial at all: statistics stay NaN (count 0) rather than being invented.
         moments = written.moments[variable] if written.moments else Moments.empty(stored_shape(layout, variable)[1:])
-        create_statistics(root, variable, moments, dtypes[variable])
+        create_statistics(root, variable, moments, blueprint)
     _write_medians(root, path, train, engine, run)
     complete = dataclasses.replace(attrs, complete=True)
     root.attrs[fmt.ATTRS_KEY] = complete.to_dict()
@@ -215,24 +215,25 @@ def _write_blocks(
     n_chains = max(1, min(len(starts), chains))
     # One shared leaf: passed bare, Dask would walk the layout's dataclass fields (every
     # file of every trial) again for each task, which took 15 s of a 55 s conversion.
-    layout_leaf = dask.delayed(layout, traverse=False)
+    layout_leaf = delayed(layout, traverse=False)
     tails = []
     for first in range(n_chains):
         written = None
         for lo in starts[first::n_chains]:
-            written = dask.delayed(write_block, pure=False)(
+            written = delayed(write_block, pure=False)(
                 layout_leaf, path, lo, min(lo + step, layout.n_trials), dtypes, is_train, engine, written
             )
         tails.append(written)
     (results,) = run(tails, what="write")
-    return functools.reduce(Written.merge, results)
+    merged: Written = functools.reduce(Written.merge, results)
+    return merged
 
 
 def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str, run: Any) -> None:
     tasks = {
         variable: [
-            dask.delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)
-            for lo, hi in median_blocks(root[variable], variable, len(train))
+            delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)
+            for lo, hi in median_blocks(_array(root, variable), variable, len(train))
         ]
         for variable in fmt.VARIABLES
     }
@@ -244,8 +245,8 @@ def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str,
         log.info("  %s: values other than integers 0..255, pooled median from whole-time blocks", ", ".join(pending))
         fallback = {
             variable: [
-                dask.delayed(pooled_median_block, pure=False)(path, variable, train, lo, hi, engine)
-                for lo, hi in pooled_median_blocks(root[variable], variable, len(train))
+                delayed(pooled_median_block, pure=False)(path, variable, train, lo, hi, engine)
+                for lo, hi in pooled_median_blocks(_array(root, variable), variable, len(train))
             ]
             for variable in pending
         }
@@ -254,13 +255,20 @@ def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str,
             write_pooled_medians(root, variable, parts)
 
 
+def _array(root: zarr.Group, path: str) -> zarr.Array[Any]:
+    node = root[path]
+    if not isinstance(node, zarr.Array):
+        raise TypeError(f"{path}: a group where the format has an array")
+    return node
+
+
 def _parallelism(workers: int | None, client: Any) -> int:
     if client is not None:
-        return max(1, sum(client.nthreads().values()))
+        return max(1, int(sum(client.nthreads().values())))
     return workers or os.cpu_count() or 1
 
 
-def _compute(*collections: Any, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple:
+def _compute(*collections: Any, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple[Any, ...]:
     started = time.perf_counter()
     try:
         return _run(collections, workers, client, progress, what)
@@ -268,17 +276,19 @@ def _compute(*collections: Any, workers: int | None, client: Any, progress: bool
         log.info("  %s stage: %.1f s", what, time.perf_counter() - started)
 
 
-def _run(collections: tuple, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple:
+def _run(
+    collections: tuple[Any, ...], workers: int | None, client: Any, progress: bool | None, what: str
+) -> tuple[Any, ...]:
     if client is not None:
         return tuple(client.gather(client.compute(list(collections))))
     if progress is None:
         progress = sys.stderr.isatty()
     bar: Any = nullcontext()
     if progress:
-        from dask.diagnostics import ProgressBar
+        from dask.diagnostics.progress import ProgressBar
 
         print(f"[{what}]", file=sys.stderr)
-        bar = ProgressBar(out=sys.stderr)
+        bar = ProgressBar(out=sys.stderr)  # type: ignore[no-untyped-call]
     # Our own pool, so a failure waits for the tasks still running before the caller
     # deletes the partial store (dask returns on the first error, leaving them running).
     pool = ThreadPoolExecutor(workers or os.cpu_count() or 1)
@@ -286,39 +296,24 @@ def _run(collections: tuple, workers: int | None, client: Any, progress: bool | 
         # Zarr's default of 10 concurrent chunk reads per call, each decoding into a
         # shard-sized buffer, multiplies memory by the Dask workers already in parallel.
         with bar, zarr.config.set({"async.concurrency": ZARR_CONCURRENCY}):
-            return dask.compute(*collections, scheduler="threads", pool=pool)
+            computed: tuple[Any, ...] = compute(  # type: ignore[no-untyped-call]
+                *collections, scheduler="threads", pool=pool
+            )
+            return computed
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _write_trial_index(root: zarr.Group, layout: SourceLayout, tiers: tuple[str, ...]) -> None:
-    ids = layout.trial_ids
-    create_array(root, fmt.TRIAL_ID, ids.shape, ids.dtype, fmt.TRIAL_ARRAYS[fmt.TRIAL_ID])[...] = ids
+def _write_trial_index(root: zarr.Group, layout: SourceLayout, blueprint: Blueprint) -> None:
+    blueprint.create(root, fmt.TRIAL_ID)[...] = layout.trial_ids
     names = np.asarray(layout.trial_tiers, dtype=str)
-    create_array(root, fmt.TIER, names.shape, str, fmt.TRIAL_ARRAYS[fmt.TIER])[...] = names
-    for tier in tiers:
+    blueprint.create(root, fmt.TIER)[...] = names
+    for tier in blueprint.attrs.tiers:
         positions = np.flatnonzero(names == tier).astype(np.int64)
-        path = f"{fmt.INDEX_GROUP}/{tier}"
-        create_array(root, path, positions.shape, positions.dtype, fmt.INDEX_DIMENSIONS)[...] = positions
+        blueprint.create(root, f"{fmt.INDEX_GROUP}/{tier}", shape=positions.shape)[...] = positions
 
 
-def _meta_dimensions(rel: str, shape: tuple[int, ...], layout: SourceLayout) -> tuple[str, ...]:
-    dims = [f"dim_{i}" for i in range(len(shape))]
-    parts = rel.split("/")
-    if parts[1] == "neurons" and shape and shape[0] == layout.n_neurons:
-        dims[0] = "neuron"
-    elif parts[1] == "trials" and shape:
-        dims[0] = "trial_id"
-    elif parts[1] == "statistics" and len(parts) >= 3 and parts[2] in fmt.VARIABLES:
-        source_dims = [d for d in fmt.DIMENSIONS[parts[2]][1:]]
-        order = fmt.SOURCE_TO_STORED_AXES[parts[2]]
-        source_order = [source_dims[order.index(i)] for i in range(len(order))]
-        if len(source_order) == len(shape):
-            dims = source_order
-    return tuple(dims)
-
-
-def _write_meta(root: zarr.Group, layout: SourceLayout) -> None:
+def _write_meta(root: zarr.Group, layout: SourceLayout, blueprint: Blueprint) -> None:
     """Every ``meta/**.npy`` as an array at the same path (without ``.npy``), values as-is."""
     for rel in sorted(layout.meta_files):
         values = layout.read_meta(rel)
@@ -329,8 +324,7 @@ def _write_meta(root: zarr.Group, layout: SourceLayout) -> None:
             attrs = {fmt.ATTRS_KEY: {fmt.SOURCE_DTYPE_KEY: values.dtype.str}}
             values = values.astype(str) if values.dtype.kind == "S" else values
             dtype = str
-        dims = _meta_dimensions(rel, values.shape, layout)
-        array = create_array(root, path, values.shape, dtype, dims, attrs=attrs)
+        array = blueprint.create(root, path, shape=values.shape, dtype=dtype, attrs=attrs)
         if values.size:
             array[...] = values
 

@@ -25,13 +25,67 @@ from ._source import SourceLayout
 from ._statistics import Moments
 
 __all__ = [
-    "Written", "create_array", "create_store", "open_array", "release_buffers", "stored_shape", "write_block",
+    "Blueprint", "Written", "create_array", "create_store", "open_array", "release_buffers", "stored_shape",
+    "write_block",
 ]
 
 
 def stored_shape(layout: SourceLayout, variable: str) -> tuple[int, ...]:
     source = layout.shapes[variable]
     return (layout.n_trials, *(source[a] for a in fmt.SOURCE_TO_STORED_AXES[variable]))
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """The format's table (``sensorium_zarr.format``) bound to the store being written:
+    its attributes and the variables' stored shapes fix every array's dims, dtype and
+    shape, so nothing here restates them."""
+
+    attrs: fmt.MouseAttrs
+    shapes: dict[str, tuple[int, ...]]
+    chunking: Chunking
+
+    @classmethod
+    def of(cls, layout: SourceLayout, attrs: fmt.MouseAttrs, chunking: Chunking) -> Blueprint:
+        return cls(attrs, {v: stored_shape(layout, v) for v in fmt.VARIABLES}, chunking)
+
+    def expected(self, path: str, source_shape: tuple[int, ...] | None = None) -> fmt.Expected:
+        return fmt.spec(self.attrs.format_version).expected(path, self.attrs, self.shapes, source_shape=source_shape)
+
+    def create(
+        self,
+        root: zarr.Group,
+        path: str,
+        *,
+        shape: tuple[int, ...] | None = None,
+        dtype: Any = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> zarr.Array[Any]:
+        """Create the array at ``path`` as the table says; ``shape`` and ``dtype`` only
+        where the table leaves them to the data (an index's length, a ``meta/`` file)."""
+        expected = self.expected(path, source_shape=shape)
+        if expected.shape is not None and None not in expected.shape:
+            known = tuple(int(s) for s in expected.shape if s is not None)
+            if shape is not None and shape != known:
+                raise ValueError(f"{path}: writing shape {shape}, the format says {known}")
+            shape = known
+        if shape is None or expected.dims is None:
+            raise ValueError(f"{path}: the format leaves the shape to the data; pass it")
+        if expected.dtype is not None:
+            dtype = str if expected.dtype == fmt.STRING else np.dtype(expected.dtype)
+        chunks: tuple[int, ...] | None = None
+        shards: tuple[int, ...] | None = None
+        compressors = None
+        if not isinstance(expected.chunks, fmt.Whole):
+            chunks, shards = self.chunking.layout_rule(expected.chunks, expected.dims, shape)
+            compressors = self.chunking.compressors(np.dtype(dtype).itemsize)
+        array_attrs = dict(attrs or {})
+        if expected.attributes:
+            array_attrs[fmt.ATTRS_KEY] = {**array_attrs.get(fmt.ATTRS_KEY, {}), **expected.attributes}
+        return create_array(
+            root, path, shape, dtype, expected.dims, chunks=chunks, shards=shards, compressors=compressors,
+            attrs=array_attrs, nan_fill=expected.fill == fmt.NAN_IF_FLOAT,
+        )
 
 
 def create_array(
@@ -45,13 +99,15 @@ def create_array(
     shards: tuple[int, ...] | None = None,
     compressors: list[Any] | None = None,
     attrs: dict[str, Any] | None = None,
-) -> zarr.Array:
-    """Create ``path`` (parent groups included) with a checksum on every chunk."""
+    nan_fill: bool = True,
+) -> zarr.Array[Any]:
+    """Create ``path`` (parent groups included) with a checksum on every chunk; float
+    arrays filled with NaN if ``nan_fill``, else with Zarr's default. Use
+    ``Blueprint.create``, which takes everything but the data from the format."""
     parent, _, name = path.rpartition("/")
     group = root
     for part in filter(None, parent.split("/")):
         group = group.require_group(part)
-    dtype = np.dtype(dtype) if not isinstance(dtype, type) else dtype
     is_float = isinstance(dtype, np.dtype) and dtype.kind == "f"
     return group.create_array(
         name,
@@ -60,35 +116,21 @@ def create_array(
         chunks=chunks if chunks is not None else (shape or "auto"),
         shards=shards,
         compressors=compressors if compressors is not None else [ZstdCodec(level=3), Crc32cCodec()],
-        # Never-written float chunks read back as NaN, never as plausible zeros.
-        fill_value=np.nan if is_float else None,
+        fill_value=np.nan if is_float and nan_fill else None,
         dimension_names=dims,
         attributes=attrs or {},
     )
 
 
-def open_array(store_path: Path, path: str, engine: str) -> zarr.Array:
+def open_array(store_path: Path, path: str, engine: str) -> zarr.Array[Any]:
     return engine_.open_array(str(store_path), path, engine, mode="r+")
 
 
-def create_store(
-    store_path: Path, layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype]
-) -> zarr.Group:
+def create_store(store_path: Path, blueprint: Blueprint) -> zarr.Group:
     """An empty store with every per-trial variable created (no data yet)."""
     root = zarr.open_group(store=str(store_path), mode="w", zarr_format=3)
     for variable in fmt.VARIABLES:
-        shape = stored_shape(layout, variable)
-        chunks, shards = chunking.layout(variable, shape)
-        create_array(
-            root,
-            variable,
-            shape,
-            dtypes[variable],
-            fmt.DIMENSIONS[variable],
-            chunks=chunks,
-            shards=shards,
-            compressors=chunking.compressors(dtypes[variable].itemsize),
-        )
+        blueprint.create(root, variable)
     return root
 
 
@@ -205,4 +247,4 @@ def responses_withheld(trial: np.ndarray) -> bool:
     if trial.dtype.kind != "f":
         return not np.count_nonzero(trial)
     # NaN counts as non-zero: withheld means every non-zero element is a NaN.
-    return np.count_nonzero(trial) == np.count_nonzero(np.isnan(trial))
+    return bool(np.count_nonzero(trial) == np.count_nonzero(np.isnan(trial)))

@@ -1,42 +1,181 @@
-"""Opening a store: check that a path is a complete sensorium-zarr store of a supported
-format version, and read its attributes. Entry point: ``open_store``."""
+"""Store access: open a path or a Zarr ``Store`` as a sensorium-zarr store, read and check
+its root attributes (``open_store``), tell a finished store (``is_complete_store``), and
+keep a lazily reopened, picklable view of it (``StoreHandle``).
+
+Every entry point judges completion with the one rule, ``format.is_complete``.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import zarr
 import zarr.errors
+from zarr.abc.store import Store
 
+from . import _engine as engine_
+from . import _standardize as std_
 from . import format as fmt
 from .errors import StoreFormatError, StoreNotFoundError
 
-__all__ = ["open_store", "is_complete_store"]
+__all__ = ["StoreHandle", "open_store", "open_root", "root_attributes", "is_complete_store", "store_name"]
+
+#: The pooled (``trials_time``) statistics the recomputed standardization is derived from.
+POOLED = ("mean", "std", "count")
 
 
-def open_store(path: Path | str) -> tuple[zarr.Group, fmt.MouseAttrs]:
-    """Open ``path`` read-only and return its root group and checked attributes."""
-    path = Path(path)
+def store_name(store: Store) -> str:
+    """How messages name a Zarr store: its local folder, else its own description."""
+    root = getattr(store, "root", None)
+    return str(root) if root is not None else str(store)
+
+
+def _zarr_store(source: Path | Store) -> Any:
+    return str(source) if isinstance(source, Path) else source
+
+
+def open_root(source: Path | str | Store) -> tuple[zarr.Group, str]:
+    """The root group of ``source`` opened read-only, and how messages name it; or
+    ``StoreNotFoundError`` when it is not a Zarr v3 group."""
+    if isinstance(source, Store):
+        where = store_name(source)
+        try:
+            return zarr.open_group(store=source, mode="r", zarr_format=3), where
+        except (zarr.errors.BaseZarrError, FileNotFoundError) as e:
+            raise StoreNotFoundError(
+                f"{where}: not a Zarr v3 group ({e}); expected a store written by sensorium-zarr"
+            ) from e
+    path = Path(source)
     if not (path / "zarr.json").is_file():
         what = "no such file or folder" if not path.exists() else "not a Zarr v3 store (no zarr.json)"
         raise StoreNotFoundError(f"{path}: {what}; expected a store written by sensorium-zarr")
     try:
-        root = zarr.open_group(store=str(path), mode="r", zarr_format=3)
+        return zarr.open_group(store=str(path), mode="r", zarr_format=3), str(path)
     except (zarr.errors.NodeTypeValidationError, FileNotFoundError, ValueError) as e:
         raise StoreNotFoundError(f"{path}: not a Zarr v3 group ({e})") from e
+
+
+def root_attributes(root: zarr.Group, where: str) -> Mapping[str, Any]:
+    """The format's attributes of ``root`` (unchecked), or ``StoreFormatError``."""
     data = root.attrs.get(fmt.ATTRS_KEY)
     if not isinstance(data, dict):
         raise StoreFormatError(
-            f"{path}: no '{fmt.ATTRS_KEY}' attributes; not a store written by sensorium-zarr"
+            f"{where}: no '{fmt.ATTRS_KEY}' attributes; not a store written by sensorium-zarr"
         )
-    return root, fmt.MouseAttrs.from_dict(data, str(path))
+    return data
+
+
+def open_store(source: Path | str | Store) -> tuple[zarr.Group, fmt.MouseAttrs]:
+    """Open ``source`` read-only and return its root group and checked attributes;
+    ``IncompleteStoreError`` unless the conversion finished."""
+    root, where = open_root(source)
+    return root, fmt.MouseAttrs.from_dict(root_attributes(root, where), where)
 
 
 def is_complete_store(path: Path | str) -> bool:
-    """Whether ``path`` holds a finished store (of any format version)."""
+    """Whether ``path`` holds a finished store (of any format version): ``is_complete``
+    holds for its attributes. False for anything that is not a store at all."""
     try:
-        root = zarr.open_group(store=str(path), mode="r", zarr_format=3)
+        root, where = open_root(path)
+        return fmt.is_complete(root_attributes(root, where), where)
     except (OSError, ValueError, zarr.errors.BaseZarrError):
         return False
-    data = root.attrs.get(fmt.ATTRS_KEY)
-    return isinstance(data, dict) and data.get("complete") is True
+
+
+class StoreHandle:
+    """Where a store lives, and a lazily opened, read-only view of it.
+
+    Only the location pickles; the open group, arrays and standardization parameters are
+    per-process caches, rebuilt on first use after unpickling.
+    """
+
+    def __init__(self, source: Path | Store, root: zarr.Group | None = None, engine: str = engine_.ZARR) -> None:
+        self.source = source
+        self.engine = engine
+        self.where = str(source) if isinstance(source, Path) else store_name(source)
+        self._lock = threading.Lock()
+        self._arrays: dict[str, zarr.Array[Any]] = {}
+        self._params: dict[tuple[str, str], std_.StandardizationParams] = {}
+        if root is not None:
+            self.__dict__["root"] = root
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"source": self.source, "where": self.where, "engine": self.engine}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["source"], engine=state["engine"])  # type: ignore[misc]
+
+    def __dask_tokenize__(self) -> tuple[str, ...]:
+        return ("sensorium-zarr-store", self.where)
+
+    @cached_property
+    def root(self) -> zarr.Group:
+        try:
+            return zarr.open_group(store=_zarr_store(self.source), mode="r", zarr_format=3)
+        except (zarr.errors.BaseZarrError, FileNotFoundError) as e:
+            raise StoreNotFoundError(
+                f"{self.where}: cannot reopen the store ({e}); was it moved or deleted?"
+            ) from e
+
+    def array(self, path: str) -> zarr.Array[Any]:
+        """The array at ``path``, or StoreFormatError naming it."""
+        array = self._arrays.get(path)
+        if array is None:
+            node = self.root.get(path)
+            if node is None:
+                raise StoreFormatError(
+                    f"{self.where}: no array '{path}'; the store is damaged or not written by "
+                    "sensorium-zarr, convert the source again"
+                )
+            if not isinstance(node, zarr.Array):
+                raise StoreFormatError(f"{self.where}: '{path}' is a group, expected an array")
+            array = engine_.open_array(self.root.store, path, self.engine)
+            self._arrays[path] = array
+        return array
+
+    def read(self, path: str) -> np.ndarray:
+        return np.asarray(self.array(path)[...])
+
+    def exists(self, path: str) -> bool:
+        return path in self.root
+
+    def params(self, variable: str, statistics: str) -> std_.StandardizationParams:
+        """Standardization parameters of ``variable`` over every frame, read once per process."""
+        key = (variable, statistics)
+        params = self._params.get(key)
+        if params is None:
+            with self._lock:
+                params = self._params.get(key)
+                if params is None:
+                    params = self._read_params(variable, statistics)
+                    self._params[key] = params
+        return params
+
+    def _read_params(self, variable: str, statistics: str) -> std_.StandardizationParams:
+        if statistics == std_.PROVIDED:
+            self.require_provided(variable)
+            stats = {
+                s: self.read(fmt.provided_statistics_path(variable, s))
+                for s in std_.required_statistics(variable)
+            }
+            return std_.provided_params(variable, stats.get("mean"), stats["std"])
+        stats = {s: self.read(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, s)) for s in POOLED}
+        return std_.recomputed_params(variable, stats)
+
+    def require_provided(self, variable: str) -> None:
+        """Raise naming every provided statistic ``variable``'s standardization lacks."""
+        missing = [
+            fmt.provided_statistics_path(variable, s)
+            for s in std_.required_statistics(variable)
+            if not self.exists(fmt.provided_statistics_path(variable, s))
+        ]
+        if missing:
+            raise StoreFormatError(
+                f"{self.where}: the dataset provides no {', '.join(missing)}; "
+                f"use statistics='{std_.RECOMPUTED}' or standardize=False"
+            )

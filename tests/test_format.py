@@ -1,4 +1,4 @@
-"""The format spec: docs/FORMAT.md names everything reader/format.py defines, and stores
+"""The format spec: docs/FORMAT.md names everything reader/format/ defines, and stores
 written by earlier releases stay readable."""
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ def test_format_doc_names_every_format_constant():
     assert f"Current format version: **{fmt.FORMAT_VERSION}**" in doc
     for key in fmt.MouseAttrs.__dataclass_fields__:
         assert f"| `{key}` |" in doc, key
+    assert set(fmt.PARSERS) == set(fmt.MouseAttrs.__dataclass_fields__)
+    # The array table: every row's path, and every chunk option a rule names.
+    for row in fmt.ARRAYS:
+        assert f"`{row.path}`" in doc, row.path
+        if isinstance(row.chunks, fmt.TrialShards):
+            assert f'TrialShards("{row.chunks.axis}", "{row.chunks.option}")' in doc, row.path
 
 
 @pytest.mark.parametrize("version", fmt.SUPPORTED_FORMAT_VERSIONS)
