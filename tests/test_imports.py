@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from conftest import REPO
+from helpers import REPO
 
 PACKAGE = "sensorium_zarr"
 # pyproject's package-dir: the folder each part of the package lives in.
