@@ -5,7 +5,7 @@
 Feeds each input to the `.npy` reader or, when it starts with a zip signature, to the zip
 layer (list every member, open it, read it as `.npy`). Anything but a value or a
 ``SourceError`` escaping is a crash, which libFuzzer reports with the input that caused
-it. Seeds (a few valid `.npy` files and a tiny mouse zip) are written to ``./fuzz-corpus``.
+it. Seeds (a few valid `.npy` files and small zips of them) are written to ``./fuzz-corpus``.
 tests/test_fuzz.py runs this for a bounded number of inputs when atheris is installed.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -26,7 +25,8 @@ with atheris.instrument_imports(include=["sensorium_zarr"]):
     from sensorium_zarr.converter._zip import ZipReader, list_members
     from sensorium_zarr.errors import SourceError
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="sensorium-zarr-fuzz-")) / "input.zip"
+#: Where each zip input is written (in the working folder: libFuzzer exits without cleanup).
+SCRATCH = Path("fuzz-input.zip")
 
 
 def read_npy(fp: io.BufferedIOBase | io.RawIOBase, where: str) -> None:
