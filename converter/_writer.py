@@ -19,6 +19,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from sensorium_zarr import _engine as engine_
 from sensorium_zarr import format as fmt
+from sensorium_zarr.errors import SourceError
 
 from ._chunking import Chunking
 from ._source import SourceLayout
@@ -198,7 +199,7 @@ def write_block(
             source = layout.read_trial(variable, trial_id, out=row if direct else landing)
             if source is not row:  # not read in place: transposed, or cast, or Fortran-ordered
                 row[...] = source.transpose(axes)
-            valid[i, column] = real_frames(row, time_axis)
+            valid[i, column] = checked_real_frames(row, time_axis, layout, variable, trial_id)
             if variable == fmt.RESPONSES:
                 has_responses[i] = not responses_withheld(row)
         if written.moments is not None:
@@ -240,6 +241,25 @@ def real_frames(trial: np.ndarray, time_axis: int) -> int:
     other = tuple(a for a in range(trial.ndim) if a != time_axis)
     nan_frames = np.isnan(trial).any(axis=other) if trial.dtype.kind == "f" else np.zeros(trial.shape[time_axis], bool)
     return int(np.argmax(nan_frames)) if nan_frames.any() else int(trial.shape[time_axis])
+
+
+def checked_real_frames(
+    trial: np.ndarray, time_axis: int, layout: SourceLayout, variable: str, trial_id: int
+) -> int:
+    """``real_frames``, refusing infinities on the way: NaN is the format's padding, but one
+    inf in a train trial would make every standardized value NaN. Costs no extra pass over
+    the data: the one NaN scan becomes a non-finite scan, and only frames holding a
+    non-finite value are looked at again."""
+    if trial.dtype.kind != "f":
+        return int(trial.shape[time_axis])
+    other = tuple(a for a in range(trial.ndim) if a != time_axis)
+    bad_frames = np.flatnonzero((~np.isfinite(trial)).any(axis=other))
+    if bad_frames.size and np.isinf(np.take(trial, bad_frames, axis=time_axis)).any():
+        where = layout.tree.where(layout.trial_file(variable, trial_id))
+        raise SourceError(
+            f"{where}: {variable} holds an infinite value; only finite values and NaN (padding) are valid"
+        )
+    return int(bad_frames[0]) if bad_frames.size else int(trial.shape[time_axis])
 
 
 def responses_withheld(trial: np.ndarray) -> bool:

@@ -206,19 +206,6 @@ def test_chunking_does_not_change_content(folder_mouse, tmp_path, chunking):
     assert root.attrs[fmt.ATTRS_KEY]["chunking"]["trials_per_shard"] == chunking.trials_per_shard
 
 
-def test_store_without_train_trials_has_nan_statistics(tmp_path):
-    spec = small_spec()
-    tiers = tuple("oracle" if t == "train" else t for t in spec.tiers)
-    import dataclasses
-
-    source = write_mouse(dataclasses.replace(spec, tiers=tiers), tmp_path / "src")
-    store = convert_mouse(source, tmp_path / "out", progress=False)
-    root = zarr.open_group(str(store), mode="r")
-    assert np.isnan(root["statistics/train/responses/trials_time/mean"][...]).all()
-    assert (root["statistics/train/responses/trials_time/count"][...] == 0).all()
-    assert "train" not in root.attrs[fmt.ATTRS_KEY]["tiers"]
-
-
 def test_withheld_means_no_nonzero_real_value():
     from sensorium_zarr.converter._writer import responses_withheld
 
