@@ -21,6 +21,7 @@ from .errors import (
     SensoriumZarrError,
     StoreFormatError,
     StoreNotFoundError,
+    StoreReplacedError,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "PROVIDED",
     "SensoriumZarrError",
     "StoreNotFoundError",
+    "StoreReplacedError",
     "StoreFormatError",
     "IncompleteStoreError",
     "FormatVersionError",

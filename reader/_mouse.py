@@ -23,8 +23,8 @@ from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
 from ._split import Split, parse_frames, parse_neurons, parse_trials_per_block, parse_variable
-from ._store import is_complete_store, open_store
-from .errors import SelectionError, StoreFormatError, StoreNotFoundError
+from ._store import is_complete_store, open_store, store_identity
+from .errors import SelectionError, StoreFormatError, StoreNotFoundError, StoreReplacedError
 
 __all__ = ["Mouse", "open_mouse", "open_sensorium"]
 
@@ -35,13 +35,22 @@ _POOLED = ("mean", "std", "count")
 class StoreHandle:
     """Where a store lives, and a lazily opened, read-only view of it.
 
-    Only the location pickles; the open group, arrays and standardization parameters are
-    per-process caches, rebuilt on first use after unpickling.
+    Only the location (and ``identity``) pickles; the open group, arrays and
+    standardization parameters are per-process caches, rebuilt on first use after
+    unpickling. ``identity`` is ``store_identity`` when the store was opened (None: not a
+    local folder, not checked); ``check_unchanged`` compares it with the store's now.
     """
 
-    def __init__(self, source: Path | Store, root: zarr.Group | None = None, engine: str = engine_.ZARR) -> None:
+    def __init__(
+        self,
+        source: Path | Store,
+        root: zarr.Group | None = None,
+        engine: str = engine_.ZARR,
+        identity: tuple[int, ...] | None = None,
+    ) -> None:
         self.source = source
         self.engine = engine
+        self.identity = identity
         self.where = str(source) if isinstance(source, Path) else _store_name(source)
         self._lock = threading.Lock()
         self._arrays: dict[str, zarr.Array] = {}
@@ -50,10 +59,10 @@ class StoreHandle:
             self.__dict__["root"] = root
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"source": self.source, "where": self.where, "engine": self.engine}
+        return {"source": self.source, "where": self.where, "engine": self.engine, "identity": self.identity}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["source"], engine=state["engine"])  # type: ignore[misc]
+        self.__init__(state["source"], engine=state["engine"], identity=state.get("identity"))  # type: ignore[misc]
 
     def __dask_tokenize__(self) -> tuple[str, ...]:
         return ("sensorium-zarr-store", self.where)
@@ -73,6 +82,7 @@ class StoreHandle:
         if array is None:
             node = self.root.get(path)
             if node is None:
+                self.check_unchanged()  # gone because the store is being replaced?
                 raise StoreFormatError(
                     f"{self.where}: no array '{path}'; the store is damaged or not written by "
                     "sensorium-zarr, convert the source again"
@@ -84,7 +94,24 @@ class StoreHandle:
         return array
 
     def read(self, path: str) -> np.ndarray:
-        return np.asarray(self.array(path)[...])
+        values = np.asarray(self.array(path)[...])
+        self.check_unchanged()
+        return values
+
+    def check_unchanged(self) -> None:
+        """StoreReplacedError if the store at this path is no longer the one opened: after
+        an ``--overwrite`` the path holds other trials, and during its swap none at all
+        (zarr would read missing chunks as fill values). Called after each read, so data
+        read from a store being replaced is never returned."""
+        if self.identity is None or not isinstance(self.source, Path):
+            return
+        try:
+            now: tuple[int, ...] | None = store_identity(self.source)
+        except OSError:
+            now = None
+        if now != self.identity:
+            what = "is being replaced or was removed" if now is None else "was replaced"
+            raise StoreReplacedError(f"{self.where}: the store {what} since it was opened; open it again")
 
     def exists(self, path: str) -> bool:
         return path in self.root
@@ -354,18 +381,30 @@ def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = Non
         handle = StoreHandle(root.store, root, engine)
     elif isinstance(path, (str, os.PathLike)):
         folder = Path(path)
+        try:
+            # Before the attributes are read, so a store replaced meanwhile is caught.
+            identity: tuple[int, ...] | None = store_identity(folder)
+        except OSError:
+            identity = None  # open_store says what is wrong
         root, attrs = open_store(folder)
-        handle = StoreHandle(folder, root, engine)
+        handle = StoreHandle(folder, root, engine, identity)
     else:
         raise TypeError(f"open_mouse: expected a path or a zarr Store, got {type(path).__name__}")
     try:
         return Mouse(handle, attrs)
-    except StoreFormatError:
+    except Exception as e:
+        # A store replaced while it was being opened fails in whatever way zarr likes.
+        try:
+            handle.check_unchanged()
+        except StoreReplacedError as replaced:
+            raise replaced from e
+        if isinstance(e, (zarr.errors.BaseZarrError, KeyError, ValueError, TypeError)) and not isinstance(
+            e, StoreFormatError
+        ):
+            raise StoreFormatError(
+                f"{handle.where}: unreadable index arrays ({e}); convert the source again"
+            ) from e
         raise
-    except (zarr.errors.BaseZarrError, KeyError, ValueError, TypeError) as e:
-        raise StoreFormatError(
-            f"{handle.where}: unreadable index arrays ({e}); convert the source again"
-        ) from e
 
 
 def _open_zarr_store(store: Store) -> tuple[zarr.Group, fmt.MouseAttrs]:

@@ -3,6 +3,7 @@ format version, and read its attributes. Entry point: ``open_store``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import zarr
@@ -11,7 +12,7 @@ import zarr.errors
 from . import format as fmt
 from .errors import StoreFormatError, StoreNotFoundError
 
-__all__ = ["open_store", "is_complete_store"]
+__all__ = ["open_store", "is_complete_store", "store_identity"]
 
 
 def open_store(path: Path | str) -> tuple[zarr.Group, fmt.MouseAttrs]:
@@ -40,3 +41,10 @@ def is_complete_store(path: Path | str) -> bool:
         return False
     data = root.attrs.get(fmt.ATTRS_KEY)
     return isinstance(data, dict) and data.get("complete") is True
+
+
+def store_identity(path: Path) -> tuple[int, ...]:
+    """What changes when the store at ``path`` is replaced: the identity and modification
+    time of its root ``zarr.json``, which a finished store never rewrites."""
+    stat = os.stat(path / "zarr.json")
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
