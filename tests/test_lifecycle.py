@@ -181,15 +181,21 @@ def test_source_file_deleted_mid_run(slow_mouse, tmp_path):
 # Memory ----------------------------------------------------------------------------------
 
 
+# Runs a command and prints its peak RSS. A child forked from this test process would
+# count the pages it shares with it (hundreds of MiB by the end of the suite) until it
+# execs; forked from this small wrapper it starts from a few MiB.
+_PEAK_RSS = """
+import resource, subprocess, sys
+status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
 def _peak_rss_mib(command: list[str]) -> tuple[int, float, str]:
-    """Exit status and peak resident memory of ``command`` run as a child, and its stderr."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        err = process.stderr.read() if process.stderr else ""
-        _, status, usage = os.wait4(process.pid, 0)
-    finally:
-        process.returncode = 0  # reaped by wait4 above
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024, err
+    """Exit status and peak resident memory (MiB) of ``command``, and its stderr."""
+    result = _run([sys.executable, "-c", _PEAK_RSS, *command])
+    status, peak_kib = result.stdout.split()
+    return int(status), int(peak_kib) / 1024, result.stderr
 
 
 def test_huge_trials_per_shard_memory_is_bounded_by_the_source(slow_mouse, tmp_path):
