@@ -310,6 +310,31 @@ def test_overwrite_crashed_between_renames_then_overwrite_again(published):
     assert verify(source, store) == []
 
 
+def test_kill_9_between_the_renames_of_overwrite_then_rerun(published):
+    """strace kills the converter (SIGKILL) as it enters its second rename, the one that
+    moves the new store into place: the real crash, at exactly that point."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("needs strace to kill the process at the rename")
+    source, store = published
+    partial = store.with_name(f".{store.name}.partial")
+    renames = "rename,renameat,renameat2"
+    # Only the main thread is traced (no -f): it is the one that renames, and tracing the
+    # worker threads too would slow the conversion several times over.
+    kill_at_rename = [strace, "-qq", "-o", os.devnull, "-P", str(partial),
+                      "-e", f"trace={renames}", "-e", f"inject={renames}:signal=KILL:when=1"]
+    crashed = _run([*kill_at_rename, sys.executable, str(SCRIPT), str(source), "--out", str(store.parent),
+                    "--overwrite", "--no-progress"])
+    if "ptrace" in crashed.stderr.lower() or "strace:" in crashed.stderr:
+        pytest.skip(f"strace cannot trace here: {crashed.stderr.strip()}")
+    assert crashed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), crashed.stderr
+    names = sorted(p.name for p in store.parent.iterdir())
+    assert names == [f".{store.name}.lock", f".{store.name}.old", partial.name], "killed between the renames"
+    _one_error_line(_convert(source, store.parent), "a complete store is already there")
+    assert sorted(p.name for p in store.parent.iterdir()) == [store.name]
+    assert verify(source, store) == []
+
+
 def test_overwrite_crashed_while_deleting_the_old_store_is_cleaned(published):
     """Even by a run that then refuses to overwrite: the half-deleted copy is garbage."""
     source, store = published
