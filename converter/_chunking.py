@@ -11,18 +11,30 @@ of each trial. Every chunk ends in a CRC32C checksum, so corruption fails loudly
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, get_args
 
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from sensorium_zarr import format as fmt
+from sensorium_zarr.errors import OptionError
 
-__all__ = ["Chunking"]
+__all__ = ["Chunking", "positive_int"]
 
-#: Blosc's compressors and shuffles (zarr's names).
+#: Blosc's compressors and shuffles, as ``BloscCodec`` spells them.
 Cname = Literal["lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd"]
 Shuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
+_CNAMES: tuple[str, ...] = get_args(Cname)
+_SHUFFLES: tuple[str, ...] = get_args(Shuffle)
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` if it is an integer of at least 1, else OptionError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(f"{name} must be an integer of at least 1, got {value!r}")
+    if value < 1:
+        raise OptionError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -36,11 +48,20 @@ class Chunking:
 
     def __post_init__(self) -> None:
         for name in ("trials_per_shard", "neurons_per_chunk", "frames_per_video_chunk"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Chunking.{name} must be at least 1, got {getattr(self, name)}")
-        for name, allowed in (("cname", get_args(Cname)), ("shuffle", get_args(Shuffle))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"Chunking.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+            positive_int(getattr(self, name), f"Chunking.{name}")
+        if isinstance(self.clevel, bool) or not isinstance(self.clevel, int) or not 0 <= self.clevel <= 9:
+            raise OptionError(f"Chunking.clevel must be an integer from 0 to 9, got {self.clevel!r}")
+        if self.cname not in _CNAMES:
+            raise OptionError(f"Chunking.cname must be one of {', '.join(_CNAMES)}, got {self.cname!r}")
+        if self.shuffle not in _SHUFFLES:
+            raise OptionError(f"Chunking.shuffle must be one of {', '.join(_SHUFFLES)}, got {self.shuffle!r}")
+
+    def for_trials(self, n_trials: int) -> Chunking:
+        """This chunking with shards of at most ``n_trials`` trials: zarr holds a whole
+        shard in memory while it writes one, so a shard longer than the mouse would cost
+        memory for trials that do not exist (and a huge ``trials_per_shard`` would abort
+        the process), for an identical store."""
+        return replace(self, trials_per_shard=max(1, min(self.trials_per_shard, n_trials)))
 
     def layout(self, variable: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         """(chunk shape, shard shape or None) of ``variable`` stored with ``shape``."""

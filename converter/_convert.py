@@ -7,7 +7,8 @@ from the written store and the remaining arrays (``recompute``) -> mark complete
 Nothing half-written is ever taken for a store: the conversion writes to a hidden
 ``.<mouse>.zarr.partial`` folder beside the target, marks it complete as its last write,
 and only then renames it to ``<mouse>.zarr``. Running the same conversion again after an
-interruption redoes it from scratch.
+interruption redoes it from scratch. ``_output`` keeps the files beside the store: the
+lock that keeps two conversions of a mouse apart, and ``--overwrite``'s renames.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from dask.delayed import delayed
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import parse_engine
 from sensorium_zarr._store import is_complete_store
-from sensorium_zarr.errors import StoreExistsError
+from sensorium_zarr.errors import OptionError, SensoriumZarrError, StoreExistsError
 
-from ._chunking import Chunking
+from ._chunking import Chunking, positive_int
+from ._output import check_out_dir, os_error, output_error, output_lock, publish, recover
 from ._recompute import (
     create_statistics,
     median_block,
@@ -101,39 +103,101 @@ def convert_mouse(
     ``float32`` stores float64 sources as float32 (lossy, recorded in the attributes).
     ``engine`` encodes and decodes chunks: ``"zarrs"`` (the ``fast`` extra, default when
     installed) or ``"zarr"``; the store is the same either way.
-    Raises ``SourceError`` for bad input and ``StoreExistsError`` when a complete store is
-    already there and ``overwrite`` is false; in both cases nothing is left behind.
+    Raises ``SourceError`` for bad input (a source file gone or unreadable mid-run too),
+    ``OptionError`` for an option out of range, ``OutputError`` when the output cannot be
+    written (a file, read-only, full, a URL, another conversion of the mouse under way)
+    and ``StoreExistsError`` when a complete store is already there and ``overwrite`` is
+    false; in every case nothing is left behind.
     """
     started = time.perf_counter()
     chunking = chunking or Chunking()
+    if workers is not None:
+        positive_int(workers, "workers")
     engine = parse_engine(engine)
+    out_dir = check_out_dir(out_dir)
     layout = scan_source(source)
     log.info("%s: scanned %d trials in %.1f s", layout.name, layout.n_trials, time.perf_counter() - started)
     for warning in layout.warnings:
         log.warning("%s", warning)
-    out_dir = Path(out_dir)
-    final = out_dir / f"{layout.name}.zarr"
-    if final.exists() and not overwrite:
-        if is_complete_store(final):
-            raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it")
-        log.warning("%s: incomplete store from an earlier run, converting again", final)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / f".{layout.name}.zarr.partial"
-    if partial.exists():
-        log.info("%s: removing the leftovers of an interrupted conversion", partial)
-        shutil.rmtree(partial)
+    chunking = chunking.for_trials(layout.n_trials)
     dtypes = stored_dtypes(layout, float32)
+    _check_memory(layout, chunking, dtypes, _parallelism(workers, client))
+    final = out_dir / f"{layout.name}.zarr"
     try:
-        attrs = _write(layout, partial, chunking, dtypes, float32, engine, workers, client, progress)
-        _publish(partial, final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with output_lock(final):
+            attrs = _convert_locked(layout, final, overwrite, chunking, dtypes, float32, engine, workers, client,
+                                    progress)
+    except SensoriumZarrError:
         raise
+    except (OSError, RuntimeError) as e:
+        error = os_error(e)
+        if error is None:
+            raise
+        raise output_error(error, layout.tree.path, out_dir, final) from e
     log.info(
         "%s: %d trials, %d neurons -> %s in %.1f s",
         layout.name, attrs.n_trials, attrs.n_neurons, final, time.perf_counter() - started,
     )
     return final
+
+
+def _convert_locked(
+    layout: SourceLayout,
+    final: Path,
+    overwrite: bool,
+    chunking: Chunking,
+    dtypes: dict[str, np.dtype],
+    float32: bool,
+    engine: str,
+    workers: int | None,
+    client: Any,
+    progress: bool | None,
+) -> fmt.MouseAttrs:
+    """The conversion proper, under the output lock; see the module's docstring."""
+    recovered = recover(final)
+    if recovered:
+        log.warning("%s", recovered)
+    partial = final.with_name(f".{final.name}.partial")
+    if partial.exists():  # no other conversion is under way: we hold the lock
+        log.info("%s: removing the leftovers of an interrupted conversion", partial)
+        shutil.rmtree(partial)
+    if final.exists() and not overwrite:
+        if is_complete_store(final):
+            raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it")
+        log.warning("%s: incomplete store from an earlier run, converting again", final)
+    try:
+        attrs = _write(layout, partial, chunking, dtypes, float32, engine, workers, client, progress)
+        publish(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return attrs
+
+
+#: Bytes of memory per byte of a block of trials while it is written: the block buffer,
+#: and zarr's copy of the whole shard as it encodes it, plus room for the encoded chunks.
+_MEMORY_PER_BLOCK_BYTE = 3
+
+
+def _check_memory(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype], chains: int) -> None:
+    """OptionError when the block buffers of ``chains`` parallel writers would not fit in
+    this machine's memory, before anything is written."""
+    per_trial = sum(
+        int(np.prod(stored_shape(layout, v)[1:], dtype=np.int64)) * dtypes[v].itemsize for v in fmt.VARIABLES
+    )
+    blocks = min(chains, -(-layout.n_trials // chunking.trials_per_shard))
+    need = _MEMORY_PER_BLOCK_BYTE * per_trial * chunking.trials_per_shard * blocks
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return
+    if need > have:
+        raise OptionError(
+            f"{layout.tree.path}: --trials-per-shard {chunking.trials_per_shard} with {blocks} writers needs "
+            f"about {need / 2**30:.1f} GiB of memory, this machine has {have / 2**30:.1f} GiB; "
+            "give a smaller --trials-per-shard or fewer --workers"
+        )
 
 
 def _write(
@@ -327,16 +391,3 @@ def _write_meta(root: zarr.Group, layout: SourceLayout, blueprint: Blueprint) ->
         array = blueprint.create(root, path, shape=values.shape, dtype=dtype, attrs=attrs)
         if values.size:
             array[...] = values
-
-
-def _publish(partial: Path, final: Path) -> None:
-    """Replace ``final`` by the finished ``partial`` with renames, never a half state."""
-    if not final.exists():
-        partial.rename(final)
-        return
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old)

@@ -81,8 +81,13 @@ def _open_regular(path: Path) -> BinaryIO:
     try:
         # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError as e:
+        # It was there when the source was scanned.
+        raise SourceError(
+            f"{path}: could not be read ({reason(e)}); did the source change while it was converted?"
+        ) from e
     except OSError as e:
-        raise SourceError(f"{path}: could not be opened ({reason(e)})") from e
+        raise SourceError(f"{path}: could not be read ({reason(e)})") from e
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

@@ -28,6 +28,7 @@ from .errors import (
     SensoriumZarrError,
     StoreFormatError,
     StoreNotFoundError,
+    StoreReplacedError,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "PROVIDED",
     "SensoriumZarrError",
     "StoreNotFoundError",
+    "StoreReplacedError",
     "StoreFormatError",
     "IncompleteStoreError",
     "FormatVersionError",

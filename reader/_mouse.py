@@ -22,8 +22,8 @@ from . import _standardize as std_
 from . import format as fmt
 from ._selection import parse_frames, parse_neurons, parse_trials_per_block, parse_variable
 from ._split import Split
-from ._store import POOLED, StoreHandle, open_store
-from .errors import IncompleteStoreError, SelectionError, StoreFormatError, StoreNotFoundError
+from ._store import POOLED, StoreHandle, open_store, store_identity
+from .errors import IncompleteStoreError, SelectionError, StoreFormatError, StoreNotFoundError, StoreReplacedError
 
 __all__ = ["Mouse", "open_mouse", "open_sensorium"]
 
@@ -230,18 +230,30 @@ def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = Non
         handle = StoreHandle(root.store, root, engine)
     elif isinstance(path, (str, os.PathLike)):
         folder = Path(path)
+        try:
+            # Before the attributes are read, so a store replaced meanwhile is caught.
+            identity: tuple[int, ...] | None = store_identity(folder)
+        except OSError:
+            identity = None  # open_store says what is wrong
         root, attrs = open_store(folder)
-        handle = StoreHandle(folder, root, engine)
+        handle = StoreHandle(folder, root, engine, identity)
     else:
         raise TypeError(f"open_mouse: expected a path or a zarr Store, got {type(path).__name__}")
     try:
         return Mouse(handle, attrs)
-    except StoreFormatError:
+    except Exception as e:
+        # A store replaced while it was being opened fails in whatever way zarr likes.
+        try:
+            handle.check_unchanged()
+        except StoreReplacedError as replaced:
+            raise replaced from e
+        if isinstance(e, (zarr.errors.BaseZarrError, KeyError, ValueError, TypeError)) and not isinstance(
+            e, StoreFormatError
+        ):
+            raise StoreFormatError(
+                f"{handle.where}: unreadable index arrays ({e}); convert the source again"
+            ) from e
         raise
-    except (zarr.errors.BaseZarrError, KeyError, ValueError, TypeError) as e:
-        raise StoreFormatError(
-            f"{handle.where}: unreadable index arrays ({e}); convert the source again"
-        ) from e
 
 
 def open_sensorium(folder: str | os.PathLike[str], *, engine: str | None = None) -> dict[str, Mouse]:

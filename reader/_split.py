@@ -256,8 +256,10 @@ def _read_block(
     try:
         data = np.asarray(array.get_orthogonal_selection(tuple(selection)))
     except Exception as e:
+        handle.check_unchanged()  # a store replaced under the read: say so, not zarr's error
         e.add_note(f"{handle.where}: reading '{variable}' at trial positions {positions.tolist()}")
         raise
+    handle.check_unchanged()
     if covering and span != len(positions):
         data = data[positions - positions[0]]
     if statistics is None:

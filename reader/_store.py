@@ -7,6 +7,7 @@ Every entry point judges completion with the one rule, ``format.is_complete``.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from functools import cached_property
@@ -21,9 +22,17 @@ from zarr.abc.store import Store
 from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
-from .errors import StoreFormatError, StoreNotFoundError
+from .errors import StoreFormatError, StoreNotFoundError, StoreReplacedError
 
-__all__ = ["StoreHandle", "open_store", "open_root", "root_attributes", "is_complete_store", "store_name"]
+__all__ = [
+    "StoreHandle",
+    "open_store",
+    "open_root",
+    "root_attributes",
+    "is_complete_store",
+    "store_name",
+    "store_identity",
+]
 
 #: The pooled (``trials_time``) statistics the recomputed standardization is derived from.
 POOLED = ("mean", "std", "count")
@@ -90,13 +99,22 @@ def is_complete_store(path: Path | str) -> bool:
 class StoreHandle:
     """Where a store lives, and a lazily opened, read-only view of it.
 
-    Only the location pickles; the open group, arrays and standardization parameters are
-    per-process caches, rebuilt on first use after unpickling.
+    Only the location (and ``identity``) pickles; the open group, arrays and
+    standardization parameters are per-process caches, rebuilt on first use after
+    unpickling. ``identity`` is ``store_identity`` when the store was opened (None: not a
+    local folder, not checked); ``check_unchanged`` compares it with the store's now.
     """
 
-    def __init__(self, source: Path | Store, root: zarr.Group | None = None, engine: str = engine_.ZARR) -> None:
+    def __init__(
+        self,
+        source: Path | Store,
+        root: zarr.Group | None = None,
+        engine: str = engine_.ZARR,
+        identity: tuple[int, ...] | None = None,
+    ) -> None:
         self.source = source
         self.engine = engine
+        self.identity = identity
         self.where = str(source) if isinstance(source, Path) else store_name(source)
         self._lock = threading.Lock()
         self._arrays: dict[str, zarr.Array[Any]] = {}
@@ -105,10 +123,10 @@ class StoreHandle:
             self.__dict__["root"] = root
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"source": self.source, "where": self.where, "engine": self.engine}
+        return {"source": self.source, "where": self.where, "engine": self.engine, "identity": self.identity}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["source"], engine=state["engine"])  # type: ignore[misc]
+        self.__init__(state["source"], engine=state["engine"], identity=state.get("identity"))  # type: ignore[misc]
 
     def __dask_tokenize__(self) -> tuple[str, ...]:
         return ("sensorium-zarr-store", self.where)
@@ -128,6 +146,7 @@ class StoreHandle:
         if array is None:
             node = self.root.get(path)
             if node is None:
+                self.check_unchanged()  # gone because the store is being replaced?
                 raise StoreFormatError(
                     f"{self.where}: no array '{path}'; the store is damaged or not written by "
                     "sensorium-zarr, convert the source again"
@@ -139,7 +158,24 @@ class StoreHandle:
         return array
 
     def read(self, path: str) -> np.ndarray:
-        return np.asarray(self.array(path)[...])
+        values = np.asarray(self.array(path)[...])
+        self.check_unchanged()
+        return values
+
+    def check_unchanged(self) -> None:
+        """StoreReplacedError if the store at this path is no longer the one opened: after
+        an ``--overwrite`` the path holds other trials, and during its swap none at all
+        (zarr would read missing chunks as fill values). Called after each read, so data
+        read from a store being replaced is never returned."""
+        if self.identity is None or not isinstance(self.source, Path):
+            return
+        try:
+            now: tuple[int, ...] | None = store_identity(self.source)
+        except OSError:
+            now = None
+        if now != self.identity:
+            what = "is being replaced or was removed" if now is None else "was replaced"
+            raise StoreReplacedError(f"{self.where}: the store {what} since it was opened; open it again")
 
     def exists(self, path: str) -> bool:
         return path in self.root
@@ -179,3 +215,10 @@ class StoreHandle:
                 f"{self.where}: the dataset provides no {', '.join(missing)}; "
                 f"use statistics='{std_.RECOMPUTED}' or standardize=False"
             )
+
+
+def store_identity(path: Path) -> tuple[int, ...]:
+    """What changes when the store at ``path`` is replaced: the identity and modification
+    time of its root ``zarr.json``, which a finished store never rewrites."""
+    stat = os.stat(path / "zarr.json")
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
