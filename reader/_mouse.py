@@ -20,6 +20,7 @@ import zarr.errors
 from zarr.abc.store import Store
 
 from . import _engine as engine_
+from . import _fork
 from . import _standardize as std_
 from . import format as fmt
 from ._split import Split, parse_frames, parse_neurons, parse_trials_per_block, parse_variable
@@ -44,7 +45,7 @@ class StoreHandle:
         self.engine = engine
         self.where = str(source) if isinstance(source, Path) else _store_name(source)
         self._lock = threading.Lock()
-        self._arrays: dict[str, zarr.Array] = {}
+        self._arrays: dict[str, zarr.Array] = _fork.per_process_dict()
         self._params: dict[tuple[str, str], std_.StandardizationParams] = {}
         if root is not None:
             self.__dict__["root"] = root
@@ -84,7 +85,7 @@ class StoreHandle:
         return array
 
     def read(self, path: str) -> np.ndarray:
-        return np.asarray(self.array(path)[...])
+        return engine_.read(self.array(path), ..., self.where)
 
     def exists(self, path: str) -> bool:
         return path in self.root
@@ -327,7 +328,7 @@ class Mouse:
             group = self._handle.root[group_path]
             if not isinstance(group, zarr.Group):
                 continue
-            stats = {name: np.asarray(array[...]) for name, array in sorted(group.arrays())}
+            stats = {name: engine_.read(array, ..., self._handle.where) for name, array in sorted(group.arrays())}
             if stats:
                 out[variable] = stats
         return out

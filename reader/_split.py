@@ -9,6 +9,7 @@ the store handle, which pickles as the store location, so graphs run in other pr
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
 from .errors import SelectionError
@@ -274,12 +276,23 @@ _POOL_LOCK = threading.Lock()
 
 def _pool() -> ThreadPoolExecutor:
     """Threads for ``Split.trial``: the variables decode and rescale in parallel (zarrs and
-    numpy release the GIL), one pool per process, made on first use."""
+    numpy release the GIL), one pool per process, made on first use (and again in a
+    forked child, which inherits the parent's pool without its threads)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(len(fmt.VARIABLES), thread_name_prefix="sensorium-zarr-trial")
         return _POOL
+
+
+def _forget_pool() -> None:
+    # Only forgotten, not shut down: shutting down would wait on threads the child lacks.
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 #: Read a block's whole range of trials when it is at most this many times the trials wanted.
@@ -315,11 +328,7 @@ def _read_block(
         selection[0] = slice(int(positions[0]), int(positions[0]) + span)
     else:
         selection[0] = positions
-    try:
-        data = np.asarray(array.get_orthogonal_selection(tuple(selection)))
-    except Exception as e:
-        e.add_note(f"{handle.where}: reading '{variable}' at trial positions {positions.tolist()}")
-        raise
+    data = engine_.read(array, tuple(selection), handle.where, f"reading store positions {positions.tolist()}")
     if covering and span != len(positions):
         data = data[positions - positions[0]]
     if statistics is None:
