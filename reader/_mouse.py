@@ -64,7 +64,9 @@ class Mouse:
         return array
 
     def _read_checked(self, path: str) -> np.ndarray:
-        return np.asarray(self._checked(path)[...])
+        values = engine_.read(self._checked(path), ..., self._handle.where)
+        self._handle.check_unchanged()
+        return values
 
     @property
     def name(self) -> str:
@@ -201,7 +203,7 @@ class Mouse:
             group = self._handle.root[group_path]
             if not isinstance(group, zarr.Group):
                 continue
-            stats = {name: np.asarray(array[...]) for name, array in sorted(group.arrays())}
+            stats = {name: engine_.read(array, ..., self._handle.where) for name, array in sorted(group.arrays())}
             if stats:
                 out[variable] = stats
         return out

@@ -9,6 +9,7 @@ the store handle, which pickles as the store location, so graphs run in other pr
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
 from ._selection import count as _count
@@ -210,12 +212,23 @@ _POOL_LOCK = threading.Lock()
 
 def _pool() -> ThreadPoolExecutor:
     """Threads for ``Split.trial``: the variables decode and rescale in parallel (zarrs and
-    numpy release the GIL), one pool per process, made on first use."""
+    numpy release the GIL), one pool per process, made on first use (and again in a
+    forked child, which inherits the parent's pool without its threads)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(len(fmt.VARIABLES), thread_name_prefix="sensorium-zarr-trial")
         return _POOL
+
+
+def _forget_pool() -> None:
+    # Only forgotten, not shut down: shutting down would wait on threads the child lacks.
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 #: Read a block's whole range of trials when it is at most this many times the trials wanted.
@@ -254,10 +267,9 @@ def _read_block(
     else:
         selection[0] = positions
     try:
-        data = np.asarray(array.get_orthogonal_selection(tuple(selection)))
-    except Exception as e:
+        data = engine_.read(array, tuple(selection), handle.where, f"reading store positions {positions.tolist()}")
+    except Exception:
         handle.check_unchanged()  # a store replaced under the read: say so, not zarr's error
-        e.add_note(f"{handle.where}: reading '{variable}' at trial positions {positions.tolist()}")
         raise
     handle.check_unchanged()
     if covering and span != len(positions):

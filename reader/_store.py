@@ -20,6 +20,7 @@ import zarr.errors
 from zarr.abc.store import Store
 
 from . import _engine as engine_
+from . import _fork
 from . import _standardize as std_
 from . import format as fmt
 from .errors import StoreFormatError, StoreNotFoundError, StoreReplacedError
@@ -117,7 +118,7 @@ class StoreHandle:
         self.identity = identity
         self.where = str(source) if isinstance(source, Path) else store_name(source)
         self._lock = threading.Lock()
-        self._arrays: dict[str, zarr.Array[Any]] = {}
+        self._arrays: dict[str, zarr.Array[Any]] = _fork.per_process_dict()
         self._params: dict[tuple[str, str], std_.StandardizationParams] = {}
         if root is not None:
             self.__dict__["root"] = root
@@ -158,7 +159,7 @@ class StoreHandle:
         return array
 
     def read(self, path: str) -> np.ndarray:
-        values = np.asarray(self.array(path)[...])
+        values = engine_.read(self.array(path), ..., self.where)
         self.check_unchanged()
         return values
 
