@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from helpers import reconsolidate
 
 from sensorium_zarr import StoreFormatError, open_mouse
 from sensorium_zarr import format as fmt
@@ -76,6 +77,27 @@ def test_a_broken_rule_is_refused_on_open(tmp_path, path, change, match):
     store = tmp_path / "golden.zarr"
     shutil.copytree(DATA / "golden-v2.zarr", store)
     _edit(store, path, change)
+    with pytest.raises(StoreFormatError, match=match) as e:
+        open_mouse(store)
+    assert "\n" not in str(e.value) and str(store) in str(e.value)
+
+
+V3_BROKEN = [
+    ("responses", _drop_inner_checksum, "'responses' has chunks without a crc32c checksum"),
+    ("index/oracle", _set("dimension_names", ["position"]),
+     r"'index/oracle' has dimension_names \('position',\), expected \('oracle_position',\)"),
+    ("behavior", _set("dimension_names", ["trial", "channel", "time"]),
+     r"'behavior' has dimension_names \('trial', 'channel', 'time'\), expected \('trial', 'behavior_channel'"),
+    ("pupil_center", _set("fill_value", 0.0), "'pupil_center' has fill value 0.0, expected NaN"),
+]
+
+
+@pytest.mark.parametrize("path, change, match", V3_BROKEN, ids=[p for p, _, _ in V3_BROKEN])
+def test_a_broken_rule_of_a_version_3_store_is_refused_from_its_consolidated_metadata(tmp_path, path, change, match):
+    store = tmp_path / "golden.zarr"
+    shutil.copytree(DATA / "golden-v3.zarr", store)
+    _edit(store, path, change)
+    reconsolidate(store)
     with pytest.raises(StoreFormatError, match=match) as e:
         open_mouse(store)
     assert "\n" not in str(e.value) and str(store) in str(e.value)
