@@ -50,7 +50,7 @@ from ._recompute import (
 )
 from ._source import SourceLayout, find_sources, scan_source
 from ._statistics import Moments
-from ._writer import Blueprint, Written, create_store, release_buffers, stored_shape, write_block
+from ._writer import Blueprint, Written, create_store, finish_store, release_buffers, stored_shape, write_block
 
 __all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
 
@@ -235,7 +235,7 @@ def _write(
         create_statistics(root, variable, moments, blueprint)
     _write_medians(root, path, train, engine, run)
     complete = dataclasses.replace(attrs, complete=True)
-    root.attrs[fmt.ATTRS_KEY] = complete.to_dict()
+    finish_store(path, complete)
     return complete
 
 

@@ -27,7 +27,7 @@ from sensorium_zarr.errors import SensoriumZarrError
 
 from ._chunking import Chunking
 from ._source import SourceLayout, scan_source
-from ._writer import real_frames, responses_withheld, stored_shape
+from ._writer import real_frames, responses_withheld, store_shapes
 
 __all__ = ["verify"]
 
@@ -81,11 +81,23 @@ def verify(
 
 
 def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayout) -> list[str]:
-    """What the store's arrays break of the format's table, from their metadata."""
+    """What the store's arrays break of the format's table, from their metadata: each
+    array's own (``zarr.json``), and the root's consolidated copy where the version has one."""
     spec = fmt.spec(attrs.format_version)
-    shapes = {v: stored_shape(layout, v) for v in fmt.VARIABLES}
-    present = dict(_arrays(root))
+    shapes = store_shapes(layout)
+    # The arrays' own metadata, not the consolidated copy the reader trusts: that copy is
+    # what is checked against them.
+    own = zarr.open_group(root.store, mode="r", zarr_format=3, use_consolidated=False)
+    present = dict(_arrays(own))
     problems = []
+    if spec.consolidated:
+        problems.extend(_consolidated_problems(root, present))
+    if spec.consistent_dimensions:
+        problems.extend(
+            fmt.dimension_conflicts(
+                (path, _dimension_names(array), array.shape) for path, array in present.items()
+            )
+        )
     for expected in spec.required(attrs, shapes):
         if expected.path not in present:
             problems.append(f"{expected.path}: missing from the store")
@@ -110,6 +122,29 @@ def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayo
                 problems.append(
                     f"{path}: chunks {array.chunks} in shards {array.shards}, expected {chunks} in {shards}"
                 )
+    return problems
+
+
+def _dimension_names(array: zarr.Array[Any]) -> tuple[str | None, ...]:
+    names = array.metadata.to_dict().get("dimension_names")
+    return tuple(n if isinstance(n, str) else None for n in names) if isinstance(names, (list, tuple)) else ()
+
+
+def _consolidated_problems(root: zarr.Group, present: dict[str, zarr.Array[Any]]) -> list[str]:
+    consolidated = root.metadata.consolidated_metadata
+    if consolidated is None:
+        return ["zarr.json: no consolidated metadata, which this format version requires"]
+    entries = {path: meta.to_dict() for path, meta in consolidated.flattened_metadata.items()}
+    listed = {path: meta for path, meta in entries.items() if meta.get("node_type") == "array"}
+    problems = [f"{path}: missing from the consolidated metadata" for path in sorted(set(present) - set(listed))]
+    problems += [
+        f"{path}: in the consolidated metadata, not in the store" for path in sorted(set(listed) - set(present))
+    ]
+    problems += [
+        f"{path}: its consolidated metadata differs from its zarr.json"
+        for path in sorted(set(present) & set(listed))
+        if listed[path] != present[path].metadata.to_dict()
+    ]
     return problems
 
 

@@ -9,6 +9,7 @@ statistics of its ``train`` trials.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,24 @@ from ._source import SourceLayout
 from ._statistics import Moments
 
 __all__ = [
-    "Blueprint", "Written", "create_array", "create_store", "open_array", "release_buffers", "stored_shape",
-    "write_block",
+    "Blueprint", "Written", "create_array", "create_store", "finish_store", "open_array", "release_buffers",
+    "store_shapes", "stored_shape", "write_block",
 ]
 
 
 def stored_shape(layout: SourceLayout, variable: str) -> tuple[int, ...]:
     source = layout.shapes[variable]
     return (layout.n_trials, *(source[a] for a in fmt.SOURCE_TO_STORED_AXES[variable]))
+
+
+def store_shapes(layout: SourceLayout) -> dict[str, tuple[int, ...]]:
+    """The stored shapes the format's table sizes dimensions from (``FormatSpec.sizes``):
+    every variable's, and that of the tier list naming the ``meta/trials`` axis."""
+    shapes = {v: stored_shape(layout, v) for v in fmt.VARIABLES}
+    tiers = layout.meta_files.get(f"{fmt.META_TIERS}.npy")
+    if tiers is not None:
+        shapes[fmt.META_TIERS] = tuple(tiers.shape)
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ class Blueprint:
 
     @classmethod
     def of(cls, layout: SourceLayout, attrs: fmt.MouseAttrs, chunking: Chunking) -> Blueprint:
-        return cls(attrs, {v: stored_shape(layout, v) for v in fmt.VARIABLES}, chunking)
+        return cls(attrs, store_shapes(layout), chunking)
 
     def expected(self, path: str, source_shape: tuple[int, ...] | None = None) -> fmt.Expected:
         return fmt.spec(self.attrs.format_version).expected(path, self.attrs, self.shapes, source_shape=source_shape)
@@ -121,6 +132,20 @@ def create_array(
         dimension_names=dims,
         attributes=attrs or {},
     )
+
+
+def finish_store(store_path: Path, attrs: fmt.MouseAttrs) -> None:
+    """The last writes of a conversion: consolidate every array's metadata into the root,
+    then rewrite the root attributes with ``complete: true``. The second write replaces
+    the root's one metadata document, consolidated metadata included, so a store that
+    says it is complete always holds the metadata of all its arrays, and no reader sees
+    consolidated metadata without ``complete: true`` but as an unfinished store."""
+    with warnings.catch_warnings():
+        # zarr warns that consolidated metadata is not in the Zarr v3 specification yet; the
+        # format requires it (docs/FORMAT.md), and readers without it read the arrays' own.
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        root = zarr.consolidate_metadata(str(store_path), zarr_format=3)
+    root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
 
 
 def open_array(store_path: Path, path: str, engine: str) -> zarr.Array[Any]:

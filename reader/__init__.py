@@ -8,7 +8,8 @@ Layout, each module importing only those before it: ``errors``; ``format`` (the 
 format as data: names, root attributes, the array table; no I/O); ``_engine`` (codec
 pipelines); ``_standardize``; ``_selection`` (parsing what a caller selects); ``_store``
 (opening a store, its attributes and the completion rule, ``StoreHandle``); ``_split``
-(``Split``); ``_mouse`` (``Mouse``, ``open_mouse``, ``open_sensorium``). The converter
+(``Split``); ``_mouse`` (``Mouse``, ``open_mouse``, ``open_sensorium``); ``_xarray``
+(``Split.to_xarray``, imported only when called; the ``xarray`` extra). The converter
 (``sensorium_zarr.converter``) builds on these; nothing here imports it.
 """
 

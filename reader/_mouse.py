@@ -57,8 +57,9 @@ class Mouse:
         return fmt.spec(self.attrs.format_version)
 
     def _checked(self, path: str) -> zarr.Array[Any]:
-        """The array at ``path``, its metadata checked against the format's table."""
-        array = self._handle.array(path)
+        """The array at ``path`` (the root's node: from the consolidated metadata, where the
+        store has it, so checking reads nothing), its metadata checked against the table."""
+        array = self._handle.node(path)
         expected = self._spec.expected(path, self.attrs, self.shapes, source_shape=tuple(array.shape))
         fmt.check_array(self._handle.where, expected, array.metadata.to_dict())
         return array

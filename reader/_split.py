@@ -27,6 +27,7 @@ from .errors import SelectionError
 
 if TYPE_CHECKING:
     import dask.array
+    import xarray
 
 __all__ = ["Split"]
 
@@ -110,6 +111,17 @@ class Split:
     @cached_property
     def pupil_center(self) -> dask.array.Array:
         return self.array(fmt.PUPIL_CENTER)
+
+    def to_xarray(self) -> xarray.Dataset:
+        """This split as an ``xarray.Dataset`` over the same lazy Dask arrays, labelled:
+        ``trial`` (trial ids) with ``tier``, ``has_responses`` and ``valid_frames_<variable>``;
+        ``time`` in seconds with ``frame``; ``neuron`` (index along the store's neuron axis)
+        with ``unit_id`` and ``cell_motor_coordinates`` where the source has them; channel
+        names. ``.sel`` / ``.isel`` read only the selected blocks. Needs the ``xarray``
+        extra (``pip install 'sensorium-zarr[xarray]'``)."""
+        from ._xarray import to_dataset
+
+        return to_dataset(self, self._handle)
 
     def standardization_params(self, variable: str) -> std_.StandardizationParams:
         """The parameters this split standardizes ``variable`` with, cut to its frames (reads

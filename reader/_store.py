@@ -82,9 +82,16 @@ def root_attributes(root: zarr.Group, where: str) -> Mapping[str, Any]:
 
 def open_store(source: Path | str | Store) -> tuple[zarr.Group, fmt.MouseAttrs]:
     """Open ``source`` read-only and return its root group and checked attributes;
-    ``IncompleteStoreError`` unless the conversion finished."""
+    ``IncompleteStoreError`` unless the conversion finished, ``StoreFormatError`` if its
+    version requires consolidated metadata and the root has none."""
     root, where = open_root(source)
-    return root, fmt.MouseAttrs.from_dict(root_attributes(root, where), where)
+    attrs = fmt.MouseAttrs.from_dict(root_attributes(root, where), where)
+    if fmt.spec(attrs.format_version).consolidated and root.metadata.consolidated_metadata is None:
+        raise StoreFormatError(
+            f"{where}: no consolidated metadata in zarr.json, which format version {attrs.format_version} "
+            "requires; convert the source again"
+        )
+    return root, attrs
 
 
 def is_complete_store(path: Path | str) -> bool:
@@ -119,6 +126,7 @@ class StoreHandle:
         self.where = str(source) if isinstance(source, Path) else store_name(source)
         self._lock = threading.Lock()
         self._arrays: dict[str, zarr.Array[Any]] = _fork.per_process_dict()
+        self._nodes: dict[str, zarr.Array[Any]] = _fork.per_process_dict()
         self._params: dict[tuple[str, str], std_.StandardizationParams] = {}
         if root is not None:
             self.__dict__["root"] = root
@@ -141,9 +149,11 @@ class StoreHandle:
                 f"{self.where}: cannot reopen the store ({e}); was it moved or deleted?"
             ) from e
 
-    def array(self, path: str) -> zarr.Array[Any]:
-        """The array at ``path``, or StoreFormatError naming it."""
-        array = self._arrays.get(path)
+    def node(self, path: str) -> zarr.Array[Any]:
+        """The root's own array at ``path`` (zarr-python's codec pipeline), or
+        StoreFormatError naming it. Its metadata comes with the root's when the store has
+        consolidated metadata, so looking at it costs no read."""
+        array = self._nodes.get(path)
         if array is None:
             node = self.root.get(path)
             if node is None:
@@ -154,7 +164,25 @@ class StoreHandle:
                 )
             if not isinstance(node, zarr.Array):
                 raise StoreFormatError(f"{self.where}: '{path}' is a group, expected an array")
+            array = self._nodes[path] = node
+        return array
+
+    def array(self, path: str) -> zarr.Array[Any]:
+        """The array at ``path`` for reading data, or StoreFormatError naming it: a per-trial
+        variable opened for the engine (which reads its metadata again, when its data is
+        first read), any other array (small, one chunk) the root's own ``node``."""
+        if path not in fmt.VARIABLES:
+            return self.node(path)
+        array = self._arrays.get(path)
+        if array is None:
+            node = self.node(path)
             array = engine_.open_array(self.root.store, path, self.engine)
+            if array.metadata.to_dict() != node.metadata.to_dict():
+                # The checks ran on the consolidated copy; the data must be read by the same rules.
+                raise StoreFormatError(
+                    f"{self.where}: the consolidated metadata of '{path}' differs from its zarr.json; "
+                    "the store was changed after conversion, convert the source again"
+                )
             self._arrays[path] = array
         return array
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from helpers import reconsolidate
 
 from sensorium_zarr import StoreFormatError, open_mouse
 from sensorium_zarr import format as fmt
@@ -76,6 +77,27 @@ def test_a_broken_rule_is_refused_on_open(tmp_path, path, change, match):
     store = tmp_path / "golden.zarr"
     shutil.copytree(DATA / "golden-v2.zarr", store)
     _edit(store, path, change)
+    with pytest.raises(StoreFormatError, match=match) as e:
+        open_mouse(store)
+    assert "\n" not in str(e.value) and str(store) in str(e.value)
+
+
+V3_BROKEN = [
+    ("responses", _drop_inner_checksum, "'responses' has chunks without a crc32c checksum"),
+    ("index/oracle", _set("dimension_names", ["position"]),
+     r"'index/oracle' has dimension_names \('position',\), expected \('oracle_position',\)"),
+    ("behavior", _set("dimension_names", ["trial", "channel", "time"]),
+     r"'behavior' has dimension_names \('trial', 'channel', 'time'\), expected \('trial', 'behavior_channel'"),
+    ("pupil_center", _set("fill_value", 0.0), "'pupil_center' has fill value 0.0, expected NaN"),
+]
+
+
+@pytest.mark.parametrize("path, change, match", V3_BROKEN, ids=[p for p, _, _ in V3_BROKEN])
+def test_a_broken_rule_of_a_version_3_store_is_refused_from_its_consolidated_metadata(tmp_path, path, change, match):
+    store = tmp_path / "golden.zarr"
+    shutil.copytree(DATA / "golden-v3.zarr", store)
+    _edit(store, path, change)
+    reconsolidate(store)
     with pytest.raises(StoreFormatError, match=match) as e:
         open_mouse(store)
     assert "\n" not in str(e.value) and str(store) in str(e.value)
@@ -159,8 +181,11 @@ def test_golden_stores_hold_exactly_the_tables_arrays(version):
 def test_table_lookup():
     spec = fmt.spec(fmt.FORMAT_VERSION)
     row, fields = spec.lookup("statistics/train/videos/trials_time/median")
-    assert row.fill == fmt.ZARR_DEFAULT and fields == {"tier": "train", "variable": "videos",
-                                                       "granularity": "trials_time"}
+    assert row.fill == fmt.NAN_IF_FLOAT and fields == {"tier": "train", "variable": "videos",
+                                                       "granularity": "trials_time", "stat": "median"}
+    # Versions 1 and 2 created the medians with Zarr's default fill value.
+    row, fields = fmt.spec(2).lookup("statistics/train/videos/trials_time/median")
+    assert row.fill == fmt.ZARR_DEFAULT and "stat" not in fields
     row, fields = spec.lookup("statistics/train/videos/trials/count")
     assert row.fill == fmt.NAN_IF_FLOAT and fields["stat"] == "count"
     with pytest.raises(KeyError):
@@ -173,10 +198,23 @@ def test_table_lookup():
         with pytest.raises(KeyError):
             spec.expected(undefined, golden)
     assert spec.lookup("meta/anything/below")[1] == {"path": "anything/below"}
-    assert fmt.meta_dimensions("meta/statistics/videos/all/mean", (4, 5, 6), 3) == ("height", "width", "time")
-    assert fmt.meta_dimensions("meta/neurons/unit_ids", (3,), 3) == ("neuron",)
-    assert fmt.meta_dimensions("meta/trials/tiers", (10,), 3) == ("trial_id",)
-    assert fmt.meta_dimensions("meta/other/x", (2, 2), 3) == ("dim_0", "dim_1")
+    v2, sizes = fmt.spec(2), {"neuron": 3}
+    assert v2.meta_dimensions("meta/statistics/videos/all/mean", (4, 5, 6), sizes) == ("height", "width", "time")
+    assert v2.meta_dimensions("meta/neurons/unit_ids", (3,), sizes) == ("neuron",)
+    assert v2.meta_dimensions("meta/trials/tiers", (10,), sizes) == ("trial_id",)
+    assert v2.meta_dimensions("meta/other/x", (2, 2), sizes) == ("dim_0", "dim_1")
+    # Version 3: a shared name only at that name's size in the store, else the array's own.
+    sizes = {"neuron": 3, "height": 4, "width": 5, "time": 6, "trial_id": 10, "behavior_channel": 2}
+    assert spec.meta_dimensions("meta/statistics/videos/all/mean", (4, 5, 6), sizes) == ("height", "width", "time")
+    assert spec.meta_dimensions("meta/statistics/videos/all/mean", (4, 5, 7), sizes) == (
+        "height", "width", "statistics_videos_all_mean_dim_2")
+    assert spec.meta_dimensions("meta/statistics/behavior/all/std", (2, 6), sizes) == ("behavior_channel", "time")
+    assert spec.meta_dimensions("meta/neurons/unit_ids", (3,), sizes) == ("neuron",)
+    assert spec.meta_dimensions("meta/neurons/cell_motor_coordinates", (3, 3), sizes) == (
+        "neuron", "neurons_cell_motor_coordinates_dim_1")
+    assert spec.meta_dimensions("meta/trials/tiers", (10,), sizes) == ("trial_id",)
+    assert spec.meta_dimensions("meta/trials/other", (9,), sizes) == ("trials_other_dim_0",)
+    assert spec.meta_dimensions("meta/other/x", (2, 2), sizes) == ("other_x_dim_0", "other_x_dim_1")
 
 
 def test_verify_walks_the_table(folder_mouse, folder_store, tmp_path):

@@ -20,15 +20,24 @@ Format versions (each entry is its changelog):
   ``trial`` axis. Reading a tier then decodes no chunk of another tier (one neuron across
   the ``train`` trials decoded 720 chunks in version 1, 350 now). Nothing else changed;
   version 1 stores (ascending trial id throughout) stay readable.
+- 3: every dimension name has one size in the whole store, so xarray opens it
+  (``open_zarr``, ``open_datatree``): ``index/<tier>`` has dimension ``<tier>_position``
+  (was ``position`` for all), behavior and pupil_center have ``behavior_channel`` and
+  ``pupil_center_channel`` (were both ``channel``), and a ``meta/`` axis takes a shared
+  name only at that name's size, else one named after its array (was ``dim_<i>``). The
+  root holds consolidated metadata (written before ``complete: true``), so opening a
+  store is one metadata read. Medians are filled with NaN like every float array (were
+  0). Version 1 and 2 stores stay readable (``ARRAYS_V2``).
 """
 
 from ._arrays import (
     ARRAYS,
+    ARRAYS_V2,
     AS_SOURCE,
     BY_STAT,
     DIMENSIONS,
-    INDEX_DIMENSIONS,
     META_DIMS,
+    META_TIERS,
     NAN_IF_FLOAT,
     SPECS,
     STATISTIC_DIMS,
@@ -45,15 +54,15 @@ from ._arrays import (
     Whole,
     array_problems,
     check_array,
-    meta_dimensions,
+    dimension_conflicts,
     spec,
-    statistics_dimensions,
     time_axis,
 )
 from ._attrs import PARSERS, MouseAttrs, is_complete, parse_format_version, require_complete
 from ._names import (
     ATTRS_KEY,
     BEHAVIOR,
+    CHANNELS,
     FORMAT_VERSION,
     FRAME_RATE_HZ,
     GRANULARITIES,
@@ -92,14 +101,13 @@ from ._names import (
 )
 
 __all__ = [
-    "ARRAYS", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "INDEX_DIMENSIONS", "META_DIMS", "NAN_IF_FLOAT", "SPECS",
-    "STATISTIC_DIMS", "STORED", "STRING", "TRIAL_ARRAYS", "ZARR_DEFAULT", "ArraySpec", "ChunkRule", "Expected",
-    "FormatSpec",
-    "TrialBlocks", "TrialShards", "Whole", "array_problems", "check_array", "meta_dimensions", "spec",
-    "statistics_dimensions", "time_axis",
+    "ARRAYS", "ARRAYS_V2", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "META_DIMS", "META_TIERS", "NAN_IF_FLOAT",
+    "SPECS", "STATISTIC_DIMS", "STORED", "STRING", "TRIAL_ARRAYS", "ZARR_DEFAULT", "ArraySpec", "ChunkRule",
+    "Expected", "FormatSpec", "TrialBlocks", "TrialShards", "Whole", "array_problems", "check_array",
+    "dimension_conflicts", "spec", "time_axis",
     "PARSERS", "MouseAttrs", "is_complete", "parse_format_version", "require_complete",
-    "ATTRS_KEY", "BEHAVIOR", "FORMAT_VERSION", "FRAME_RATE_HZ", "GRANULARITIES", "HAS_RESPONSES", "INDEX_GROUP",
-    "META_GROUP", "META_NEURONS", "META_STATISTICS", "META_TRIALS", "NONE_TIER", "ORACLE", "OVER_TRIALS",
+    "ATTRS_KEY", "BEHAVIOR", "CHANNELS", "FORMAT_VERSION", "FRAME_RATE_HZ", "GRANULARITIES", "HAS_RESPONSES",
+    "INDEX_GROUP", "META_GROUP", "META_NEURONS", "META_STATISTICS", "META_TRIALS", "NONE_TIER", "ORACLE", "OVER_TRIALS",
     "OVER_TRIALS_AND_TIME", "PUPIL_CENTER", "RESPONSES", "SOURCE_DTYPE_KEY", "SOURCE_TO_STORED_AXES", "SPLITS",
     "STATISTICS", "STATISTICS_GROUP", "STATISTICS_TIER", "SUPPORTED_FORMAT_VERSIONS", "TEST_TIERS", "TIER",
     "TIERS", "TRAIN", "TRIAL_ID", "VALID_FRAMES", "VARIABLES", "VIDEOS", "ordered_tiers", "parse_tiers",

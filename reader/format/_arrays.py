@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +46,9 @@ from ._names import (
 )
 
 __all__ = [
-    "ARRAYS", "AS_SOURCE", "BY_STAT", "STORED", "STRING", "NAN_IF_FLOAT", "ZARR_DEFAULT", "STATISTIC_DIMS", "META_DIMS",
-    "TrialShards", "TrialBlocks", "Whole", "ArraySpec", "Expected", "FormatSpec", "SPECS", "spec",
-    "DIMENSIONS", "TRIAL_ARRAYS", "INDEX_DIMENSIONS", "time_axis", "statistics_dimensions",
-    "meta_dimensions", "array_problems", "check_array",
+    "ARRAYS", "ARRAYS_V2", "AS_SOURCE", "BY_STAT", "STORED", "STRING", "NAN_IF_FLOAT", "ZARR_DEFAULT", "STATISTIC_DIMS",
+    "META_DIMS", "META_TIERS", "TrialShards", "TrialBlocks", "Whole", "ArraySpec", "Expected", "FormatSpec", "SPECS",
+    "spec", "DIMENSIONS", "TRIAL_ARRAYS", "time_axis", "dimension_conflicts", "array_problems", "check_array",
 ]
 
 # -- rules -----------------------------------------------------------------------------
@@ -65,8 +64,8 @@ BY_STAT = "<by statistic>"
 STRING = "string"
 #: Fill value rules: NaN for a float array, so a chunk never written reads as NaN, never
 #: as plausible zeros (Zarr's default for other dtypes); or Zarr's default (0) whatever
-#: the dtype, which only the median statistics have: they are written whole, after the
-#: other statistics.
+#: the dtype, which only the median statistics of versions 1 and 2 have (they were created
+#: empty and written whole after the other statistics; version 3 fills them with NaN too).
 NAN_IF_FLOAT = "NaN if float"
 ZARR_DEFAULT = "Zarr's default"
 #: Dimension rules: the variable's stored dimensions without ``trial`` (and without
@@ -132,44 +131,67 @@ def _stat_dtype(stat: str) -> str:
     return {"min": STORED, "max": STORED, "count": "int64"}.get(stat, "float64")
 
 
-#: Every array of the format (versions 1 and 2 share it). The placeholder rows are
-#: expanded per store by ``FormatSpec.required``.
-ARRAYS: tuple[ArraySpec, ...] = (
-    ArraySpec(VIDEOS, ("trial", "time", "height", "width"), STORED, TrialShards("time", "frames_per_video_chunk"),
-              doc="data/videos/<id>.npy (height, width, time), time moved first"),
-    ArraySpec(RESPONSES, ("trial", "neuron", "time"), STORED, TrialShards("neuron", "neurons_per_chunk"),
-              doc="data/responses/<id>.npy (neuron, time)"),
-    ArraySpec(BEHAVIOR, ("trial", "channel", "time"), STORED, TrialBlocks(),
-              doc="data/behavior/<id>.npy; channel 0 pupil dilation, 1 running speed"),
-    ArraySpec(PUPIL_CENTER, ("trial", "channel", "time"), STORED, TrialBlocks(),
-              doc="data/pupil_center/<id>.npy; channel 0 horizontal, 1 vertical"),
-    ArraySpec(TRIAL_ID, ("trial",), "int64", Whole(), doc="trial id, unique, ascending within each tier"),
-    ArraySpec(TIER, ("trial",), STRING, Whole(), doc="tier of each trial"),
-    ArraySpec(VALID_FRAMES, ("trial", "variable"), "int32", Whole(), attributes={"variables": list(VARIABLES)},
-              doc="real frames per trial and variable"),
-    ArraySpec(HAS_RESPONSES, ("trial",), "bool", Whole(), doc="false where responses are withheld"),
-    ArraySpec(f"{INDEX_GROUP}/<tier>", ("position",), "int64", Whole(),
-              doc="positions along the trial axis of each tier in the tiers attribute"),
-    ArraySpec(f"{STATISTICS_GROUP}/<tier>/<variable>/<granularity>/median", STATISTIC_DIMS, "float64", Whole(),
-              fill=ZARR_DEFAULT, doc="exact median over the statistics_tier trials"),
-    ArraySpec(f"{STATISTICS_GROUP}/<tier>/<variable>/<granularity>/<stat>", STATISTIC_DIMS, BY_STAT, Whole(),
-              doc="statistics recomputed from the statistics_tier trials"),
-    ArraySpec(f"{META_GROUP}/<path>", META_DIMS, AS_SOURCE, Whole(), required=False,
-              doc="every meta/**.npy of the source, values and shape unchanged"),
+def _table(channels: Mapping[str, str], index_dim: str, *, zero_filled_medians: bool) -> tuple[ArraySpec, ...]:
+    """The rows of one version's table; what differs between versions is passed in."""
+    medians = (
+        ArraySpec(f"{STATISTICS_GROUP}/<tier>/<variable>/<granularity>/median", STATISTIC_DIMS, "float64", Whole(),
+                  fill=ZARR_DEFAULT, doc="exact median over the statistics_tier trials"),
+    ) if zero_filled_medians else ()
+    return (
+        ArraySpec(VIDEOS, ("trial", "time", "height", "width"), STORED, TrialShards("time", "frames_per_video_chunk"),
+                  doc="data/videos/<id>.npy (height, width, time), time moved first"),
+        ArraySpec(RESPONSES, ("trial", "neuron", "time"), STORED, TrialShards("neuron", "neurons_per_chunk"),
+                  doc="data/responses/<id>.npy (neuron, time)"),
+        ArraySpec(BEHAVIOR, ("trial", channels[BEHAVIOR], "time"), STORED, TrialBlocks(),
+                  doc="data/behavior/<id>.npy; channel 0 pupil dilation, 1 running speed"),
+        ArraySpec(PUPIL_CENTER, ("trial", channels[PUPIL_CENTER], "time"), STORED, TrialBlocks(),
+                  doc="data/pupil_center/<id>.npy; channel 0 horizontal, 1 vertical"),
+        ArraySpec(TRIAL_ID, ("trial",), "int64", Whole(), doc="trial id, unique, ascending within each tier"),
+        ArraySpec(TIER, ("trial",), STRING, Whole(), doc="tier of each trial"),
+        ArraySpec(VALID_FRAMES, ("trial", "variable"), "int32", Whole(), attributes={"variables": list(VARIABLES)},
+                  doc="real frames per trial and variable"),
+        ArraySpec(HAS_RESPONSES, ("trial",), "bool", Whole(), doc="false where responses are withheld"),
+        ArraySpec(f"{INDEX_GROUP}/<tier>", (index_dim,), "int64", Whole(),
+                  doc="positions along the trial axis of each tier in the tiers attribute"),
+        *medians,
+        ArraySpec(f"{STATISTICS_GROUP}/<tier>/<variable>/<granularity>/<stat>", STATISTIC_DIMS, BY_STAT, Whole(),
+                  doc="statistics recomputed from the statistics_tier trials"),
+        ArraySpec(f"{META_GROUP}/<path>", META_DIMS, AS_SOURCE, Whole(), required=False,
+                  doc="every meta/**.npy of the source, values and shape unchanged"),
+    )
+
+
+#: Every array of the current format (version 3). The placeholder rows are expanded per
+#: store by ``FormatSpec.required``; ``<tier>`` in a dimension name stands for the row's
+#: tier. Each dimension name has one size in the whole store: the two-channel variables
+#: name their channel axes apart, and each tier index its own axis.
+ARRAYS: tuple[ArraySpec, ...] = _table(
+    {BEHAVIOR: "behavior_channel", PUPIL_CENTER: "pupil_center_channel"}, "<tier>_position",
+    zero_filled_medians=False,
+)
+#: The table of versions 1 and 2: one ``channel`` name for both two-channel variables, one
+#: ``position`` name for every tier index (so ``index/`` held one name at several sizes),
+#: and medians created with Zarr's default fill value, 0.
+ARRAYS_V2: tuple[ArraySpec, ...] = _table(
+    {BEHAVIOR: "channel", PUPIL_CENTER: "channel"}, "position", zero_filled_medians=True
 )
 
-#: Dimension names of each stored variable. The source keeps time last in every file; the
-#: store puts videos frame-major so one frame is contiguous.
+#: Dimension names of each stored variable in the current version. The source keeps time
+#: last in every file; the store puts videos frame-major so one frame is contiguous. The
+#: axes' order is the same in every version (only names changed), so axis positions can
+#: be taken from here for any store.
 DIMENSIONS: dict[str, tuple[str, ...]] = {
     s.path: s.dims for s in ARRAYS if s.path in VARIABLES and isinstance(s.dims, tuple)
 }
-#: Dimension names of the per-trial arrays (length n_trials, in stored trial order).
+#: Dimension names of the per-trial arrays (length n_trials, in stored trial order; the
+#: same in every version).
 TRIAL_ARRAYS: dict[str, tuple[str, ...]] = {
     s.path: s.dims
     for s in ARRAYS
     if s.path in (TRIAL_ID, TIER, VALID_FRAMES, HAS_RESPONSES) and isinstance(s.dims, tuple)
 }
-INDEX_DIMENSIONS: tuple[str, ...] = ("position",)
+#: The ``meta/`` array whose length names the ``trial_id`` axis under ``meta/trials``.
+META_TIERS = f"{META_TRIALS}/tiers"
 
 
 def time_axis(variable: str, *, with_trial_axis: bool = True) -> int:
@@ -179,32 +201,20 @@ def time_axis(variable: str, *, with_trial_axis: bool = True) -> int:
     return axis if with_trial_axis else axis - 1
 
 
-def statistics_dimensions(variable: str, granularity: str) -> tuple[str, ...]:
-    """Dimension names of one recomputed statistic of ``variable``."""
-    dims = DIMENSIONS[variable][1:]
-    if granularity == OVER_TRIALS_AND_TIME:
-        return tuple(d for d in dims if d != "time")
-    return dims
-
-
-def meta_dimensions(path: str, shape: tuple[int, ...], n_neurons: int) -> tuple[str, ...]:
-    """Dimension names of the source mirror array at ``path`` (``meta/...``, no ``.npy``):
-    ``trial_id`` first under ``meta/trials``, ``neuron`` first under ``meta/neurons`` when it
-    has ``n_neurons`` entries, the source layout (time last) of a provided statistic, and
-    ``dim_<i>`` for every other axis."""
-    dims = [f"dim_{i}" for i in range(len(shape))]
-    parts = path.split("/")
-    if path.startswith(META_NEURONS + "/") and shape and shape[0] == n_neurons:
-        dims[0] = "neuron"
-    elif path.startswith(META_TRIALS + "/") and shape:
-        dims[0] = "trial_id"
-    elif path.startswith(META_STATISTICS + "/") and len(parts) >= 3 and parts[2] in VARIABLES:
-        stored = DIMENSIONS[parts[2]][1:]
-        order = SOURCE_TO_STORED_AXES[parts[2]]
-        source = [stored[order.index(i)] for i in range(len(order))]
-        if len(source) == len(shape):
-            dims = source
-    return tuple(dims)
+def dimension_conflicts(arrays: Iterable[tuple[str, Sequence[str | None], Sequence[int]]]) -> list[str]:
+    """Every dimension name given more than one size by ``arrays`` (path, dimension names,
+    shape), one phrase each naming two arrays that disagree; version 3 allows none."""
+    first: dict[str, tuple[int, str]] = {}
+    problems = []
+    for path, dims, shape in arrays:
+        for dim, size in zip(dims, shape, strict=False):
+            if dim is None:
+                continue
+            seen = first.setdefault(dim, (int(size), path))
+            if seen[0] != size:
+                problems.append(f"dimension '{dim}' has size {size} in '{path}' but {seen[0]} in '{seen[1]}'")
+                first[dim] = (int(size), path)  # one phrase per disagreeing pair, not per later array
+    return problems
 
 
 # -- one array, bound to a store --------------------------------------------------------
@@ -231,24 +241,84 @@ def _zarr_dtype(name: str) -> str:
     return STRING if name == STRING else np.dtype(name).name
 
 
-def _sizes(attrs: MouseAttrs, variable: str | None, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
-    sizes = {"trial": attrs.n_trials, "neuron": attrs.n_neurons, "time": attrs.t_pad, "variable": len(VARIABLES)}
-    if variable is not None and variable in shapes:
-        # height, width and channel are fixed by the variable's own stored array.
-        for dim, size in zip(DIMENSIONS[variable], shapes[variable], strict=False):
-            sizes.setdefault(dim, size)
-    return sizes
-
-
 @dataclass(frozen=True)
 class FormatSpec:
-    """The table bound to one format version, with that version's trial order rule:
-    ``tier_major`` (version 2: each tier one consecutive range, in the order of the
-    ``tiers`` attribute) or not (version 1: ascending trial id throughout)."""
+    """The table bound to one format version, with that version's rules: the trial order,
+    ``tier_major`` (from version 2: each tier one consecutive range, in the order of the
+    ``tiers`` attribute) or not (version 1: ascending trial id throughout);
+    ``consistent_dimensions`` (from version 3: each dimension name has one size in the
+    whole store, so ``meta/`` axes take a shared name only at that name's size); and
+    ``consolidated`` (from version 3: the root group holds the consolidated metadata of
+    every array, so opening a store is one metadata read)."""
 
     version: int
     arrays: tuple[ArraySpec, ...]
     tier_major: bool
+    consistent_dimensions: bool = False
+    consolidated: bool = False
+
+    @property
+    def dimensions(self) -> dict[str, tuple[str, ...]]:
+        """Dimension names of each stored variable in this version."""
+        return {s.path: s.dims for s in self.arrays if s.path in VARIABLES and isinstance(s.dims, tuple)}
+
+    def index_dimensions(self, tier: str) -> tuple[str, ...]:
+        """Dimension names of ``index/<tier>``."""
+        row, _ = self.lookup(f"{INDEX_GROUP}/{tier}")
+        return tuple(d.replace("<tier>", tier) for d in row.dims)
+
+    def statistics_dimensions(self, variable: str, granularity: str) -> tuple[str, ...]:
+        """Dimension names of one recomputed statistic of ``variable``."""
+        dims = self.dimensions[variable][1:]
+        if granularity == OVER_TRIALS_AND_TIME:
+            return tuple(d for d in dims if d != "time")
+        return dims
+
+    def sizes(
+        self, attrs: MouseAttrs, shapes: Mapping[str, tuple[int, ...]], variable: str | None = None
+    ) -> dict[str, int]:
+        """The size of every dimension name the store's attributes and ``shapes`` (stored
+        shapes by path: the variables', and ``meta/trials/tiers``'s where known) fix;
+        ``variable``'s own axes first (versions 1 and 2 name both channel axes alike)."""
+        sizes = {"trial": attrs.n_trials, "neuron": attrs.n_neurons, "time": attrs.t_pad, "variable": len(VARIABLES)}
+        order = [variable] if variable is not None else []
+        if self.consistent_dimensions:
+            order += list(VARIABLES)
+        for name in order:
+            if name in shapes:
+                # height, width and the channel axes are fixed by the variable's own array.
+                for dim, size in zip(self.dimensions[name], shapes[name], strict=False):
+                    sizes.setdefault(dim, size)
+        if META_TIERS in shapes and shapes[META_TIERS]:
+            sizes.setdefault("trial_id", shapes[META_TIERS][0])
+        return sizes
+
+    def meta_dimensions(self, path: str, shape: tuple[int, ...], sizes: Mapping[str, int]) -> tuple[str, ...]:
+        """Dimension names of the source mirror array at ``path`` (``meta/...``, no ``.npy``):
+        ``trial_id`` first under ``meta/trials``, ``neuron`` first under ``meta/neurons`` when
+        it has ``n_neurons`` entries, the source layout (time last) of a provided statistic.
+        Every other axis is ``dim_<i>`` in versions 1 and 2; from version 3 it is named after
+        the array (its path below ``meta/``, ``/`` as ``_``, then ``_dim_<i>``), and so is
+        any axis whose size is not its name's size in the store (``sizes``)."""
+        names: list[str | None] = [None] * len(shape)
+        parts = path.split("/")
+        if path.startswith(META_NEURONS + "/") and shape and shape[0] == sizes.get("neuron"):
+            names[0] = "neuron"
+        elif path.startswith(META_TRIALS + "/") and shape:
+            names[0] = "trial_id"
+        elif path.startswith(META_STATISTICS + "/") and len(parts) >= 3 and parts[2] in VARIABLES:
+            stored = self.dimensions[parts[2]][1:]
+            order = SOURCE_TO_STORED_AXES[parts[2]]
+            source = [stored[order.index(i)] for i in range(len(order))]
+            if len(source) == len(shape):
+                names = list(source)
+        if not self.consistent_dimensions:
+            return tuple(name or f"dim_{i}" for i, name in enumerate(names))
+        own = "_".join(parts[1:])
+        return tuple(
+            name if name is not None and sizes.get(name, size) == size else f"{own}_dim_{i}"
+            for i, (name, size) in enumerate(zip(names, shape, strict=True))
+        )
 
     def lookup(self, path: str) -> tuple[ArraySpec, dict[str, str]]:
         """The table row of ``path`` and its placeholders' values; KeyError if none."""
@@ -277,12 +347,13 @@ class FormatSpec:
         if tier is not None and tier not in tiers:
             raise KeyError(path)  # a tier this store does not have
         variable = path if path in VARIABLES else fields.get("variable")
+        sizes = self.sizes(attrs, shapes or {}, variable)
         if isinstance(row.dims, tuple):
-            dims: tuple[str, ...] | None = row.dims
+            dims: tuple[str, ...] | None = tuple(d.replace("<tier>", tier or "<tier>") for d in row.dims)
         elif row.dims == STATISTIC_DIMS:
-            dims = statistics_dimensions(fields["variable"], fields["granularity"])
+            dims = self.statistics_dimensions(fields["variable"], fields["granularity"])
         else:
-            dims = None if source_shape is None else meta_dimensions(path, source_shape, attrs.n_neurons)
+            dims = None if source_shape is None else self.meta_dimensions(path, source_shape, sizes)
         dtype: str | None
         if row.dtype == STORED:
             dtype = _zarr_dtype(attrs.stored_dtypes[path])
@@ -295,7 +366,6 @@ class FormatSpec:
             dtype = _zarr_dtype(row.dtype)
         shape = None
         if row.dims != META_DIMS and dims is not None:
-            sizes = _sizes(attrs, variable, shapes or {})
             shape = tuple(sizes.get(d) for d in dims)
         return Expected(path, dims, dtype, shape, row.chunks, row.fill, row.required, row.attributes, variable)
 
@@ -385,8 +455,9 @@ def _expand(pattern: str, attrs: MouseAttrs) -> Iterator[str]:
 
 
 SPECS: dict[int, FormatSpec] = {
-    1: FormatSpec(1, ARRAYS, tier_major=False),
-    2: FormatSpec(2, ARRAYS, tier_major=True),
+    1: FormatSpec(1, ARRAYS_V2, tier_major=False),
+    2: FormatSpec(2, ARRAYS_V2, tier_major=True),
+    3: FormatSpec(3, ARRAYS, tier_major=True, consistent_dimensions=True, consolidated=True),
 }
 
 

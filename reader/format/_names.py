@@ -9,8 +9,8 @@ import numpy as np
 
 from ..errors import SelectionError
 
-FORMAT_VERSION = 2
-SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (1, 2)
+FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (1, 2, 3)
 
 #: Root group attribute holding every format-level attribute.
 ATTRS_KEY = "sensorium_zarr"
@@ -34,6 +34,12 @@ SOURCE_TO_STORED_AXES: dict[str, tuple[int, ...]] = {
     RESPONSES: (0, 1),
     BEHAVIOR: (0, 1),
     PUPIL_CENTER: (0, 1),
+}
+
+#: What each channel of the two-channel variables is, in stored order (the source's rows).
+CHANNELS: dict[str, tuple[str, ...]] = {
+    BEHAVIOR: ("pupil_dilation", "running_speed"),
+    PUPIL_CENTER: ("horizontal", "vertical"),
 }
 
 # Per-trial arrays (length n_trials, in stored trial order: ``stored_trial_order``).
