@@ -243,12 +243,19 @@ def _sizes(attrs: MouseAttrs, variable: str | None, shapes: Mapping[str, tuple[i
 @dataclass(frozen=True)
 class FormatSpec:
     """The table bound to one format version, with that version's trial order rule:
-    ``tier_major`` (version 2: each tier one consecutive range, in the order of the
-    ``tiers`` attribute) or not (version 1: ascending trial id throughout)."""
+    ``tier_major`` (from version 2: each tier one consecutive range, in the order of the
+    ``tiers`` attribute) or not (version 1: ascending trial id throughout), and its chunk
+    rule, ``every_chunk_present``."""
 
     version: int
     arrays: tuple[ArraySpec, ...]
     tier_major: bool
+    #: From version 3 every chunk of every array is written, inner chunks of shards
+    #: included, even one holding only the fill value; so a chunk file or a shard index
+    #: entry that is missing is damage. Before, a chunk equal to the fill value was
+    #: legitimately absent (zarr's ``write_empty_chunks=False``), and only the source can
+    #: tell an absent chunk from a lost one.
+    every_chunk_present: bool = False
 
     def lookup(self, path: str) -> tuple[ArraySpec, dict[str, str]]:
         """The table row of ``path`` and its placeholders' values; KeyError if none."""
@@ -387,6 +394,7 @@ def _expand(pattern: str, attrs: MouseAttrs) -> Iterator[str]:
 SPECS: dict[int, FormatSpec] = {
     1: FormatSpec(1, ARRAYS, tier_major=False),
     2: FormatSpec(2, ARRAYS, tier_major=True),
+    3: FormatSpec(3, ARRAYS, tier_major=True, every_chunk_present=True),
 }
 
 
