@@ -211,7 +211,7 @@ def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayo
             chunks, shards = chunking.layout_rule(expected.chunks, expected.dims, tuple(array.shape))
             if (tuple(array.chunks), array.shards) != (chunks, shards):
                 problems.append(
-                    f"{path}: chunks {array.chunks} in shards {array.shards}, expected {chunks} in {shards}"
+                    f"{path}: chunks {array.chunks} in shards {array.shards}, the chunking attribute says {chunks} in {shards}"
                 )
     return problems
 
@@ -396,6 +396,8 @@ def _compare(path: str, stored: np.ndarray, expected: np.ndarray, layout: Source
 
 
 def _difference(stored: np.ndarray, expected: np.ndarray) -> str:
+    if stored.shape != expected.shape:
+        return f"shape {stored.shape} stored, {expected.shape} in the source"
     if stored.dtype.kind == "f" and expected.dtype.kind == "f":
         both_nan = np.isnan(stored) & np.isnan(expected)
     else:
