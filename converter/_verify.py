@@ -120,7 +120,7 @@ def verify(
             continue
         problems.extend(_compare(path, stored, values, layout, meta=path in meta_paths))
         problems.extend(_chunk_problems(path, missing.get(path, []), values, spec.every_chunk_present))
-    for path, array in present.items():
+    for path in present:
         if path not in expected and path not in fmt.VARIABLES:
             _read(opener, path, problems)  # not derivable (already reported): still check its checksums
     return problems
@@ -211,7 +211,8 @@ def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayo
             chunks, shards = chunking.layout_rule(expected.chunks, expected.dims, tuple(array.shape))
             if (tuple(array.chunks), array.shards) != (chunks, shards):
                 problems.append(
-                    f"{path}: chunks {array.chunks} in shards {array.shards}, the chunking attribute says {chunks} in {shards}"
+                    f"{path}: chunks {array.chunks} in shards {array.shards}, "
+                    f"the chunking attribute says {chunks} in {shards}"
                 )
     return problems
 
@@ -267,8 +268,8 @@ def _verify_block(
                 )
         train_trials = [trials[i] for i in train]
         if len(train_trials) and all(t is not None for t in train_trials):
-            moments = Moments.empty(train_trials[0].shape)  # type: ignore[union-attr]
-            moments.add_block(np.stack(train_trials))  # type: ignore[arg-type]
+            moments = Moments.empty(train_trials[0].shape)
+            moments.add_block(np.stack(train_trials))
             out.moments[variable] = moments
         for what, region in holes.get(variable, []):
             values = [trials[i - lo] for i in range(region[0].start, region[0].stop)]

@@ -66,7 +66,8 @@ def _chunk_shape(metadata: Mapping[str, Any]) -> tuple[int, ...]:
 
 def _key(coords: tuple[int, ...], metadata: Mapping[str, Any]) -> str:
     encoding = metadata.get("chunk_key_encoding") or {"name": "default"}
-    separator = (encoding.get("configuration") or {}).get("separator", "/" if encoding["name"] == "default" else ".")
+    default = "/" if encoding["name"] == "default" else "."
+    separator = str((encoding.get("configuration") or {}).get("separator", default))
     if encoding["name"] == "default":
         return separator.join(["c", *map(str, coords)])
     return separator.join(map(str, coords)) if coords else "0"

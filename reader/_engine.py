@@ -44,7 +44,7 @@ def parse_engine(engine: str | None) -> str:
     return engine
 
 
-def _opening(engine: str):
+def _opening(engine: str) -> Any:
     if engine == ZARR:
         return zarr.config.set({})
     import zarrs  # noqa: F401  (registers the pipeline class)
@@ -54,7 +54,7 @@ def _opening(engine: str):
 
 def open_array(
     store: Any, path: str, engine: str, mode: str = "r", *, write_empty_chunks: bool = False
-) -> zarr.Array:
+) -> zarr.Array[Any]:
     """Open one array whose chunks ``engine`` will decode and encode; with
     ``write_empty_chunks``, a write stores a chunk equal to the fill value too (zarr
     skips it by default)."""
