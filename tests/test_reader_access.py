@@ -262,7 +262,7 @@ def test_damaged_store_names_the_missing_array(store, tmp_path):
         (lambda p: p[::-1], "'index/train' is not in ascending position and trial id order"),
         (
             lambda p: np.concatenate([p[:1], p[2:]]),
-            "'index/train' is not one consecutive range of trials, as format version 2 requires",
+            "'index/train' is not one consecutive range of trials, as format version 3 requires",
         ),
     ],
     ids=["shuffled", "gap"],
