@@ -26,7 +26,7 @@ from ._chunking import Chunking, positive_int
 from ._convert import convert_mouse
 from ._output import check_out_dir, check_url
 from ._source import find_sources
-from ._verify import verify
+from ._verify import FLOAT32_OPTION, verify
 
 __all__ = ["main"]
 
@@ -159,8 +159,21 @@ def _verify(source: Path, store: Path, workers: int | None, engine: str | None) 
     problems = verify(source, store, workers=workers, engine=engine)
     for problem in problems:
         print(f"mismatch: {problem}")
-    print(f"{store}: {'OK, identical to ' + str(source) if not problems else f'{len(problems)} mismatches'}")
-    return 1 if problems else 0
+    if problems:
+        print(f"{store}: {len(problems)} mismatches")
+        return 1
+    _, attrs = open_store(store)
+    if attrs.lossy:
+        print(f"{store}: OK, equal to {source} within the lossy option {_lossy(attrs.lossy)}")
+    else:
+        print(f"{store}: OK, identical to {source}")
+    return 0
+
+
+def _lossy(options: tuple[str, ...]) -> str:
+    """How messages name the lossy options: ``--float32``'s by its flag's name."""
+    return ", ".join("float32 (float64 values rounded to float32)" if o == FLOAT32_OPTION else repr(o)
+                     for o in options)
 
 
 def summarize(store: Path | str) -> str:
@@ -177,5 +190,7 @@ def summarize(store: Path | str) -> str:
         f"  tiers: {tiers}",
         f"  withheld responses: {withheld} trials; dtypes: {dtypes}",
         f"  {size / 2**20:.1f} MiB on disk; format v{attrs.format_version}, converter {attrs.converter_version}",
+        f"  LOSSY: {_lossy(attrs.lossy)}; values are not the source's exactly" if attrs.lossy
+        else "  lossless: every value as in the source",
     ])
 

@@ -223,7 +223,9 @@ def _median_array(root: zarr.Group, variable: str, granularity: str) -> zarr.Arr
     target = root[path]
     if not isinstance(target, zarr.Array):
         raise TypeError(f"{path}: a group where the format has an array")
-    return target
+    # Opened through the group, the array has zarr's default config, which skips chunks
+    # equal to the fill value; the format (from version 3) stores every chunk.
+    return target.with_config({"write_empty_chunks": fmt.spec(fmt.FORMAT_VERSION).every_chunk_present})
 
 
 def write_pooled_medians(root: zarr.Group, variable: str, parts: list[np.ndarray]) -> None:

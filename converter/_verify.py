@@ -1,16 +1,30 @@
-"""Verification stage: compare every stored value with its source. Entry point: ``verify``.
+"""Verification stage: compare every array and attribute of a store with its source.
+Entry point: ``verify``.
 
-Walks the format's table (``sensorium_zarr.format``) first: every array it requires must
-exist with the dims, dtype, shape, chunk rule, checksums and fill value it gives, and
-every array present must be one it defines. Then reads the whole store, so every chunk's
-CRC32C checksum is checked too: a flipped byte in any chunk file shows up as an
-unreadable block, and a source file changed after the conversion shows up as differing
-values.
+What the source fixes is compared with it: the root attributes (sizes, tiers, mouse,
+dtypes, config, lossy options, chunking), every stored value of the four variables, the
+``meta/`` mirror. What the converter derives is derived again from the source and
+compared: the per-trial arrays, every ``index/<tier>``, and the recomputed statistics
+(mean, std, min, max and count streamed from the source's train trials one block of
+trials at a time with the converter's ``Moments``, mean and std equal within
+``STATISTICS_RTOL``; medians exactly, with numpy's ``nanmedian`` over blocks of the
+verified store, whose values were just compared with the source). The format's table
+(``sensorium_zarr.format``) is walked too: every required array present with its dims,
+dtype, shape, chunk rule, checksums and fill value, and no array it does not define.
+
+Completeness: every chunk and shard key of every array is listed, and every shard's index
+read (its CRC32C checked). In a format version 3 store a missing chunk file or an inner
+chunk a shard index marks empty is damage; in a version 1 or 2 store a chunk equal to the
+fill value was legitimately not written, so an absent one is reported only where the
+source says it holds something else. Reading every chunk checks its checksum too.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import EllipsisType
 from typing import Any
@@ -20,6 +34,7 @@ import zarr
 from dask.base import compute
 from dask.delayed import delayed
 
+from sensorium_zarr import _chunks
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import open_array, parse_engine
 from sensorium_zarr._store import open_store
@@ -27,57 +42,146 @@ from sensorium_zarr.errors import SensoriumZarrError
 
 from ._chunking import Chunking
 from ._source import SourceLayout, scan_source
-from ._writer import real_frames, responses_withheld, store_shapes
+from ._statistics import Moments
+from ._writer import real_frames, responses_withheld, store_shapes, stored_shape
 
-__all__ = ["verify"]
+__all__ = ["verify", "FLOAT32_OPTION", "STATISTICS_RTOL"]
+
+#: The lossy option ``--float32`` records in the ``lossy`` attribute.
+FLOAT32_OPTION = "float64 stored as float32"
+#: Relative tolerance of the streamed mean and std: verify adds the train trials in other
+#: blocks and another order than the conversion's parallel chains did, which changes the
+#: last bits of a float64 sum; min, max, count and the medians are compared exactly.
+STATISTICS_RTOL = 1e-9
+#: Bytes of float64 train values one median block holds.
+MEDIAN_BLOCK_BYTES = 64 * 2**20
+#: Along which stored axis (trial axis included) median blocks cut each variable: one
+#: that is neither trial nor time, so both granularities come from one block.
+_MEDIAN_AXIS = {fmt.VIDEOS: 2, fmt.RESPONSES: 1, fmt.BEHAVIOR: 1, fmt.PUPIL_CENTER: 1}
 
 
 def verify(
     source: Path | str, store: Path | str, *, workers: int | None = None, engine: str | None = None
 ) -> list[str]:
     """Every difference between ``source`` (mouse folder or zip) and ``store``, one line
-    each; an empty list means the store holds exactly what the source holds."""
+    each; an empty list means the store holds what the source holds (exactly, or rounded
+    as the store's ``lossy`` attribute says)."""
     engine = parse_engine(engine)
     layout = scan_source(source)
     root, attrs = open_store(store)
-    problems: list[str] = []
-    if attrs.mouse != layout.name:
-        problems.append(f"mouse name: store has {attrs.mouse!r}, source {layout.name!r}")
+    spec = fmt.spec(attrs.format_version)
+    problems = _attribute_problems(attrs, layout)
+    ids, tiers = _expected_order(layout, spec)
     stored_ids = _read(root, fmt.TRIAL_ID, problems)
-    if stored_ids is None or not np.array_equal(stored_ids, layout.trial_ids):
-        problems.append(
-            f"{fmt.TRIAL_ID}: store holds trials {_ids(stored_ids)}, source has {_ids(layout.trial_ids)}"
-        )
+    if stored_ids is None or not np.array_equal(stored_ids, ids):
+        problems.append(f"{fmt.TRIAL_ID}: store holds trials {_ids(stored_ids)}, source has {_ids(ids)}")
         return problems
     problems.extend(_layout_problems(root, attrs, layout))
-    tiers = _read(root, fmt.TIER, problems)
-    if tiers is not None and [str(t) for t in tiers] != [str(t) for t in layout.trial_tiers]:
-        problems.append(f"{fmt.TIER}: differs from meta/trials/tiers.npy")
+    present = dict(_arrays(root))
+    missing = {path: list(_chunks.missing_chunks(array)) for path, array in present.items()}
 
-    step = int(attrs.chunking.get("trials_per_shard", 8))
-    tasks = [
-        delayed(_verify_block)(layout, Path(store), lo, min(lo + step, layout.n_trials), engine)
-        for lo in range(0, layout.n_trials, step)
-    ]
-    for block_problems in compute(*tasks, scheduler="threads", num_workers=workers):  # type: ignore[no-untyped-call]
-        problems.extend(block_problems)
+    expected: dict[str, np.ndarray] = {fmt.TRIAL_ID: ids, fmt.TIER: tiers}
+    for tier in fmt.ordered_tiers(set(tiers)):
+        expected[f"{fmt.INDEX_GROUP}/{tier}"] = np.flatnonzero(tiers == tier).astype(np.int64)
 
-    for rel, _header in sorted(layout.meta_files.items()):
+    train = np.flatnonzero(tiers == fmt.STATISTICS_TIER)
+    step = max(1, int(attrs.chunking.get("trials_per_shard", 8)))
+    layout_leaf = delayed(layout, traverse=False)
+    tasks = []
+    for lo in range(0, len(ids), step):
+        hi = min(lo + step, len(ids))
+        holes = {v: [m for m in missing.get(v, []) if m[1][0].start < hi and m[1][0].stop > lo] for v in fmt.VARIABLES}
+        tasks.append(delayed(_verify_block)(
+            layout_leaf, Path(store), ids[lo:hi], lo, train[(train >= lo) & (train < hi)] - lo, engine,
+            spec.every_chunk_present, holes,
+        ))
+    results: tuple[_Block, ...] = compute(*tasks, scheduler="threads", num_workers=workers)  # type: ignore[no-untyped-call]
+    for block in results:
+        problems.extend(block.problems)
+    if results:
+        expected[fmt.VALID_FRAMES] = np.concatenate([b.valid for b in results])
+        expected[fmt.HAS_RESPONSES] = np.concatenate([b.has_responses for b in results])
+    expected.update(_statistics(layout, results, Path(store), train, engine, problems))
+    meta_paths = []
+    for rel in sorted(layout.meta_files):
         path = rel[: -len(".npy")]
-        stored = _read(root, path, problems)
+        meta_paths.append(path)
+        values = layout.read_meta(rel)
+        expected[path] = values
+
+    opener = _Opener(Path(store), engine)
+    for path, values in expected.items():
+        if path not in present:
+            if path in meta_paths:
+                problems.append(f"{path}: missing from the store")
+            continue  # a required array: reported missing by the table's walk
+        stored = _read(opener, path, problems)
         if stored is None:
             continue
-        expected = layout.read_meta(rel)
-        if expected.dtype.kind in "US":
-            stored = stored.astype(expected.dtype)
-        if stored.shape != expected.shape or not np.array_equal(stored, expected, equal_nan=expected.dtype.kind == "f"):
-            problems.append(f"{path}: differs from {layout.tree.where(rel)}")
-    # Derived arrays have no source to compare with, but reading them checks their checksums.
-    opener = _Opener(Path(store), engine)
-    for path, _array in _arrays(root):
-        if path.split("/")[0] in (fmt.STATISTICS_GROUP, fmt.INDEX_GROUP):
-            _read(opener, path, problems)
+        problems.extend(_compare(path, stored, values, layout, meta=path in meta_paths))
+        problems.extend(_chunk_problems(path, missing.get(path, []), values, spec.every_chunk_present))
+    for path in present:
+        if path not in expected and path not in fmt.VARIABLES:
+            _read(opener, path, problems)  # not derivable (already reported): still check its checksums
     return problems
+
+
+# -- attributes -------------------------------------------------------------------------
+
+
+def _attribute_problems(attrs: fmt.MouseAttrs, layout: SourceLayout) -> list[str]:
+    """What the root attributes say that the source does not."""
+    problems = []
+
+    def differs(key: str, stored: Any, source: Any) -> None:
+        if stored != source:
+            problems.append(f"attribute {key}: store has {stored!r}, source {source!r}")
+
+    differs("mouse", attrs.mouse, layout.name)
+    differs("n_trials", attrs.n_trials, layout.n_trials)
+    differs("n_neurons", attrs.n_neurons, layout.n_neurons)
+    differs("t_pad", attrs.t_pad, layout.t_pad)
+    differs("source", attrs.source, layout.tree.path.name)
+    differs("source_dtypes", attrs.source_dtypes, layout.source_dtypes)
+    differs("tiers", list(attrs.tiers), list(fmt.ordered_tiers(set(str(t) for t in layout.trial_tiers))))
+    differs("config", attrs.config, layout.config)
+    differs("frame_rate", attrs.frame_rate, fmt.FRAME_RATE_HZ)
+    rounded = []
+    for variable in fmt.VARIABLES:
+        source, stored = np.dtype(layout.dtypes[variable]), attrs.stored_dtypes[variable]
+        if stored == source.name:
+            continue
+        if source == np.float64 and stored == "float32" and FLOAT32_OPTION in attrs.lossy:
+            rounded.append(variable)
+            continue
+        problems.append(
+            f"attribute stored_dtypes: {variable} stored as {stored}, the source is {source.name}"
+            + ("" if FLOAT32_OPTION in attrs.lossy else " and the lossy attribute lists no option")
+        )
+    unknown = [o for o in attrs.lossy if o != FLOAT32_OPTION]
+    if unknown:
+        problems.append(f"attribute lossy: unknown options {unknown}; the only one is {FLOAT32_OPTION!r}")
+    if FLOAT32_OPTION in attrs.lossy and not rounded:
+        problems.append(f"attribute lossy: lists {FLOAT32_OPTION!r}, but no variable is stored rounded")
+    try:
+        chunking = Chunking(**attrs.chunking)
+    except (TypeError, ValueError) as e:
+        problems.append(f"attribute chunking: {e}")
+    else:
+        if layout.n_trials and chunking.trials_per_shard > layout.n_trials:
+            problems.append(
+                f"attribute chunking: trials_per_shard {chunking.trials_per_shard} is more than the "
+                f"{layout.n_trials} trials (the converter caps it)"
+            )
+    return problems
+
+
+def _expected_order(layout: SourceLayout, spec: fmt.FormatSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Trial ids and tiers in the order this store's version stores them."""
+    ids = np.asarray(layout.trial_ids, dtype=np.int64)
+    tiers = np.asarray([str(t) for t in layout.trial_tiers], dtype=str)
+    order = fmt.stored_trial_order(ids, tiers) if spec.tier_major else np.argsort(ids, kind="stable")
+    return ids[order], tiers[order]
 
 
 def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayout) -> list[str]:
@@ -103,9 +207,8 @@ def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayo
             problems.append(f"{expected.path}: missing from the store")
     try:
         chunking: Chunking | None = Chunking(**attrs.chunking)
-    except (TypeError, ValueError) as e:
-        problems.append(f"chunking attribute: {e}")
-        chunking = None
+    except (TypeError, ValueError):
+        chunking = None  # reported with the attributes
     for path, array in present.items():
         try:
             expected = spec.expected(path, attrs, shapes, source_shape=tuple(array.shape))
@@ -120,7 +223,8 @@ def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayo
             chunks, shards = chunking.layout_rule(expected.chunks, expected.dims, tuple(array.shape))
             if (tuple(array.chunks), array.shards) != (chunks, shards):
                 problems.append(
-                    f"{path}: chunks {array.chunks} in shards {array.shards}, expected {chunks} in {shards}"
+                    f"{path}: chunks {array.chunks} in shards {array.shards}, "
+                    f"the chunking attribute says {chunks} in {shards}"
                 )
     return problems
 
@@ -148,35 +252,198 @@ def _consolidated_problems(root: zarr.Group, present: dict[str, zarr.Array[Any]]
     return problems
 
 
-def _verify_block(layout: SourceLayout, store: Path, lo: int, hi: int, engine: str) -> list[str]:
-    problems: list[str] = []
-    root = _Opener(store, engine)
-    valid = _read(root, fmt.VALID_FRAMES, problems, slice(lo, hi))
-    has_responses = _read(root, fmt.HAS_RESPONSES, problems, slice(lo, hi))
+# -- the per-trial variables, one block of trials at a time -------------------------------
+
+
+@dataclass
+class _Block:
+    problems: list[str] = field(default_factory=list)
+    valid: np.ndarray = field(default_factory=lambda: np.zeros((0, len(fmt.VARIABLES)), np.int32))
+    has_responses: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    moments: dict[str, Moments] = field(default_factory=dict)
+
+
+def _verify_block(
+    layout: SourceLayout,
+    store: Path,
+    trial_ids: np.ndarray,
+    lo: int,
+    train: np.ndarray,
+    engine: str,
+    every_chunk: bool,
+    holes: dict[str, list[tuple[str, tuple[slice, ...]]]],
+) -> _Block:
+    """Trials ``lo:lo + len(trial_ids)``: stored values against the source, their real
+    frames and withheld flags, the streamed moments of the ``train`` ones (positions
+    within the block), and what of the block's chunks is missing."""
+    n = len(trial_ids)
+    out = _Block(valid=np.zeros((n, len(fmt.VARIABLES)), np.int32), has_responses=np.zeros(n, bool))
+    opener = _Opener(store, engine)
     for column, variable in enumerate(fmt.VARIABLES):
-        block = _read(root, variable, problems, slice(lo, hi))
-        if block is None:
-            continue
+        block = _read(opener, variable, out.problems, slice(lo, lo + n))
         time_axis = fmt.time_axis(variable, with_trial_axis=False)
-        for i, trial_id in enumerate(layout.trial_ids[lo:hi]):
-            where = layout.tree.where(layout.trial_file(variable, trial_id))
+        trials: list[np.ndarray | None] = []
+        for i, trial_id in enumerate(trial_ids):
+            where = layout.tree.where(layout.trial_file(variable, int(trial_id)))
             try:
-                source = layout.read_trial(variable, trial_id)
+                source = layout.read_trial(variable, int(trial_id))
             except SensoriumZarrError as e:
-                problems.append(str(e))
+                out.problems.append(str(e))
+                trials.append(None)
                 continue
-            expected = source.transpose(fmt.SOURCE_TO_STORED_AXES[variable]).astype(block.dtype)
-            if not np.array_equal(block[i], expected, equal_nan=True):
-                problems.append(f"{variable} trial {trial_id}: {_difference(block[i], expected)} vs {where}")
-            if valid is not None and valid[i, column] != real_frames(expected, time_axis):
-                problems.append(f"{fmt.VALID_FRAMES} trial {trial_id} {variable}: {valid[i, column]} stored, "
-                                f"{real_frames(expected, time_axis)} in {where}")
-            withheld = variable == fmt.RESPONSES and responses_withheld(expected)
-            if variable == fmt.RESPONSES and has_responses is not None and has_responses[i] == withheld:
-                problems.append(
-                    f"{fmt.HAS_RESPONSES} trial {trial_id}: {bool(has_responses[i])} stored, wrong for {where}"
+            dtype = block.dtype if block is not None else np.dtype(source.dtype)
+            expected = np.ascontiguousarray(source.transpose(fmt.SOURCE_TO_STORED_AXES[variable]).astype(dtype))
+            trials.append(expected)
+            out.valid[i, column] = real_frames(expected, time_axis)
+            if variable == fmt.RESPONSES:
+                out.has_responses[i] = not responses_withheld(expected)
+            if block is not None and not np.array_equal(block[i], expected, equal_nan=True):
+                out.problems.append(
+                    f"{variable} trial {trial_id}: {_difference(block[i], expected)} vs {where}"
                 )
+        train_trials = [trials[i] for i in train]
+        if len(train_trials) and all(t is not None for t in train_trials):
+            moments = Moments.empty(train_trials[0].shape)
+            moments.add_block(np.stack(train_trials))
+            out.moments[variable] = moments
+        for what, region in holes.get(variable, []):
+            values = [trials[i - lo] for i in range(region[0].start, region[0].stop)]
+            if every_chunk or any(t is None or _holds_values(t[region[1:]]) for t in values):
+                out.problems.append(f"{variable}: {what} is missing{_damaged(every_chunk)}")
+    return out
+
+
+def _holds_values(values: np.ndarray) -> bool:
+    """Whether ``values`` hold anything but the fill value (NaN if float, else 0)."""
+    if values.dtype.kind == "f":
+        return not bool(np.isnan(values).all())
+    if values.dtype.kind in "OUST":
+        return any(str(v) != "" for v in values.ravel())
+    return bool(np.any(values != np.zeros((), values.dtype)))
+
+
+def _damaged(every_chunk: bool) -> str:
+    return (" (format version 3 stores every chunk: the store is damaged)" if every_chunk
+            else " though the source holds values there")
+
+
+def _chunk_problems(
+    path: str, missing: list[tuple[str, tuple[slice, ...]]], expected: np.ndarray, every_chunk: bool
+) -> list[str]:
+    problems = []
+    for what, region in missing:
+        if every_chunk or _holds_values(np.asarray(expected[region])):
+            problems.append(f"{path}: {what} is missing{_damaged(every_chunk)}")
     return problems
+
+
+# -- statistics ---------------------------------------------------------------------------
+
+
+def _statistics(
+    layout: SourceLayout, blocks: tuple[_Block, ...], store: Path, train: np.ndarray, engine: str, problems: list[str]
+) -> dict[str, np.ndarray]:
+    """Every recomputed statistic derived again: moments from the source blocks, medians
+    from the verified store."""
+    out: dict[str, np.ndarray] = {}
+    for variable in fmt.VARIABLES:
+        shape = stored_shape(layout, variable)[1:]
+        moments = Moments.empty(shape)
+        for block in blocks:
+            if variable in block.moments:
+                moments = moments.merge(block.moments[variable])
+        time_axis = fmt.time_axis(variable, with_trial_axis=False)
+        for granularity, result in (
+            (fmt.OVER_TRIALS, moments.finalize()),
+            (fmt.OVER_TRIALS_AND_TIME, moments.reduce(time_axis).finalize()),
+        ):
+            for stat, values in result.items():
+                out[fmt.statistics_path(variable, granularity, stat)] = values
+        try:
+            medians = _medians(store, variable, train, engine)
+        except Exception as e:  # a damaged chunk; reported where the variable is compared
+            problems.append(f"statistics/{fmt.STATISTICS_TIER}/{variable}: medians not recomputed ({type(e).__name__})")
+            continue
+        for granularity, values in medians.items():
+            out[fmt.statistics_path(variable, granularity, "median")] = values
+    return out
+
+
+def _medians(store: Path, variable: str, train: np.ndarray, engine: str) -> dict[str, np.ndarray]:
+    """Both medians of ``variable`` over the ``train`` trials, numpy's ``nanmedian`` on
+    blocks of the stored values cut along ``_MEDIAN_AXIS``, each within
+    ``MEDIAN_BLOCK_BYTES``."""
+    data = open_array(str(store), variable, engine)
+    axis = _MEDIAN_AXIS[variable]
+    time_axis = fmt.time_axis(variable)
+    shape = tuple(data.shape)
+    per_index = 8 * len(train) * math.prod(s for a, s in enumerate(shape) if a not in (0, axis))
+    size = max(1, MEDIAN_BLOCK_BYTES // max(per_index, 1))
+    over_trials, pooled = [], []
+    runs = np.split(train, np.flatnonzero(np.diff(train) != 1) + 1) if len(train) else []
+    for lo in range(0, shape[axis], size):
+        hi = min(lo + size, shape[axis])
+        region: list[slice] = [slice(None)] * len(shape)
+        region[axis] = slice(lo, hi)
+        parts = []
+        for run in runs:
+            region[0] = slice(int(run[0]), int(run[-1]) + 1)
+            parts.append(np.asarray(data[tuple(region)], dtype=np.float64))
+        block_shape = list(shape)
+        block_shape[0], block_shape[axis] = 0, hi - lo
+        values = np.concatenate(parts) if parts else np.zeros(block_shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN, as the format says
+            over_trials.append(_nanmedian(values, (0,)))
+            pooled.append(_nanmedian(values, (0, time_axis)))
+    return {
+        fmt.OVER_TRIALS: np.concatenate(over_trials, axis=axis - 1),
+        fmt.OVER_TRIALS_AND_TIME: np.concatenate(pooled, axis=axis - 1 - int(time_axis < axis)),
+    }
+
+
+def _nanmedian(values: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    if values.shape[0] == 0:
+        shape = tuple(s for a, s in enumerate(values.shape) if a not in axes)
+        return np.full(shape, np.nan)
+    return np.asarray(np.nanmedian(values, axis=axes))
+
+
+# -- comparing ----------------------------------------------------------------------------
+
+
+def _compare(path: str, stored: np.ndarray, expected: np.ndarray, layout: SourceLayout, *, meta: bool) -> list[str]:
+    where = f"differs from {layout.tree.where(path + '.npy')}" if meta else "differs from the source"
+    if expected.dtype.kind in "US" or stored.dtype.kind in "OUT":
+        stored = np.asarray([str(s) for s in stored.ravel()], dtype=str).reshape(stored.shape)
+        expected = np.asarray(expected).astype(str)
+    if stored.shape != expected.shape:
+        return [f"{path}: {where}: shape {stored.shape} stored, {expected.shape} expected"]
+    stat = path.rsplit("/", 1)[-1] if path.startswith(fmt.STATISTICS_GROUP + "/") else None
+    if stat in ("mean", "std"):
+        same = np.isclose(stored, expected, rtol=STATISTICS_RTOL, atol=0.0, equal_nan=True)
+        if not same.all():
+            return [f"{path}: {where} (beyond a relative {STATISTICS_RTOL:g}): {_difference(stored, expected)}"]
+        return []
+    nan = expected.dtype.kind == "f" and stored.dtype.kind == "f"
+    if not np.array_equal(stored, expected, equal_nan=nan):
+        return [f"{path}: {where}: {_difference(stored, expected)}"]
+    return []
+
+
+def _difference(stored: np.ndarray, expected: np.ndarray) -> str:
+    if stored.shape != expected.shape:
+        return f"shape {stored.shape} stored, {expected.shape} in the source"
+    if stored.dtype.kind == "f" and expected.dtype.kind == "f":
+        both_nan = np.isnan(stored) & np.isnan(expected)
+    else:
+        both_nan = np.zeros(stored.shape, bool)
+    differs = ~((stored == expected) | both_nan)
+    if not differs.any():
+        return "values differ"
+    first = tuple(int(i) for i in np.argwhere(differs)[0])
+    return (f"{int(differs.sum())} values differ (first at {first}: stored {stored[first]!r}, "
+            f"source {expected[first]!r})")
 
 
 class _Opener:
@@ -206,14 +473,6 @@ def _read(
         where = f" [{selection.start}:{selection.stop}]" if isinstance(selection, slice) else ""
         problems.append(f"{path}{where}: unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
     return None
-
-
-def _difference(stored: np.ndarray, expected: np.ndarray) -> str:
-    both_nan = np.isnan(stored) & np.isnan(expected) if stored.dtype.kind == "f" else False
-    differs = ~((stored == expected) | both_nan)
-    first = tuple(int(i) for i in np.argwhere(differs)[0])
-    return (f"{int(differs.sum())} values differ (first at {first}: stored {stored[first]!r}, "
-            f"source {expected[first]!r})")
 
 
 def _ids(ids: np.ndarray | None) -> str:

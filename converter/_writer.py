@@ -27,8 +27,8 @@ from ._source import SourceLayout
 from ._statistics import Moments
 
 __all__ = [
-    "Blueprint", "Written", "create_array", "create_store", "finish_store", "open_array", "release_buffers",
-    "store_shapes", "stored_shape", "write_block",
+    "Blueprint", "Written", "create_array", "create_store", "finish_store", "open_array", "open_for_writing",
+    "release_buffers", "store_shapes", "stored_shape", "write_block",
 ]
 
 
@@ -97,6 +97,7 @@ class Blueprint:
         return create_array(
             root, path, shape, dtype, expected.dims, chunks=chunks, shards=shards, compressors=compressors,
             attrs=array_attrs, nan_fill=expected.fill == fmt.NAN_IF_FLOAT,
+            every_chunk=fmt.spec(self.attrs.format_version).every_chunk_present,
         )
 
 
@@ -112,10 +113,13 @@ def create_array(
     compressors: list[Any] | None = None,
     attrs: dict[str, Any] | None = None,
     nan_fill: bool = True,
+    every_chunk: bool = True,
 ) -> zarr.Array[Any]:
     """Create ``path`` (parent groups included) with a checksum on every chunk; float
-    arrays filled with NaN if ``nan_fill``, else with Zarr's default. Use
-    ``Blueprint.create``, which takes everything but the data from the format."""
+    arrays filled with NaN if ``nan_fill``, else with Zarr's default; writes through the
+    returned array store every chunk, even one equal to the fill value, if
+    ``every_chunk``. Use ``Blueprint.create``, which takes everything but the data from
+    the format."""
     parent, _, name = path.rpartition("/")
     group = root
     for part in filter(None, parent.split("/")):
@@ -131,6 +135,7 @@ def create_array(
         fill_value=np.nan if is_float and nan_fill else None,
         dimension_names=dims,
         attributes=attrs or {},
+        config={"write_empty_chunks": every_chunk},
     )
 
 
@@ -149,7 +154,18 @@ def finish_store(store_path: Path, attrs: fmt.MouseAttrs) -> None:
 
 
 def open_array(store_path: Path, path: str, engine: str) -> zarr.Array[Any]:
+    """``path`` of the store, opened to be read with ``engine``."""
     return engine_.open_array(str(store_path), path, engine, mode="r+")
+
+
+def open_for_writing(store_path: Path, path: str, engine: str, every_chunk: bool) -> zarr.Array[Any]:
+    """``path`` of the store, opened for writing; with ``every_chunk`` (format version 3)
+    every chunk written is stored, inner chunks of shards included, even one holding only
+    the fill value. zarrs (0.2) skips such chunks whatever the configuration says, so
+    then zarr-python's pipeline encodes, whichever ``engine`` was asked for."""
+    if every_chunk:
+        return engine_.open_array(str(store_path), path, engine_.ZARR, mode="r+", write_empty_chunks=True)
+    return open_array(store_path, path, engine)
 
 
 def create_store(store_path: Path, blueprint: Blueprint) -> zarr.Group:
@@ -204,6 +220,7 @@ def write_block(
     them into ``written`` (updated in place and returned: a chain of these tasks keeps
     one set of running statistics, so memory does not grow with the number of blocks)."""
     written = written if written is not None else Written()
+    every_chunk = fmt.spec(fmt.FORMAT_VERSION).every_chunk_present
     trial_ids = layout.trial_ids[start:stop]
     n = len(trial_ids)
     valid = np.zeros((n, len(fmt.VARIABLES)), np.int32)
@@ -229,7 +246,7 @@ def write_block(
                 has_responses[i] = not responses_withheld(row)
         if written.moments is not None:
             written.moments[variable].add_block(buffer if in_train.all() else buffer[in_train])
-        open_array(store_path, variable, engine)[start:stop] = buffer
+        open_for_writing(store_path, variable, engine, every_chunk)[start:stop] = buffer
     written.valid_frames[start] = valid
     written.has_responses[start] = has_responses
     return written

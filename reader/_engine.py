@@ -74,9 +74,13 @@ def _opening(engine: str) -> Any:
     return zarr.config.set({"codec_pipeline.path": _PIPELINES[engine]})
 
 
-def open_array(store: Any, path: str, engine: str, mode: str = "r") -> zarr.Array[Any]:
-    """Open one array whose chunks ``engine`` will decode and encode."""
-    with _lock, _opening(engine):
+def open_array(
+    store: Any, path: str, engine: str, mode: str = "r", *, write_empty_chunks: bool = False
+) -> zarr.Array[Any]:
+    """Open one array whose chunks ``engine`` will decode and encode; with
+    ``write_empty_chunks``, a write stores a chunk equal to the fill value too (zarr
+    skips it by default)."""
+    with _lock, _opening(engine), zarr.config.set({"array.write_empty_chunks": write_empty_chunks}):
         return zarr.open_array(store=store, path=path, mode=mode, zarr_format=3)
 
 

@@ -20,6 +20,7 @@ from zarr.abc.store import Store
 from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
+from ._chunks import require_chunks
 from ._selection import parse_frames, parse_neurons, parse_trials_per_block, parse_variable
 from ._split import Split
 from ._store import POOLED, StoreHandle, open_store, store_identity
@@ -65,7 +66,11 @@ class Mouse:
         return array
 
     def _read_checked(self, path: str) -> np.ndarray:
-        values = engine_.read(self._checked(path), ..., self._handle.where)
+        array = self._checked(path)
+        if self._spec.every_chunk_present:
+            # Zarr would read a lost chunk as the fill value: index/oracle as trial 0.
+            require_chunks(array, self._handle.where)
+        values = engine_.read(array, ..., self._handle.where)
         self._handle.check_unchanged()
         return values
 
@@ -169,9 +174,15 @@ class Mouse:
         for variable in fmt.VARIABLES:
             if statistics == std_.PROVIDED:
                 self._handle.require_provided(variable)
+                if self._spec.every_chunk_present:
+                    for stat in std_.required_statistics(variable):
+                        path = fmt.provided_statistics_path(variable, stat)
+                        require_chunks(self._handle.array(path), self._handle.where)
             else:
                 for stat in POOLED:
-                    self._checked(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat))
+                    array = self._checked(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat))
+                    if self._spec.every_chunk_present:
+                        require_chunks(array, self._handle.where)
 
     def statistics(self, tier: str = fmt.STATISTICS_TIER) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """Statistics recomputed from ``tier``: ``[variable][granularity][stat]``, stored layout
@@ -215,7 +226,9 @@ class Mouse:
         """The parameters ``split`` standardizes ``variable`` with, over all ``t_pad`` frames."""
         where = self._handle.where
         variable = parse_variable(variable, where)
-        return self._handle.params(variable, std_.parse_statistics_source(statistics, where))
+        statistics = std_.parse_statistics_source(statistics, where)
+        self._require_statistics(statistics)
+        return self._handle.params(variable, statistics)
 
 
 def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = None) -> Mouse:

@@ -231,5 +231,5 @@ def test_verify_walks_the_table(folder_mouse, folder_store, tmp_path):
     assert any(p.startswith("'statistics/train/videos/trials/mean' has dimension_names ('a', 'b', 'c')")
                for p in problems), problems
     assert "extra: an array the format does not define" in problems
-    expected = "behavior: chunks (1, 2, 30) in shards None, expected (8, 2, 30)"
+    expected = "behavior: chunks (1, 2, 30) in shards None, the chunking attribute says (8, 2, 30)"
     assert any(p.startswith(expected) for p in problems), problems

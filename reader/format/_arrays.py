@@ -249,11 +249,18 @@ class FormatSpec:
     ``consistent_dimensions`` (from version 3: each dimension name has one size in the
     whole store, so ``meta/`` axes take a shared name only at that name's size); and
     ``consolidated`` (from version 3: the root group holds the consolidated metadata of
-    every array, so opening a store is one metadata read)."""
+    every array, so opening a store is one metadata read); and ``every_chunk_present``
+    (from version 3: see the field)."""
 
     version: int
     arrays: tuple[ArraySpec, ...]
     tier_major: bool
+    #: From version 3 every chunk of every array is written, inner chunks of shards
+    #: included, even one holding only the fill value; so a chunk file or a shard index
+    #: entry that is missing is damage. Before, a chunk equal to the fill value was
+    #: legitimately absent (zarr's ``write_empty_chunks=False``), and only the source can
+    #: tell an absent chunk from a lost one.
+    every_chunk_present: bool = False
     consistent_dimensions: bool = False
     consolidated: bool = False
 
@@ -457,7 +464,7 @@ def _expand(pattern: str, attrs: MouseAttrs) -> Iterator[str]:
 SPECS: dict[int, FormatSpec] = {
     1: FormatSpec(1, ARRAYS_V2, tier_major=False),
     2: FormatSpec(2, ARRAYS_V2, tier_major=True),
-    3: FormatSpec(3, ARRAYS, tier_major=True, consistent_dimensions=True, consolidated=True),
+    3: FormatSpec(3, ARRAYS, tier_major=True, consistent_dimensions=True, consolidated=True, every_chunk_present=True),
 }
 
 
