@@ -33,12 +33,13 @@ from dask.base import compute
 from dask.delayed import delayed
 
 from sensorium_zarr import format as fmt
-from sensorium_zarr._engine import parse_engine
+from sensorium_zarr._engine import ZARR, parse_engine
+from sensorium_zarr._location import Remote, describe, is_storage_error
 from sensorium_zarr._store import is_complete_store
-from sensorium_zarr.errors import OptionError, SensoriumZarrError, StoreExistsError
+from sensorium_zarr.errors import OptionError, OutputError, SensoriumZarrError, StoreExistsError
 
 from ._chunking import Chunking, positive_int
-from ._output import check_out_dir, os_error, output_error, output_lock, publish, recover
+from ._output import check_out, os_error, output_error, output_lock, publish, recover
 from ._recompute import (
     create_statistics,
     median_block,
@@ -48,6 +49,7 @@ from ._recompute import (
     write_medians,
     write_pooled_medians,
 )
+from ._remote import clear_store, remote_lock, store_state
 from ._source import SourceLayout, find_sources, scan_source
 from ._statistics import Moments
 from ._writer import Blueprint, Written, create_store, release_buffers, stored_shape, write_block
@@ -79,7 +81,7 @@ def stored_dtypes(layout: SourceLayout, float32: bool = False) -> dict[str, np.d
 
 def convert_all(
     sources: Iterable[Path | str], out_dir: Path | str, **options: Any
-) -> list[Path]:
+) -> list[Path | Remote]:
     """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores."""
     return [convert_mouse(path, out_dir, **options) for path in find_sources([Path(s) for s in sources])]
 
@@ -95,8 +97,11 @@ def convert_mouse(
     chunking: Chunking | None = None,
     float32: bool = False,
     engine: str | None = None,
-) -> Path:
-    """Convert one mouse folder or zip into ``out_dir/<mouse>.zarr`` and return its path.
+    storage_options: dict[str, Any] | None = None,
+) -> Path | Remote:
+    """Convert one mouse folder or zip into ``out_dir/<mouse>.zarr`` and return its path
+    (a ``Remote``, whose ``url`` names it, when ``out_dir`` is a URL such as
+    ``s3://bucket/prefix``; ``storage_options`` as ``open_mouse`` takes them).
 
     ``workers`` threads run the Dask graph (default: one per core); a
     ``dask.distributed.Client`` as ``client`` runs the same graph on its cluster.
@@ -113,8 +118,9 @@ def convert_mouse(
     chunking = chunking or Chunking()
     if workers is not None:
         positive_int(workers, "workers")
-    engine = parse_engine(engine)
-    out_dir = check_out_dir(out_dir)
+    out = check_out(out_dir, storage_options)
+    # zarrs reads and writes object storage through zarr-python's pipeline anyway.
+    engine = ZARR if isinstance(out, Remote) and engine is None else parse_engine(engine)
     layout = scan_source(source)
     log.info("%s: scanned %d trials in %.1f s", layout.name, layout.n_trials, time.perf_counter() - started)
     for warning in layout.warnings:
@@ -122,6 +128,10 @@ def convert_mouse(
     chunking = chunking.for_trials(layout.n_trials)
     dtypes = stored_dtypes(layout, float32)
     _check_memory(layout, chunking, dtypes, _parallelism(workers, client))
+    if isinstance(out, Remote):
+        return _convert_remote(layout, out, overwrite, chunking, dtypes, float32, engine, workers, client, progress,
+                               started)
+    out_dir = out
     final = out_dir / f"{layout.name}.zarr"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +145,51 @@ def convert_mouse(
         if error is None:
             raise
         raise output_error(error, layout.tree.path, out_dir, final) from e
+    log.info(
+        "%s: %d trials, %d neurons -> %s in %.1f s",
+        layout.name, attrs.n_trials, attrs.n_neurons, final, time.perf_counter() - started,
+    )
+    return final
+
+
+def _convert_remote(
+    layout: SourceLayout,
+    out: Remote,
+    overwrite: bool,
+    chunking: Chunking,
+    dtypes: dict[str, np.dtype],
+    float32: bool,
+    engine: str,
+    workers: int | None,
+    client: Any,
+    progress: bool | None,
+    started: float,
+) -> Remote:
+    """``convert_mouse`` into object storage, by the protocol of ``_remote``."""
+    final = out.child(f"{layout.name}.zarr")
+    try:
+        with remote_lock(final):
+            state = store_state(final)
+            if state == "complete" and not overwrite:
+                raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it")
+            if state is not None:
+                if state == "incomplete":
+                    log.warning("%s: incomplete store from an earlier run, converting again", final)
+                clear_store(final)
+            try:
+                attrs = _write(layout, final, chunking, dtypes, float32, engine, workers, client, progress)
+            except BaseException:
+                try:
+                    clear_store(final)
+                except Exception as e:  # the store stays incomplete; the next run clears it
+                    log.warning("%s: could not delete the incomplete store (%s)", final, describe(e))
+                raise
+    except SensoriumZarrError:
+        raise
+    except Exception as e:
+        if not is_storage_error(e):
+            raise
+        raise OutputError(f"{final}: {describe(e)}; nothing complete was left") from e
     log.info(
         "%s: %d trials, %d neurons -> %s in %.1f s",
         layout.name, attrs.n_trials, attrs.n_neurons, final, time.perf_counter() - started,
@@ -202,7 +257,7 @@ def _check_memory(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np
 
 def _write(
     layout: SourceLayout,
-    path: Path,
+    path: Path | Remote,
     chunking: Chunking,
     dtypes: dict[str, np.dtype],
     float32: bool,
@@ -262,7 +317,7 @@ def _attrs(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype]
 
 def _write_blocks(
     layout: SourceLayout,
-    path: Path,
+    path: Path | Remote,
     step: int,
     dtypes: dict[str, np.dtype],
     train: np.ndarray,
@@ -293,7 +348,7 @@ def _write_blocks(
     return merged
 
 
-def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str, run: Any) -> None:
+def _write_medians(root: zarr.Group, path: Path | Remote, train: np.ndarray, engine: str, run: Any) -> None:
     tasks = {
         variable: [
             delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)

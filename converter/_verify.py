@@ -21,7 +21,8 @@ from dask.base import compute
 from dask.delayed import delayed
 
 from sensorium_zarr import format as fmt
-from sensorium_zarr._engine import open_array, parse_engine
+from sensorium_zarr._engine import ZARR, open_array, parse_engine
+from sensorium_zarr._location import Remote, is_url
 from sensorium_zarr._store import open_store
 from sensorium_zarr.errors import SensoriumZarrError
 
@@ -33,13 +34,26 @@ __all__ = ["verify"]
 
 
 def verify(
-    source: Path | str, store: Path | str, *, workers: int | None = None, engine: str | None = None
+    source: Path | str,
+    store: Path | str | Remote,
+    *,
+    workers: int | None = None,
+    engine: str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Every difference between ``source`` (mouse folder or zip) and ``store``, one line
-    each; an empty list means the store holds exactly what the source holds."""
-    engine = parse_engine(engine)
+    """Every difference between ``source`` (mouse folder or zip) and ``store`` (a folder,
+    or a URL read with ``storage_options``), one line each; an empty list means the store
+    holds exactly what the source holds."""
+    target: Path | Remote
+    if isinstance(store, Remote):
+        target = store
+    elif isinstance(store, str) and is_url(store):
+        target = Remote.of(store, storage_options)
+    else:
+        target = Path(store)
+    engine = ZARR if isinstance(target, Remote) and engine is None else parse_engine(engine)
     layout = scan_source(source)
-    root, attrs = open_store(store)
+    root, attrs = open_store(target)
     problems: list[str] = []
     if attrs.mouse != layout.name:
         problems.append(f"mouse name: store has {attrs.mouse!r}, source {layout.name!r}")
@@ -56,7 +70,7 @@ def verify(
 
     step = int(attrs.chunking.get("trials_per_shard", 8))
     tasks = [
-        delayed(_verify_block)(layout, Path(store), lo, min(lo + step, layout.n_trials), engine)
+        delayed(_verify_block)(layout, target, lo, min(lo + step, layout.n_trials), engine)
         for lo in range(0, layout.n_trials, step)
     ]
     for block_problems in compute(*tasks, scheduler="threads", num_workers=workers):  # type: ignore[no-untyped-call]
@@ -73,7 +87,7 @@ def verify(
         if stored.shape != expected.shape or not np.array_equal(stored, expected, equal_nan=expected.dtype.kind == "f"):
             problems.append(f"{path}: differs from {layout.tree.where(rel)}")
     # Derived arrays have no source to compare with, but reading them checks their checksums.
-    opener = _Opener(Path(store), engine)
+    opener = _Opener(target, engine)
     for path, _array in _arrays(root):
         if path.split("/")[0] in (fmt.STATISTICS_GROUP, fmt.INDEX_GROUP):
             _read(opener, path, problems)
@@ -113,7 +127,7 @@ def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayo
     return problems
 
 
-def _verify_block(layout: SourceLayout, store: Path, lo: int, hi: int, engine: str) -> list[str]:
+def _verify_block(layout: SourceLayout, store: Path | Remote, lo: int, hi: int, engine: str) -> list[str]:
     problems: list[str] = []
     root = _Opener(store, engine)
     valid = _read(root, fmt.VALID_FRAMES, problems, slice(lo, hi))
@@ -147,8 +161,9 @@ def _verify_block(layout: SourceLayout, store: Path, lo: int, hi: int, engine: s
 class _Opener:
     """``opener[path]``: an array of the store, opened for ``engine``."""
 
-    def __init__(self, store: Path, engine: str) -> None:
-        self.store, self.engine = str(store), engine
+    def __init__(self, store: Path | Remote, engine: str) -> None:
+        self.store: Any = store.store(read_only=True) if isinstance(store, Remote) else str(store)
+        self.engine = engine
 
     def __getitem__(self, path: str) -> zarr.Array[Any]:
         try:

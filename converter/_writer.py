@@ -19,6 +19,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from sensorium_zarr import _engine as engine_
 from sensorium_zarr import format as fmt
+from sensorium_zarr._location import Remote
 from sensorium_zarr.errors import SourceError
 
 from ._chunking import Chunking
@@ -123,13 +124,19 @@ def create_array(
     )
 
 
-def open_array(store_path: Path, path: str, engine: str) -> zarr.Array[Any]:
-    return engine_.open_array(str(store_path), path, engine, mode="r+")
+def writable(store_path: Path | Remote) -> Any:
+    """What zarr opens for writing: a local folder's path, or the URL's ObjectStore
+    (one client per process, shared by the tasks)."""
+    return store_path.store(read_only=False) if isinstance(store_path, Remote) else str(store_path)
 
 
-def create_store(store_path: Path, blueprint: Blueprint) -> zarr.Group:
+def open_array(store_path: Path | Remote, path: str, engine: str) -> zarr.Array[Any]:
+    return engine_.open_array(writable(store_path), path, engine, mode="r+")
+
+
+def create_store(store_path: Path | Remote, blueprint: Blueprint) -> zarr.Group:
     """An empty store with every per-trial variable created (no data yet)."""
-    root = zarr.open_group(store=str(store_path), mode="w", zarr_format=3)
+    root = zarr.open_group(store=writable(store_path), mode="w", zarr_format=3)
     for variable in fmt.VARIABLES:
         blueprint.create(root, variable)
     return root
@@ -167,7 +174,7 @@ class Written:
 
 def write_block(
     layout: SourceLayout,
-    store_path: Path,
+    store_path: Path | Remote,
     start: int,
     stop: int,
     dtypes: dict[str, np.dtype],
