@@ -24,7 +24,7 @@ from sensorium_zarr._store import StoreHandle, open_store
 from sensorium_zarr.errors import SensoriumZarrError
 
 from ._chunking import Chunking, positive_int
-from ._convert import convert_mouse
+from ._convert import convert_all, convert_mouse
 from ._output import check_out, check_url
 from ._source import find_sources
 from ._verify import verify
@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
                          "credentials and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, "
                          "AWS_REGION")
     convert.add_argument("--overwrite", action="store_true", help="replace complete stores already there")
+    convert.add_argument("--skip-existing", action="store_true",
+                         help="keep complete stores already there and convert only the missing mice")
+    convert.add_argument("--scheduler", default=None,
+                         help="address of a dask.distributed scheduler (tcp://host:8786): convert all mice at once "
+                         "on its cluster")
     convert.add_argument("--workers", type=_count("--workers"), default=None, help="threads (default: one per core)")
     convert.add_argument("--float32", action="store_true", help="LOSSY: store float64 sources as float32")
     convert.add_argument("--trials-per-shard", type=_count("--trials-per-shard"), default=Chunking.trials_per_shard,
@@ -145,18 +150,30 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 def _convert(args: argparse.Namespace) -> int:
     chunking = Chunking(trials_per_shard=args.trials_per_shard, neurons_per_chunk=args.neurons_per_chunk)
+    sources = find_sources([Path(s) for s in args.sources])
+    options: dict[str, Any] = dict(
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        workers=args.workers,
+        progress=False if args.no_progress else None,
+        chunking=chunking,
+        float32=args.float32,
+        engine=args.engine,
+    )
     status = 0
-    for source in find_sources([Path(s) for s in args.sources]):
-        store = convert_mouse(
-            source,
-            args.out,
-            overwrite=args.overwrite,
-            workers=args.workers,
-            progress=False if args.no_progress else None,
-            chunking=chunking,
-            float32=args.float32,
-            engine=args.engine,
-        )
+    if args.scheduler:
+        from distributed import Client
+
+        with Client(args.scheduler) as client:
+            stores = convert_all(sources, args.out, client=client, **options)
+        for source, store in zip(sources, stores, strict=True):
+            print(store)
+            if args.verify:
+                status = max(status, _verify(source, store, args.workers, args.engine))
+        return status
+    # One mouse after another, each store named as soon as it is complete.
+    for source in sources:
+        store = convert_mouse(source, args.out, **options)
         print(store)
         if args.verify:
             status = max(status, _verify(source, store, args.workers, args.engine))

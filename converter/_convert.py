@@ -80,10 +80,65 @@ def stored_dtypes(layout: SourceLayout, float32: bool = False) -> dict[str, np.d
 
 
 def convert_all(
-    sources: Iterable[Path | str], out_dir: Path | str, **options: Any
+    sources: Iterable[Path | str], out_dir: Path | str, *, client: Any = None, **options: Any
 ) -> list[Path | Remote]:
-    """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores."""
-    return [convert_mouse(path, out_dir, **options) for path in find_sources([Path(s) for s in sources])]
+    """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores.
+
+    With a ``dask.distributed`` ``client``, every mouse is converted at once: each mouse's
+    stages run in a driver thread of their own and submit their tasks to the one cluster,
+    whose scheduler spreads the blocks of all mice over all workers as one workload (a
+    mouse's medians wait only for its own blocks). Memory per worker stays bounded: a
+    worker runs one block task per thread, whatever the number of mice. Without a
+    client, the mice are converted one after another. ``skip_existing=True`` (the CLI's
+    ``--skip-existing``) skips a mouse whose complete store is there, so a re-run after a
+    crash converts only what is missing; by default such a store is an error, as
+    ``convert_mouse`` says. Progress is logged per mouse: i of n, throughput, ETA.
+    """
+    paths = find_sources([Path(s) for s in sources])
+    tracker = _Progress(len(paths))
+    if client is None:
+        return [tracker.done(i, convert_mouse(path, out_dir, **options)) for i, path in enumerate(paths)]
+    with ThreadPoolExecutor(len(paths) or 1, thread_name_prefix="sensorium-zarr-mouse") as pool:
+        futures = [pool.submit(convert_mouse, path, out_dir, client=client, **options) for path in paths]
+        try:
+            for i, future in enumerate(futures):
+                tracker.done(i, future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return [future.result() for future in futures]
+
+
+class _Progress:
+    """One log line per finished mouse: which (i of n), the throughput so far, the ETA."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.finished, self.started = n, 0, time.perf_counter()
+        self.bytes = 0
+
+    def done(self, i: int, store: Path | Remote) -> Path | Remote:
+        self.finished += 1
+        self.bytes += _store_bytes(store)
+        elapsed = time.perf_counter() - self.started
+        rate = self.bytes / elapsed if elapsed > 0 else 0.0
+        eta = elapsed / self.finished * (self.n - self.finished)
+        log.info(
+            "[%d/%d] %s done; %.1f MB/s written overall, ETA %.0f s",
+            self.finished, self.n, store, rate / 1e6, eta,
+        )
+        return store
+
+
+def _store_bytes(store: Path | Remote) -> int:
+    try:
+        if isinstance(store, Remote):
+            import obstore
+
+            return sum(int(m["size"]) for batch in obstore.list(store.objects()) for m in batch)
+        return sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+    except Exception:  # only a progress figure
+        return 0
 
 
 def convert_mouse(
@@ -98,6 +153,7 @@ def convert_mouse(
     float32: bool = False,
     engine: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    skip_existing: bool = False,
 ) -> Path | Remote:
     """Convert one mouse folder or zip into ``out_dir/<mouse>.zarr`` and return its path
     (a ``Remote``, whose ``url`` names it, when ``out_dir`` is a URL such as
@@ -106,7 +162,8 @@ def convert_mouse(
     ``workers`` threads run the Dask graph (default: one per core); a
     ``dask.distributed.Client`` as ``client`` runs the same graph on its cluster.
     ``float32`` stores float64 sources as float32 (lossy, recorded in the attributes).
-    ``engine`` encodes and decodes chunks: ``"zarrs"`` (the ``fast`` extra, default when
+    ``skip_existing`` returns a complete store already there untouched (instead of
+    ``StoreExistsError``). ``engine`` encodes and decodes chunks: ``"zarrs"`` (the ``fast`` extra, default when
     installed) or ``"zarr"``; the store is the same either way.
     Raises ``SourceError`` for bad input (a source file gone or unreadable mid-run too),
     ``OptionError`` for an option out of range, ``OutputError`` when the output cannot be
@@ -122,6 +179,11 @@ def convert_mouse(
     # zarrs reads and writes object storage through zarr-python's pipeline anyway.
     engine = ZARR if isinstance(out, Remote) and engine is None else parse_engine(engine)
     layout = scan_source(source)
+    if skip_existing and not overwrite:
+        existing = out.child(f"{layout.name}.zarr") if isinstance(out, Remote) else out / f"{layout.name}.zarr"
+        if is_complete_store(existing):
+            log.info("%s: complete store already there, skipped", existing)
+            return existing
     log.info("%s: scanned %d trials in %.1f s", layout.name, layout.n_trials, time.perf_counter() - started)
     for warning in layout.warnings:
         log.warning("%s", warning)
@@ -171,7 +233,8 @@ def _convert_remote(
         with remote_lock(final):
             state = store_state(final)
             if state == "complete" and not overwrite:
-                raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it")
+                raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it "
+                                       "(or --skip-existing to keep it)")
             if state is not None:
                 if state == "incomplete":
                     log.warning("%s: incomplete store from an earlier run, converting again", final)
@@ -219,7 +282,8 @@ def _convert_locked(
         shutil.rmtree(partial)
     if final.exists() and not overwrite:
         if is_complete_store(final):
-            raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it")
+            raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it "
+                                   "(or --skip-existing to keep it)")
         log.warning("%s: incomplete store from an earlier run, converting again", final)
     try:
         attrs = _write(layout, partial, chunking, dtypes, float32, engine, workers, client, progress)

@@ -161,3 +161,65 @@ def test_the_command_line_takes_urls_and_credentials_from_the_environment(mouse_
     refused = subprocess.run([*run, "info", store_url], env=bad, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1 and "credentials were refused" in refused.stderr
+
+
+#: Store requests (zarr ``get`` calls, one HTTP request each) that opening a mouse of
+#: format version 2 costs: each array's zarr.json and index chunk, read one after another,
+#: for the 6 tiers small_spec has. Consolidated metadata (format version 3) brings it to a
+#: few; the bound is for today's format.
+OPEN_REQUESTS_V2 = 40
+
+
+def test_opening_costs_a_fixed_number_of_requests_whatever_the_number_of_trials(s3_server, bucket_url, tmp_path):
+    import logging
+
+    from zarr.storage import LoggingStore
+
+    options = s3_server.storage_options()
+    counts = {}
+    for n_trials in (20, 60):
+        source = write_mouse(small_spec(n_trials=n_trials), tmp_path / f"src-{n_trials}")
+        store = convert_mouse(source, f"{bucket_url}/{n_trials}", progress=False, storage_options=options)
+        counting = LoggingStore(store.store(read_only=True), log_level="DEBUG")
+        logging.getLogger("zarr.storage").disabled = True
+        try:
+            mouse = reader.open_mouse(counting)
+        finally:
+            logging.getLogger("zarr.storage").disabled = False
+        assert mouse.n_trials == n_trials
+        counts[n_trials] = counting.counter["get"]
+    assert counts[20] == counts[60] <= OPEN_REQUESTS_V2, counts
+
+
+def test_a_local_cluster_converts_several_mice_into_the_bucket_as_one_workload(s3_server, bucket_url, tmp_path):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from sensorium_zarr.converter import convert_all
+
+    options = s3_server.storage_options()
+    names = [f"dynamic0000{i}-1-1-Video-test" for i in (1, 2, 3)]
+    for i, name in enumerate(names):
+        write_mouse(small_spec(name, n_trials=12 + 4 * i, seed=i), tmp_path / "src", as_zip=True)
+    sources = sorted((tmp_path / "src").glob("*.zip"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster, timeout="60s") as client:
+        with get_task_stream(client) as stream:
+            stores = convert_all([tmp_path / "src"], bucket_url, client=client, progress=False,
+                                 storage_options=options)
+        assert [s.url for s in stores] == [f"{bucket_url}/{p.stem}.zarr" for p in sources]
+        # Both workers wrote blocks: the mice were spread over the cluster.
+        writers = {t["worker"] for t in stream.data if str(t["key"]).startswith("write_block")}
+        assert len(writers) == 2, writers
+    for source, store in zip(sources, stores, strict=True):
+        assert verify(source, store.url, storage_options=options) == []
+    # A re-run skips what is complete and redoes only a missing mouse.
+    from sensorium_zarr.converter._remote import clear_store
+
+    clear_store(stores[1])
+    kept = obstore.head(_objects(stores[0].url, s3_server), "zarr.json")["e_tag"], \
+        obstore.head(_objects(stores[0].url, s3_server), "zarr.json")["last_modified"]
+    again = convert_all([tmp_path / "src"], bucket_url, progress=False, storage_options=options, skip_existing=True)
+    assert [s.url for s in again] == [s.url for s in stores]
+    head = obstore.head(_objects(stores[0].url, s3_server), "zarr.json")
+    assert (head["e_tag"], head["last_modified"]) == kept
+    assert verify(sources[1], stores[1].url, storage_options=options) == []
