@@ -164,7 +164,7 @@ def _convert(args: argparse.Namespace) -> int:
     if args.scheduler:
         from distributed import Client
 
-        with Client(args.scheduler) as client:
+        with Client(args.scheduler) as client:  # type: ignore[no-untyped-call]
             stores = convert_all(sources, args.out, client=client, **options)
         for source, store in zip(sources, stores, strict=True):
             print(store)
