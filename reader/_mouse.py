@@ -266,7 +266,7 @@ def open_mouse(
         root, attrs = open_store(folder)
         handle = StoreHandle(folder, root, engine, identity)
     else:
-        raise TypeError(f"open_mouse: expected a path, a URL or a zarr Store, got {type(path).__name__}")
+        raise TypeError(f"open_mouse: expected a path or a zarr Store (or a URL), got {type(path).__name__}")
     return _mouse(handle, attrs)
 
 
