@@ -19,12 +19,13 @@ from typing import Any, NoReturn
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import ENGINES
+from sensorium_zarr._location import Remote, is_url
 from sensorium_zarr._store import StoreHandle, open_store
 from sensorium_zarr.errors import SensoriumZarrError
 
 from ._chunking import Chunking, positive_int
-from ._convert import convert_mouse
-from ._output import check_out_dir, check_url
+from ._convert import convert_all, convert_mouse
+from ._output import check_out, check_url
 from ._source import find_sources
 from ._verify import FLOAT32_OPTION, verify
 
@@ -58,8 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     convert = commands.add_parser("convert", help="convert mouse folders or zips into Zarr stores")
     convert.add_argument("sources", nargs="+", help="mouse folder, mouse .zip, or a folder of them")
     # A string, not a Path: pathlib would fold "s3://bucket" into "s3:/bucket".
-    convert.add_argument("--out", required=True, help="folder that receives <mouse>.zarr stores")
+    convert.add_argument("--out", required=True,
+                         help="folder or URL (s3://bucket/prefix, gs://, az://) that receives <mouse>.zarr stores; "
+                         "credentials and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, "
+                         "AWS_REGION")
     convert.add_argument("--overwrite", action="store_true", help="replace complete stores already there")
+    convert.add_argument("--skip-existing", action="store_true",
+                         help="keep complete stores already there and convert only the missing mice")
+    convert.add_argument("--scheduler", default=None,
+                         help="address of a dask.distributed scheduler (tcp://host:8786): convert all mice at once "
+                         "on its cluster")
     convert.add_argument("--workers", type=_count("--workers"), default=None, help="threads (default: one per core)")
     convert.add_argument("--float32", action="store_true", help="LOSSY: store float64 sources as float32")
     convert.add_argument("--trials-per-shard", type=_count("--trials-per-shard"), default=Chunking.trials_per_shard,
@@ -73,12 +82,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("verify", help="compare a store with its source, value by value")
     check.add_argument("source")
-    check.add_argument("store")
+    check.add_argument("store", help="store folder or URL")
     check.add_argument("--workers", type=_count("--workers"), default=None)
     check.add_argument("--engine", choices=ENGINES, default=None)
 
     info = commands.add_parser("info", help="print a summary of stores")
-    info.add_argument("stores", nargs="+")
+    info.add_argument("stores", nargs="+", help="store folders or URLs")
     return parser
 
 
@@ -103,17 +112,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "convert":
         for source in args.sources:
             check_url(source, "give a local mouse folder or zip")
-        check_out_dir(args.out)
+        check_out(args.out)
         return _convert(args)
     if args.command == "verify":
         check_url(args.source, "give a local mouse folder or zip")
-        check_url(args.store, "give a local store folder")
-        return _verify(Path(args.source), Path(args.store), args.workers, args.engine)
+        return _verify(Path(args.source), _store_arg(args.store), args.workers, args.engine)
     for store in args.stores:
-        check_url(store, "give a local store folder")
-    for store in args.stores:
-        print(summarize(Path(store)))
+        print(summarize(_store_arg(store)))
     return 0
+
+
+def _store_arg(text: str) -> Path | Remote:
+    if is_url(text):
+        return Remote.of(text)
+    check_url(text, "")  # a folded URL
+    return Path(text)
 
 
 @contextmanager
@@ -137,25 +150,37 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 def _convert(args: argparse.Namespace) -> int:
     chunking = Chunking(trials_per_shard=args.trials_per_shard, neurons_per_chunk=args.neurons_per_chunk)
+    sources = find_sources([Path(s) for s in args.sources])
+    options: dict[str, Any] = dict(
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        workers=args.workers,
+        progress=False if args.no_progress else None,
+        chunking=chunking,
+        float32=args.float32,
+        engine=args.engine,
+    )
     status = 0
-    for source in find_sources([Path(s) for s in args.sources]):
-        store = convert_mouse(
-            source,
-            args.out,
-            overwrite=args.overwrite,
-            workers=args.workers,
-            progress=False if args.no_progress else None,
-            chunking=chunking,
-            float32=args.float32,
-            engine=args.engine,
-        )
+    if args.scheduler:
+        from distributed import Client
+
+        with Client(args.scheduler) as client:  # type: ignore[no-untyped-call]
+            stores = convert_all(sources, args.out, client=client, **options)
+        for source, store in zip(sources, stores, strict=True):
+            print(store)
+            if args.verify:
+                status = max(status, _verify(source, store, args.workers, args.engine))
+        return status
+    # One mouse after another, each store named as soon as it is complete.
+    for source in sources:
+        store = convert_mouse(source, args.out, **options)
         print(store)
         if args.verify:
             status = max(status, _verify(source, store, args.workers, args.engine))
     return status
 
 
-def _verify(source: Path, store: Path, workers: int | None, engine: str | None) -> int:
+def _verify(source: Path, store: Path | Remote, workers: int | None, engine: str | None) -> int:
     problems = verify(source, store, workers=workers, engine=engine)
     for problem in problems:
         print(f"mismatch: {problem}")
@@ -176,20 +201,29 @@ def _lossy(options: tuple[str, ...]) -> str:
                      for o in options)
 
 
-def summarize(store: Path | str) -> str:
-    """A few lines about a store: trials per tier, shapes, dtypes, size on disk."""
-    root, attrs = open_store(store)
-    handle = StoreHandle(Path(store), root)
+def summarize(store: Path | str | Remote) -> str:
+    """A few lines about a store: trials per tier, shapes, dtypes, size on disk (or in
+    the bucket)."""
+    target = store if isinstance(store, Remote) else Remote.of(str(store)) if is_url(store) else Path(store)
+    root, attrs = open_store(target)
+    handle = StoreHandle(target, root)
     tiers = ", ".join(f"{t} {handle.array(f'{fmt.INDEX_GROUP}/{t}').shape[0]}" for t in attrs.tiers)
     withheld = int((~handle.read(fmt.HAS_RESPONSES)).sum())
-    size = sum(p.stat().st_size for p in Path(store).rglob("*") if p.is_file())
+    if isinstance(target, Remote):
+        import obstore
+
+        size = sum(int(m["size"]) for batch in obstore.list(target.objects()) for m in batch)
+        where = "in the store"
+    else:
+        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        where = "on disk"
     dtypes = ", ".join(f"{v} {d}" for v, d in attrs.stored_dtypes.items())
     return "\n".join([
         f"{attrs.mouse}  ({store})",
         f"  {attrs.n_trials} trials, {attrs.n_neurons} neurons, {attrs.t_pad} frames (padded) at {attrs.frame_rate} Hz",
         f"  tiers: {tiers}",
         f"  withheld responses: {withheld} trials; dtypes: {dtypes}",
-        f"  {size / 2**20:.1f} MiB on disk; format v{attrs.format_version}, converter {attrs.converter_version}",
+        f"  {size / 2**20:.1f} MiB {where}; format v{attrs.format_version}, converter {attrs.converter_version}",
         f"  LOSSY: {_lossy(attrs.lossy)}; values are not the source's exactly" if attrs.lossy
         else "  lossless: every value as in the source",
     ])

@@ -33,12 +33,13 @@ from dask.base import compute
 from dask.delayed import delayed
 
 from sensorium_zarr import format as fmt
-from sensorium_zarr._engine import parse_engine
+from sensorium_zarr._engine import ZARR, parse_engine
+from sensorium_zarr._location import Remote, describe, is_storage_error
 from sensorium_zarr._store import is_complete_store
-from sensorium_zarr.errors import OptionError, SensoriumZarrError, StoreExistsError
+from sensorium_zarr.errors import OptionError, OutputError, SensoriumZarrError, StoreExistsError
 
 from ._chunking import Chunking, positive_int
-from ._output import check_out_dir, os_error, output_error, output_lock, publish, recover
+from ._output import check_out, os_error, output_error, output_lock, publish, recover
 from ._recompute import (
     create_statistics,
     median_block,
@@ -48,6 +49,7 @@ from ._recompute import (
     write_medians,
     write_pooled_medians,
 )
+from ._remote import clear_store, remote_lock, store_state
 from ._source import SourceLayout, find_sources, scan_source
 from ._statistics import Moments
 from ._writer import Blueprint, Written, create_store, finish_store, release_buffers, stored_shape, write_block
@@ -78,10 +80,65 @@ def stored_dtypes(layout: SourceLayout, float32: bool = False) -> dict[str, np.d
 
 
 def convert_all(
-    sources: Iterable[Path | str], out_dir: Path | str, **options: Any
-) -> list[Path]:
-    """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores."""
-    return [convert_mouse(path, out_dir, **options) for path in find_sources([Path(s) for s in sources])]
+    sources: Iterable[Path | str], out_dir: Path | str, *, client: Any = None, **options: Any
+) -> list[Path | Remote]:
+    """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores.
+
+    With a ``dask.distributed`` ``client``, every mouse is converted at once: each mouse's
+    stages run in a driver thread of their own and submit their tasks to the one cluster,
+    whose scheduler spreads the blocks of all mice over all workers as one workload (a
+    mouse's medians wait only for its own blocks). Memory per worker stays bounded: a
+    worker runs one block task per thread, whatever the number of mice. Without a
+    client, the mice are converted one after another. ``skip_existing=True`` (the CLI's
+    ``--skip-existing``) skips a mouse whose complete store is there, so a re-run after a
+    crash converts only what is missing; by default such a store is an error, as
+    ``convert_mouse`` says. Progress is logged per mouse: i of n, throughput, ETA.
+    """
+    paths = find_sources([Path(s) for s in sources])
+    tracker = _Progress(len(paths))
+    if client is None:
+        return [tracker.done(i, convert_mouse(path, out_dir, **options)) for i, path in enumerate(paths)]
+    with ThreadPoolExecutor(len(paths) or 1, thread_name_prefix="sensorium-zarr-mouse") as pool:
+        futures = [pool.submit(convert_mouse, path, out_dir, client=client, **options) for path in paths]
+        try:
+            for i, future in enumerate(futures):
+                tracker.done(i, future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return [future.result() for future in futures]
+
+
+class _Progress:
+    """One log line per finished mouse: which (i of n), the throughput so far, the ETA."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.finished, self.started = n, 0, time.perf_counter()
+        self.bytes = 0
+
+    def done(self, i: int, store: Path | Remote) -> Path | Remote:
+        self.finished += 1
+        self.bytes += _store_bytes(store)
+        elapsed = time.perf_counter() - self.started
+        rate = self.bytes / elapsed if elapsed > 0 else 0.0
+        eta = elapsed / self.finished * (self.n - self.finished)
+        log.info(
+            "[%d/%d] %s done; %.1f MB/s written overall, ETA %.0f s",
+            self.finished, self.n, store, rate / 1e6, eta,
+        )
+        return store
+
+
+def _store_bytes(store: Path | Remote) -> int:
+    try:
+        if isinstance(store, Remote):
+            import obstore
+
+            return sum(int(m["size"]) for batch in obstore.list(store.objects()) for m in batch)
+        return sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+    except Exception:  # only a progress figure
+        return 0
 
 
 def convert_mouse(
@@ -95,13 +152,18 @@ def convert_mouse(
     chunking: Chunking | None = None,
     float32: bool = False,
     engine: str | None = None,
-) -> Path:
-    """Convert one mouse folder or zip into ``out_dir/<mouse>.zarr`` and return its path.
+    storage_options: dict[str, Any] | None = None,
+    skip_existing: bool = False,
+) -> Path | Remote:
+    """Convert one mouse folder or zip into ``out_dir/<mouse>.zarr`` and return its path
+    (a ``Remote``, whose ``url`` names it, when ``out_dir`` is a URL such as
+    ``s3://bucket/prefix``; ``storage_options`` as ``open_mouse`` takes them).
 
     ``workers`` threads run the Dask graph (default: one per core); a
     ``dask.distributed.Client`` as ``client`` runs the same graph on its cluster.
     ``float32`` stores float64 sources as float32 (lossy, recorded in the attributes).
-    ``engine`` encodes and decodes chunks: ``"zarrs"`` (the ``fast`` extra, default when
+    ``skip_existing`` returns a complete store already there untouched (instead of
+    ``StoreExistsError``). ``engine`` encodes and decodes chunks: ``"zarrs"`` (the ``fast`` extra, default when
     installed) or ``"zarr"``; the store is the same either way.
     Raises ``SourceError`` for bad input (a source file gone or unreadable mid-run too),
     ``OptionError`` for an option out of range, ``OutputError`` when the output cannot be
@@ -113,15 +175,25 @@ def convert_mouse(
     chunking = chunking or Chunking()
     if workers is not None:
         positive_int(workers, "workers")
-    engine = parse_engine(engine)
-    out_dir = check_out_dir(out_dir)
+    out = check_out(out_dir, storage_options)
+    # zarrs reads and writes object storage through zarr-python's pipeline anyway.
+    engine = ZARR if isinstance(out, Remote) and engine is None else parse_engine(engine)
     layout = scan_source(source)
+    if skip_existing and not overwrite:
+        existing = out.child(f"{layout.name}.zarr") if isinstance(out, Remote) else out / f"{layout.name}.zarr"
+        if is_complete_store(existing):
+            log.info("%s: complete store already there, skipped", existing)
+            return existing
     log.info("%s: scanned %d trials in %.1f s", layout.name, layout.n_trials, time.perf_counter() - started)
     for warning in layout.warnings:
         log.warning("%s", warning)
     chunking = chunking.for_trials(layout.n_trials)
     dtypes = stored_dtypes(layout, float32)
     _check_memory(layout, chunking, dtypes, _parallelism(workers, client))
+    if isinstance(out, Remote):
+        return _convert_remote(layout, out, overwrite, chunking, dtypes, float32, engine, workers, client, progress,
+                               started)
+    out_dir = out
     final = out_dir / f"{layout.name}.zarr"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +207,52 @@ def convert_mouse(
         if error is None:
             raise
         raise output_error(error, layout.tree.path, out_dir, final) from e
+    log.info(
+        "%s: %d trials, %d neurons -> %s in %.1f s",
+        layout.name, attrs.n_trials, attrs.n_neurons, final, time.perf_counter() - started,
+    )
+    return final
+
+
+def _convert_remote(
+    layout: SourceLayout,
+    out: Remote,
+    overwrite: bool,
+    chunking: Chunking,
+    dtypes: dict[str, np.dtype],
+    float32: bool,
+    engine: str,
+    workers: int | None,
+    client: Any,
+    progress: bool | None,
+    started: float,
+) -> Remote:
+    """``convert_mouse`` into object storage, by the protocol of ``_remote``."""
+    final = out.child(f"{layout.name}.zarr")
+    try:
+        with remote_lock(final):
+            state = store_state(final)
+            if state == "complete" and not overwrite:
+                raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it "
+                                       "(or --skip-existing to keep it)")
+            if state is not None:
+                if state == "incomplete":
+                    log.warning("%s: incomplete store from an earlier run, converting again", final)
+                clear_store(final)
+            try:
+                attrs = _write(layout, final, chunking, dtypes, float32, engine, workers, client, progress)
+            except BaseException:
+                try:
+                    clear_store(final)
+                except Exception as e:  # the store stays incomplete; the next run clears it
+                    log.warning("%s: could not delete the incomplete store (%s)", final, describe(e))
+                raise
+    except SensoriumZarrError:
+        raise
+    except Exception as e:
+        if not is_storage_error(e):
+            raise
+        raise OutputError(f"{final}: {describe(e)}; nothing complete was left") from e
     log.info(
         "%s: %d trials, %d neurons -> %s in %.1f s",
         layout.name, attrs.n_trials, attrs.n_neurons, final, time.perf_counter() - started,
@@ -164,7 +282,8 @@ def _convert_locked(
         shutil.rmtree(partial)
     if final.exists() and not overwrite:
         if is_complete_store(final):
-            raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it")
+            raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it "
+                                   "(or --skip-existing to keep it)")
         log.warning("%s: incomplete store from an earlier run, converting again", final)
     try:
         attrs = _write(layout, partial, chunking, dtypes, float32, engine, workers, client, progress)
@@ -202,7 +321,7 @@ def _check_memory(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np
 
 def _write(
     layout: SourceLayout,
-    path: Path,
+    path: Path | Remote,
     chunking: Chunking,
     dtypes: dict[str, np.dtype],
     float32: bool,
@@ -262,7 +381,7 @@ def _attrs(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype]
 
 def _write_blocks(
     layout: SourceLayout,
-    path: Path,
+    path: Path | Remote,
     step: int,
     dtypes: dict[str, np.dtype],
     train: np.ndarray,
@@ -293,7 +412,7 @@ def _write_blocks(
     return merged
 
 
-def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str, run: Any) -> None:
+def _write_medians(root: zarr.Group, path: Path | Remote, train: np.ndarray, engine: str, run: Any) -> None:
     tasks = {
         variable: [
             delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import importlib.util
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from sensorium_zarr._location import EXTRA, Remote, is_url
 from sensorium_zarr.errors import OutputError, SensoriumZarrError, SourceError
 
-__all__ = ["check_url", "check_out_dir", "output_lock", "recover", "publish", "os_error", "output_error"]
+__all__ = ["check_url", "check_out", "check_out_dir", "output_lock", "recover", "publish", "os_error", "output_error"]
 
 # A scheme of two letters or more, then ":/" (pathlib folds "s3://b" into "s3:/b"); one
 # letter would be a Windows drive.
@@ -36,9 +39,27 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 
 
 def check_url(path: Path | str, hint: str) -> None:
-    """OutputError if ``path`` looks like a URL: it would silently become a local folder."""
+    """OutputError if ``path`` looks like a URL where only a local path is supported, or is
+    one pathlib folded ("s3:/b"): it would silently become a local folder."""
     if _URL.match(str(path)):
-        raise OutputError(f"{path}: object storage is not supported yet; {hint}")
+        if isinstance(path, str) and is_url(path):
+            raise OutputError(f"{path}: object storage is not supported here; {hint}")
+        raise OutputError(f"{path}: a URL with one slash folded away (a Path?); pass the URL as a string, scheme://...")
+
+
+def check_out(out_dir: Path | str, storage_options: Mapping[str, Any] | None = None) -> Path | Remote:
+    """Where the stores go: a URL as a ``Remote`` (needs the ``s3`` extra; HTTP(S) is
+    read-only), else a local folder as ``check_out_dir`` checks it."""
+    if isinstance(out_dir, str) and is_url(out_dir):
+        remote = Remote.of(out_dir, storage_options)
+        if remote.read_only_scheme:
+            raise OutputError(f"{out_dir}: HTTP(S) is read-only; write to s3://, gs:// or az://")
+        if importlib.util.find_spec("obstore") is None:
+            raise OutputError(f"{out_dir}: object storage needs the obstore package: {EXTRA}")
+        return remote
+    if storage_options:
+        raise OutputError(f"{out_dir}: storage_options are for URLs; this is a local folder")
+    return check_out_dir(out_dir)
 
 
 def check_out_dir(out_dir: Path | str) -> Path:

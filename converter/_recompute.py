@@ -24,6 +24,7 @@ import numpy as np
 import zarr
 
 from sensorium_zarr import format as fmt
+from sensorium_zarr._location import Remote
 
 from ._statistics import Moments, nanmedian
 from ._writer import Blueprint, open_array
@@ -85,7 +86,7 @@ def _ranges(
 
 
 def median_block(
-    store_path: Path, variable: str, train: np.ndarray, lo: int, hi: int, engine: str
+    store_path: Path | Remote, variable: str, train: np.ndarray, lo: int, hi: int, engine: str
 ) -> dict[str, np.ndarray | None]:
     """Both medians of ``variable`` for block ``lo:hi`` of its block axis, by granularity;
     for a counted variable (videos) the second is that block's value counts, or None.
@@ -150,7 +151,7 @@ def pooled_median_blocks(array: zarr.Array[Any], variable: str, n_train: int) ->
 
 
 def pooled_median_block(
-    store_path: Path, variable: str, train: np.ndarray, lo: int, hi: int, engine: str
+    store_path: Path | Remote, variable: str, train: np.ndarray, lo: int, hi: int, engine: str
 ) -> np.ndarray:
     """The median over trials and time of a counted variable whose values were not all
     small integers, for block ``lo:hi`` of its fallback axis."""

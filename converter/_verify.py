@@ -36,7 +36,8 @@ from dask.delayed import delayed
 
 from sensorium_zarr import _chunks
 from sensorium_zarr import format as fmt
-from sensorium_zarr._engine import open_array, parse_engine
+from sensorium_zarr._engine import ZARR, open_array, parse_engine
+from sensorium_zarr._location import Remote, is_url
 from sensorium_zarr._store import open_store
 from sensorium_zarr.errors import SensoriumZarrError
 
@@ -61,14 +62,27 @@ _MEDIAN_AXIS = {fmt.VIDEOS: 2, fmt.RESPONSES: 1, fmt.BEHAVIOR: 1, fmt.PUPIL_CENT
 
 
 def verify(
-    source: Path | str, store: Path | str, *, workers: int | None = None, engine: str | None = None
+    source: Path | str,
+    store: Path | str | Remote,
+    *,
+    workers: int | None = None,
+    engine: str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Every difference between ``source`` (mouse folder or zip) and ``store``, one line
-    each; an empty list means the store holds what the source holds (exactly, or rounded
-    as the store's ``lossy`` attribute says)."""
-    engine = parse_engine(engine)
+    """Every difference between ``source`` (mouse folder or zip) and ``store`` (a folder,
+    or a URL read with ``storage_options``), one line each; an empty list means the store
+    holds what the source holds (exactly, or rounded as the store's ``lossy`` attribute
+    says)."""
+    target: Path | Remote
+    if isinstance(store, Remote):
+        target = store
+    elif isinstance(store, str) and is_url(store):
+        target = Remote.of(store, storage_options)
+    else:
+        target = Path(store)
+    engine = ZARR if isinstance(target, Remote) and engine is None else parse_engine(engine)
     layout = scan_source(source)
-    root, attrs = open_store(store)
+    root, attrs = open_store(target)
     spec = fmt.spec(attrs.format_version)
     problems = _attribute_problems(attrs, layout)
     ids, tiers = _expected_order(layout, spec)
@@ -92,7 +106,7 @@ def verify(
         hi = min(lo + step, len(ids))
         holes = {v: [m for m in missing.get(v, []) if m[1][0].start < hi and m[1][0].stop > lo] for v in fmt.VARIABLES}
         tasks.append(delayed(_verify_block)(
-            layout_leaf, Path(store), ids[lo:hi], lo, train[(train >= lo) & (train < hi)] - lo, engine,
+            layout_leaf, target, ids[lo:hi], lo, train[(train >= lo) & (train < hi)] - lo, engine,
             spec.every_chunk_present, holes,
         ))
     results: tuple[_Block, ...] = compute(*tasks, scheduler="threads", num_workers=workers)  # type: ignore[no-untyped-call]
@@ -101,7 +115,7 @@ def verify(
     if results:
         expected[fmt.VALID_FRAMES] = np.concatenate([b.valid for b in results])
         expected[fmt.HAS_RESPONSES] = np.concatenate([b.has_responses for b in results])
-    expected.update(_statistics(layout, results, Path(store), train, engine, problems))
+    expected.update(_statistics(layout, results, target, train, engine, problems))
     meta_paths = []
     for rel in sorted(layout.meta_files):
         path = rel[: -len(".npy")]
@@ -109,7 +123,7 @@ def verify(
         values = layout.read_meta(rel)
         expected[path] = values
 
-    opener = _Opener(Path(store), engine)
+    opener = _Opener(target, engine)
     for path, values in expected.items():
         if path not in present:
             if path in meta_paths:
@@ -265,7 +279,7 @@ class _Block:
 
 def _verify_block(
     layout: SourceLayout,
-    store: Path,
+    store: Path | Remote,
     trial_ids: np.ndarray,
     lo: int,
     train: np.ndarray,
@@ -341,7 +355,12 @@ def _chunk_problems(
 
 
 def _statistics(
-    layout: SourceLayout, blocks: tuple[_Block, ...], store: Path, train: np.ndarray, engine: str, problems: list[str]
+    layout: SourceLayout,
+    blocks: tuple[_Block, ...],
+    store: Path | Remote,
+    train: np.ndarray,
+    engine: str,
+    problems: list[str],
 ) -> dict[str, np.ndarray]:
     """Every recomputed statistic derived again: moments from the source blocks, medians
     from the verified store."""
@@ -369,11 +388,11 @@ def _statistics(
     return out
 
 
-def _medians(store: Path, variable: str, train: np.ndarray, engine: str) -> dict[str, np.ndarray]:
+def _medians(store: Path | Remote, variable: str, train: np.ndarray, engine: str) -> dict[str, np.ndarray]:
     """Both medians of ``variable`` over the ``train`` trials, numpy's ``nanmedian`` on
     blocks of the stored values cut along ``_MEDIAN_AXIS``, each within
     ``MEDIAN_BLOCK_BYTES``."""
-    data = open_array(str(store), variable, engine)
+    data = open_array(_Opener(store, engine).store, variable, engine)
     axis = _MEDIAN_AXIS[variable]
     time_axis = fmt.time_axis(variable)
     shape = tuple(data.shape)
@@ -449,8 +468,9 @@ def _difference(stored: np.ndarray, expected: np.ndarray) -> str:
 class _Opener:
     """``opener[path]``: an array of the store, opened for ``engine``."""
 
-    def __init__(self, store: Path, engine: str) -> None:
-        self.store, self.engine = str(store), engine
+    def __init__(self, store: Path | Remote, engine: str) -> None:
+        self.store: Any = store.store(read_only=True) if isinstance(store, Remote) else str(store)
+        self.engine = engine
 
     def __getitem__(self, path: str) -> zarr.Array[Any]:
         try:

@@ -20,6 +20,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from sensorium_zarr import _engine as engine_
 from sensorium_zarr import format as fmt
+from sensorium_zarr._location import Remote
 from sensorium_zarr.errors import SourceError
 
 from ._chunking import Chunking
@@ -139,7 +140,13 @@ def create_array(
     )
 
 
-def finish_store(store_path: Path, attrs: fmt.MouseAttrs) -> None:
+def writable(store_path: Path | Remote) -> Any:
+    """What zarr opens for writing: a local folder's path, or the URL's ObjectStore
+    (one client per process, shared by the tasks)."""
+    return store_path.store(read_only=False) if isinstance(store_path, Remote) else str(store_path)
+
+
+def finish_store(store_path: Path | Remote, attrs: fmt.MouseAttrs) -> None:
     """The last writes of a conversion: consolidate every array's metadata into the root,
     then rewrite the root attributes with ``complete: true``. The second write replaces
     the root's one metadata document, consolidated metadata included, so a store that
@@ -149,28 +156,28 @@ def finish_store(store_path: Path, attrs: fmt.MouseAttrs) -> None:
         # zarr warns that consolidated metadata is not in the Zarr v3 specification yet; the
         # format requires it (docs/FORMAT.md), and readers without it read the arrays' own.
         warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
-        root = zarr.consolidate_metadata(str(store_path), zarr_format=3)
+        root = zarr.consolidate_metadata(writable(store_path), zarr_format=3)
     root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
 
 
-def open_array(store_path: Path, path: str, engine: str) -> zarr.Array[Any]:
+def open_array(store_path: Path | Remote, path: str, engine: str) -> zarr.Array[Any]:
     """``path`` of the store, opened to be read with ``engine``."""
-    return engine_.open_array(str(store_path), path, engine, mode="r+")
+    return engine_.open_array(writable(store_path), path, engine, mode="r+")
 
 
-def open_for_writing(store_path: Path, path: str, engine: str, every_chunk: bool) -> zarr.Array[Any]:
+def open_for_writing(store_path: Path | Remote, path: str, engine: str, every_chunk: bool) -> zarr.Array[Any]:
     """``path`` of the store, opened for writing; with ``every_chunk`` (format version 3)
     every chunk written is stored, inner chunks of shards included, even one holding only
     the fill value. zarrs (0.2) skips such chunks whatever the configuration says, so
     then zarr-python's pipeline encodes, whichever ``engine`` was asked for."""
     if every_chunk:
-        return engine_.open_array(str(store_path), path, engine_.ZARR, mode="r+", write_empty_chunks=True)
+        return engine_.open_array(writable(store_path), path, engine_.ZARR, mode="r+", write_empty_chunks=True)
     return open_array(store_path, path, engine)
 
 
-def create_store(store_path: Path, blueprint: Blueprint) -> zarr.Group:
+def create_store(store_path: Path | Remote, blueprint: Blueprint) -> zarr.Group:
     """An empty store with every per-trial variable created (no data yet)."""
-    root = zarr.open_group(store=str(store_path), mode="w", zarr_format=3)
+    root = zarr.open_group(store=writable(store_path), mode="w", zarr_format=3)
     for variable in fmt.VARIABLES:
         blueprint.create(root, variable)
     return root
@@ -208,7 +215,7 @@ class Written:
 
 def write_block(
     layout: SourceLayout,
-    store_path: Path,
+    store_path: Path | Remote,
     start: int,
     stop: int,
     dtypes: dict[str, np.dtype],

@@ -8,7 +8,7 @@ location plus those small arrays, and reopens Zarr on first use in the new proce
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
 from ._chunks import require_chunks
+from ._location import Remote, describe, is_storage_error, is_url, looks_like_folded_url
 from ._selection import parse_frames, parse_neurons, parse_trials_per_block, parse_variable
 from ._split import Split
-from ._store import POOLED, StoreHandle, open_store, store_identity
+from ._store import POOLED, Identity, StoreHandle, open_store, store_identity
 from .errors import IncompleteStoreError, SelectionError, StoreFormatError, StoreNotFoundError, StoreReplacedError
 
 __all__ = ["Mouse", "open_mouse", "open_sensorium"]
@@ -80,12 +81,20 @@ class Mouse:
 
     @property
     def path(self) -> Path | None:
-        """The store's folder; None when opened from a Zarr store that has no local root."""
+        """The store's folder; None when opened from a URL or a Zarr store that has no local root."""
         source = self._handle.source
         if isinstance(source, Path):
             return source
+        if isinstance(source, Remote):
+            return None
         root = getattr(source, "root", None)
         return Path(root) if root is not None else None
+
+    @property
+    def url(self) -> str | None:
+        """The store's URL when it was opened from one."""
+        source = self._handle.source
+        return source.url if isinstance(source, Remote) else None
 
     @property
     def n_trials(self) -> int:
@@ -231,14 +240,33 @@ class Mouse:
         return self._handle.params(variable, statistics)
 
 
-def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = None) -> Mouse:
-    """Open the store at ``path`` (a folder, or a Zarr ``Store``) read-only.
+def open_mouse(
+    path: str | os.PathLike[str] | Store,
+    *,
+    engine: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Mouse:
+    """Open the store at ``path`` (a folder, a URL such as ``s3://bucket/mouse.zarr``, or
+    a Zarr ``Store``) read-only.
 
-    ``engine`` decodes chunks: ``"zarrs"`` (the ``fast`` extra; the default when it is
-    installed) or ``"zarr"`` (zarr-python's own pipeline). Opening checks the attributes,
+    ``engine`` decodes chunks: ``"zarrs"`` (the ``fast`` extra; the default for local
+    folders when it is installed) or ``"zarr"`` (zarr-python's own pipeline; the default
+    for URLs, which zarrs reads no faster). Opening checks the attributes,
     and the metadata and the small index arrays of every array it opens, against the
     format (``sensorium_zarr.format``); a store that breaks it raises ``StoreFormatError``.
+
+    A URL is read through obstore (``pip install 'sensorium-zarr[s3]'``);
+    ``storage_options`` are obstore's config keys (``endpoint``, ``access_key_id``,
+    ``secret_access_key``, ``region``, ``client_options``...), and what they leave out comes
+    from the standard environment variables (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...).
     """
+    if is_url(path):
+        assert isinstance(path, str)
+        return _open_remote(Remote.of(path, storage_options), engine)
+    if storage_options:
+        raise SelectionError(f"{path}: storage_options are for URLs; this is a local path")
+    if looks_like_folded_url(path):
+        raise StoreNotFoundError(f"{path}: looks like a URL with one slash folded away; write scheme://bucket/...")
     engine = engine_.parse_engine(engine)
     if isinstance(path, Store):
         root, attrs = open_store(path)
@@ -248,13 +276,30 @@ def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = Non
         folder = Path(path)
         try:
             # Before the attributes are read, so a store replaced meanwhile is caught.
-            identity: tuple[int, ...] | None = store_identity(folder)
+            identity: Identity | None = store_identity(folder)
         except OSError:
             identity = None  # open_store says what is wrong
         root, attrs = open_store(folder)
         handle = StoreHandle(folder, root, engine, identity)
     else:
-        raise TypeError(f"open_mouse: expected a path or a zarr Store, got {type(path).__name__}")
+        raise TypeError(f"open_mouse: expected a path or a zarr Store (or a URL), got {type(path).__name__}")
+    return _mouse(handle, attrs)
+
+
+def _open_remote(remote: Remote, engine: str | None) -> Mouse:
+    engine = engine_.ZARR if engine is None else engine_.parse_engine(engine)
+    try:
+        # Before the attributes are read, so a store replaced meanwhile is caught.
+        identity: Identity | None = store_identity(remote)
+    except Exception as e:
+        if not is_storage_error(e) and not isinstance(e, OSError):
+            raise
+        identity = None  # open_store says what is wrong
+    root, attrs = open_store(remote)
+    return _mouse(StoreHandle(remote, root, engine, identity), attrs)
+
+
+def _mouse(handle: StoreHandle, attrs: fmt.MouseAttrs) -> Mouse:
     try:
         return Mouse(handle, attrs)
     except Exception as e:
@@ -263,6 +308,8 @@ def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = Non
             handle.check_unchanged()
         except StoreReplacedError as replaced:
             raise replaced from e
+        if is_storage_error(e):
+            raise StoreNotFoundError(f"{handle.where}: cannot read the store ({describe(e)})") from e
         if isinstance(e, (zarr.errors.BaseZarrError, KeyError, ValueError, TypeError)) and not isinstance(
             e, StoreFormatError
         ):
@@ -272,30 +319,47 @@ def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = Non
         raise
 
 
-def open_sensorium(folder: str | os.PathLike[str], *, engine: str | None = None) -> dict[str, Mouse]:
-    """Every complete ``*.zarr`` store in ``folder``, by mouse name.
+def open_sensorium(
+    folder: str | os.PathLike[str],
+    *,
+    engine: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Mouse]:
+    """Every complete ``*.zarr`` store in ``folder`` (a local folder, or a URL prefix such
+    as ``s3://bucket/sensorium``, listed with one request), by mouse name.
 
     Hidden folders (conversions under way or interrupted, ``.<mouse>.zarr.partial``) and
     stores whose conversion never finished (``complete`` false; listed if no store is
     left) are skipped. Every other store is opened as ``open_mouse`` opens it, by the same
     rules, so a store it refuses is refused here too, with the same error.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise StoreNotFoundError(f"{folder}: no such folder; expected a folder of <mouse>.zarr stores")
+    candidates: list[str | Path]
+    if is_url(folder):
+        assert isinstance(folder, str)
+        remote = Remote.of(folder, storage_options)
+        candidates = [remote.child(name).url for name in list_stores(remote)]
+    else:
+        if storage_options:
+            raise SelectionError(f"{folder}: storage_options are for URLs; this is a local path")
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise StoreNotFoundError(f"{folder}: no such folder; expected a folder of <mouse>.zarr stores")
+        candidates = [
+            path for path in sorted(folder.glob("*.zarr")) if not path.name.startswith(".") and path.is_dir()
+        ]
     mice: dict[str, Mouse] = {}
     skipped: list[str] = []
-    for path in sorted(folder.glob("*.zarr")):
-        if path.name.startswith(".") or not path.is_dir():
-            continue
+    for path in candidates:
+        name = path.name if isinstance(path, Path) else path.rsplit("/", 1)[-1]
         try:
-            mouse = open_mouse(path, engine=engine)
+            mouse = open_mouse(path, engine=engine, storage_options=storage_options if is_url(path) else None)
         except IncompleteStoreError:
-            skipped.append(path.name)
+            skipped.append(name)
             continue
         if mouse.name in mice:
+            other = mice[mouse.name]
             raise StoreFormatError(
-                f"{folder}: {path.name} and {mice[mouse.name].path} both hold mouse "
+                f"{folder}: {name} and {other.path or other.url} both hold mouse "
                 f"{mouse.name!r}; remove one"
             )
         mice[mouse.name] = mouse
@@ -305,3 +369,18 @@ def open_sensorium(folder: str | os.PathLike[str], *, engine: str | None = None)
             f"{folder}: no complete *.zarr store{detail}; convert the mice with sensorium-zarr first"
         )
     return mice
+
+
+def list_stores(remote: Remote) -> list[str]:
+    """The names of the ``*.zarr`` prefixes directly under ``remote`` (hidden ones, a
+    conversion's lock, skipped), sorted."""
+    import obstore
+
+    try:
+        listing = obstore.list_with_delimiter(remote.objects())
+    except Exception as e:
+        if is_storage_error(e):
+            raise StoreNotFoundError(f"{remote.url}: cannot list the stores ({describe(e)})") from None
+        raise
+    names = [str(prefix).rstrip("/").rsplit("/", 1)[-1] for prefix in listing["common_prefixes"]]
+    return sorted(n for n in names if n.endswith(".zarr") and not n.startswith("."))

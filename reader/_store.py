@@ -23,6 +23,7 @@ from . import _engine as engine_
 from . import _fork
 from . import _standardize as std_
 from . import format as fmt
+from ._location import Remote, describe, is_storage_error
 from .errors import StoreFormatError, StoreNotFoundError, StoreReplacedError
 
 __all__ = [
@@ -45,13 +46,79 @@ def store_name(store: Store) -> str:
     return str(root) if root is not None else str(store)
 
 
-def _zarr_store(source: Path | Store) -> Any:
-    return str(source) if isinstance(source, Path) else source
+#: Where a store is: a local folder, a Zarr ``Store`` given by hand, or a URL.
+Source = Path | Store | Remote
+#: What changes when a store is replaced (``store_identity``).
+Identity = tuple[int, ...] | str
 
 
-def open_root(source: Path | str | Store) -> tuple[zarr.Group, str]:
+def _zarr_store(source: Source) -> Any:
+    if isinstance(source, Path):
+        return str(source)
+    if isinstance(source, Remote):
+        return source.store(read_only=True)
+    return source
+
+
+def _open_remote(remote: Remote) -> tuple[zarr.Group, str]:
+    where = remote.where
+    try:
+        store = remote.store(read_only=True)
+        return zarr.open_group(store=store, mode="r", zarr_format=3), where
+    except (zarr.errors.BaseZarrError, FileNotFoundError) as e:
+        if is_storage_error(e):
+            raise StoreNotFoundError(f"{where}: {describe(e)}") from None
+        # Only now, on the way to an error, tell a missing bucket from a missing store.
+        try:
+            exists = store_exists(remote)
+        except Exception as missing:
+            if is_storage_error(missing):
+                raise StoreNotFoundError(f"{where}: {describe(missing)}") from None
+            raise
+        if not exists:
+            raise StoreNotFoundError(
+                f"{where}: no store there (no zarr.json); expected a store written by sensorium-zarr"
+            ) from None
+        raise StoreNotFoundError(
+            f"{where}: not a Zarr v3 group ({e}); expected a store written by sensorium-zarr"
+        ) from e
+    except Exception as e:
+        if is_storage_error(e):
+            raise StoreNotFoundError(f"{where}: cannot read the store ({describe(e)})") from None
+        raise
+
+
+def store_exists(remote: Remote) -> bool:
+    """Whether the root ``zarr.json`` of ``remote`` exists; raises obstore's errors for
+    anything but its absence (a missing bucket, refused credentials)."""
+    import obstore
+
+    try:
+        remote_identity(remote)
+        return True
+    except FileNotFoundError:
+        pass
+    # A HEAD's 404 has no body to say whether the bucket is missing; a listing's does.
+    next(iter(obstore.list(remote.objects(), chunk_size=1)), None)
+    return False
+
+
+def remote_identity(remote: Remote) -> str:
+    """The ETag and modification time of ``remote``'s root ``zarr.json``: every write of
+    it (the converter's first, marking a replaced store incomplete, and its last, marking
+    the new one complete) changes them; the time tells apart even a store rewritten byte
+    for byte, whose ETag (a digest of the content) is the same. One HEAD request."""
+    import obstore
+
+    head = obstore.head(remote.objects(), "zarr.json")
+    return f"{head.get('e_tag')} {head.get('last_modified')}"
+
+
+def open_root(source: Path | str | Store | Remote) -> tuple[zarr.Group, str]:
     """The root group of ``source`` opened read-only, and how messages name it; or
     ``StoreNotFoundError`` when it is not a Zarr v3 group."""
+    if isinstance(source, Remote):
+        return _open_remote(source)
     if isinstance(source, Store):
         where = store_name(source)
         try:
@@ -80,7 +147,7 @@ def root_attributes(root: zarr.Group, where: str) -> Mapping[str, Any]:
     return data
 
 
-def open_store(source: Path | str | Store) -> tuple[zarr.Group, fmt.MouseAttrs]:
+def open_store(source: Path | str | Store | Remote) -> tuple[zarr.Group, fmt.MouseAttrs]:
     """Open ``source`` read-only and return its root group and checked attributes;
     ``IncompleteStoreError`` unless the conversion finished, ``StoreFormatError`` if its
     version requires consolidated metadata and the root has none."""
@@ -94,7 +161,7 @@ def open_store(source: Path | str | Store) -> tuple[zarr.Group, fmt.MouseAttrs]:
     return root, attrs
 
 
-def is_complete_store(path: Path | str) -> bool:
+def is_complete_store(path: Path | str | Remote) -> bool:
     """Whether ``path`` holds a finished store (of any format version): ``is_complete``
     holds for its attributes. False for anything that is not a store at all."""
     try:
@@ -102,6 +169,10 @@ def is_complete_store(path: Path | str) -> bool:
         return fmt.is_complete(root_attributes(root, where), where)
     except (OSError, ValueError, zarr.errors.BaseZarrError):
         return False
+    except Exception as e:
+        if is_storage_error(e):
+            return False
+        raise
 
 
 class StoreHandle:
@@ -109,21 +180,22 @@ class StoreHandle:
 
     Only the location (and ``identity``) pickles; the open group, arrays and
     standardization parameters are per-process caches, rebuilt on first use after
-    unpickling. ``identity`` is ``store_identity`` when the store was opened (None: not a
-    local folder, not checked); ``check_unchanged`` compares it with the store's now.
+    unpickling. ``identity`` is ``store_identity`` when the store was opened (None: a
+    Zarr store given by hand, not checked); ``check_unchanged`` compares it with the
+    store's now. A ``Remote`` pickles as its URL and options, never a live client.
     """
 
     def __init__(
         self,
-        source: Path | Store,
+        source: Source,
         root: zarr.Group | None = None,
         engine: str = engine_.ZARR,
-        identity: tuple[int, ...] | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.source = source
         self.engine = engine
         self.identity = identity
-        self.where = str(source) if isinstance(source, Path) else store_name(source)
+        self.where = str(source) if isinstance(source, (Path, Remote)) else store_name(source)
         self._lock = threading.Lock()
         self._arrays: dict[str, zarr.Array[Any]] = _fork.per_process_dict()
         self._nodes: dict[str, zarr.Array[Any]] = _fork.per_process_dict()
@@ -196,11 +268,15 @@ class StoreHandle:
         an ``--overwrite`` the path holds other trials, and during its swap none at all
         (zarr would read missing chunks as fill values). Called after each read, so data
         read from a store being replaced is never returned."""
-        if self.identity is None or not isinstance(self.source, Path):
+        if self.identity is None or not isinstance(self.source, (Path, Remote)):
             return
         try:
-            now: tuple[int, ...] | None = store_identity(self.source)
+            now: Identity | None = store_identity(self.source)
         except OSError:
+            now = None
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
             now = None
         if now != self.identity:
             what = "is being replaced or was removed" if now is None else "was replaced"
@@ -246,8 +322,11 @@ class StoreHandle:
             )
 
 
-def store_identity(path: Path) -> tuple[int, ...]:
+def store_identity(path: Path | Remote) -> Identity:
     """What changes when the store at ``path`` is replaced: the identity and modification
-    time of its root ``zarr.json``, which a finished store never rewrites."""
+    time of its root ``zarr.json``, which a finished store never rewrites (in object
+    storage, its ETag)."""
+    if isinstance(path, Remote):
+        return remote_identity(path)
     stat = os.stat(path / "zarr.json")
     return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)

@@ -138,18 +138,25 @@ def test_out_naming_a_file(folder_mouse, tmp_path):
     assert target.read_text() == "not a folder"
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/stores", "gs://bucket", "https://example.org/x"])
-def test_url_out_is_refused_not_made_a_local_folder(folder_mouse, tmp_path, url):
-    _one_error_line(_convert(folder_mouse, url, cwd=tmp_path), url, "object storage is not supported yet")
+def test_https_out_is_refused_as_read_only_and_no_local_folder_is_made(folder_mouse, tmp_path):
+    url = "https://example.org/x"
+    _one_error_line(_convert(folder_mouse, url, cwd=tmp_path), url, "read-only")
     assert list(tmp_path.iterdir()) == [], "no local folder named after the URL"
-    with pytest.raises(OutputError, match="object storage is not supported yet"):
+    with pytest.raises(OutputError, match="read-only"):
         convert_mouse(folder_mouse, url, progress=False)
 
 
-@pytest.mark.parametrize("command", ["info", "verify"])
-def test_info_and_verify_of_a_url_are_refused(folder_mouse, tmp_path, command):
-    args = ["s3://bucket/m.zarr"] if command == "info" else [str(folder_mouse), "s3://bucket/m.zarr"]
-    _one_error_line(_run([*CLI, command, *args], cwd=tmp_path), "s3://bucket/m.zarr", "object storage")
+def test_a_url_folded_by_pathlib_is_refused_not_made_a_local_folder(folder_mouse, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError, match="folded"):
+        convert_mouse(folder_mouse, Path("s3://bucket/stores"), progress=False)
+    assert list(tmp_path.iterdir()) == [], "no local folder named s3:"
+
+
+def test_a_source_in_a_bucket_is_refused(tmp_path):
+    result = _run([*CLI, "convert", "s3://bucket/mouse.zip", "--out", str(tmp_path / "out")], cwd=tmp_path)
+    _one_error_line(result, "s3://bucket/mouse.zip", "object storage is not supported here")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_read_only_output_folder(folder_mouse, tmp_path):
