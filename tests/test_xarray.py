@@ -188,7 +188,6 @@ def test_sel_by_trial_id_reads_that_trials_chunks_only(store):
     np.testing.assert_array_equal(values, ds.responses.values[5])
 
 
-@pytest.mark.xfail(strict=True, reason="needs chunk-selective Split arrays (reads issue)")
 def test_isel_neuron_reads_only_that_neurons_chunks(store):
     counting, ds = _counted(store)
     values = ds.responses.isel(neuron=9, trial=slice(0, 4)).values
@@ -200,7 +199,6 @@ def test_isel_neuron_reads_only_that_neurons_chunks(store):
     np.testing.assert_array_equal(values, ds.responses.values[:4, 9])
 
 
-@pytest.mark.xfail(strict=True, reason="needs chunk-selective Split arrays (reads issue)")
 def test_sel_time_window_reads_only_those_frames_chunks(store):
     counting, ds = _counted(store)
     first_second = ds.videos.isel(trial=0).sel(time=slice(0, (FRAMES_PER_VIDEO_CHUNK - 1) / 30))
