@@ -14,6 +14,7 @@ own key, so ``split.responses[:, n]`` reaches this object as one neuron of each 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,6 @@ import numpy as np
 from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
-
 from ._store import StoreHandle
 
 __all__ = ["SplitVariable"]
@@ -203,7 +203,7 @@ def _cut(params: std_.StandardizationParams, store: list[Read]) -> std_.Standard
     return std_.StandardizationParams(_orthogonal(params.mean, keep), _orthogonal(params.scale, keep), params.time_axis)
 
 
-def _orthogonal(x: np.ndarray, index: list[Local]) -> np.ndarray:
+def _orthogonal(x: np.ndarray, index: Sequence[Local]) -> np.ndarray:
     """``x`` indexed one axis at a time (arrays pick along their own axis, as zarr's
     orthogonal selection does; ints drop their axis)."""
     basic = tuple(i if isinstance(i, slice) else slice(None) for i in index)

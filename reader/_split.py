@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
-from ._selection import count as _count
 from ._reading import SplitVariable
+from ._selection import count as _count
 from ._selection import parse_frames, parse_variable
 from ._store import StoreHandle
 from .errors import SelectionError
@@ -206,7 +205,7 @@ class Split:
         name = f"{source.variable}-{'standardized' if source.statistics else 'raw'}-{tokenize(source, step)}"
         # inline_array: one layer of getter tasks holding the (small, picklable) source;
         # asarray=False, lock=False: it already returns numpy, and blocks may read at once.
-        array: dask.array.Array = da.from_array(
+        array: dask.array.Array = da.from_array(  # type: ignore[no-untyped-call]
             source,
             chunks=(sizes, *((n,) for n in source.shape[1:])),
             name=name,
