@@ -82,7 +82,7 @@ class Split:
 
     def __getstate__(self) -> dict[str, Any]:
         # The Dask arrays are rebuilt on demand; only the small state travels.
-        return {k: v for k, v in self.__dict__.items() if k not in (*fmt.VARIABLES, "_sources")}
+        return {k: v for k, v in self.__dict__.items() if k not in (*fmt.VARIABLES, "_sources", "_arrays")}
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -200,6 +200,11 @@ class Split:
         from dask.base import tokenize
 
         source = self.source(variable)
+        built = self.__dict__.setdefault("_arrays", {})
+        if source.variable in built:
+            # Building costs milliseconds (tokenizing, chunk checks): more than reading a trial.
+            cached: dask.array.Array = built[source.variable]
+            return cached
         step = self.block_size(source.variable)
         sizes = tuple(min(step, self.n_trials - lo) for lo in range(0, self.n_trials, step)) or (0,)
         name = f"{source.variable}-{'standardized' if source.statistics else 'raw'}-{tokenize(source, step)}"
@@ -214,6 +219,7 @@ class Split:
             inline_array=True,
             meta=np.empty((0,) * source.ndim, source.dtype),
         )
+        built[source.variable] = array
         return array
 
 
