@@ -1,9 +1,11 @@
 """The trials of one selection of tiers, as lazy Dask arrays. Entry point: ``Split``
 (made by ``Mouse.split``).
 
-Each variable is one Dask graph layer with one task per block of trials; a task reads
-its trials (and only the frames of the window) from Zarr, standardizes them and masks
-withheld responses, so computing one trial reads only that trial's chunks. Tasks carry
+Each variable is one Dask graph layer of one getter task per block of trials over a
+split-level ``SplitVariable`` (``_reading``), which reads exactly what a task indexes.
+Dask fuses any slicing of the array into those tasks' keys, so ``responses[:, n]``,
+``videos[k, t0:t1]`` or one trial read only the chunks holding the selection, then
+standardize it and mask withheld responses. Tasks carry
 the store handle, which pickles as the store location, so graphs run in other processes.
 """
 
@@ -17,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
+from ._reading import SplitVariable
 from ._selection import count as _count
-from ._selection import parse_variable
+from ._selection import parse_frames, parse_variable
 from ._store import StoreHandle
 from .errors import SelectionError
 
@@ -80,7 +82,7 @@ class Split:
 
     def __getstate__(self) -> dict[str, Any]:
         # The Dask arrays are rebuilt on demand; only the small state travels.
-        return {k: v for k, v in self.__dict__.items() if k not in fmt.VARIABLES}
+        return {k: v for k, v in self.__dict__.items() if k not in (*fmt.VARIABLES, "_sources", "_arrays")}
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -142,8 +144,10 @@ class Split:
             return max(1, self.shapes[fmt.RESPONSES][1] // _count(self.neurons))
         return 1
 
-    def trial(self, index: int) -> dict[str, np.ndarray]:
-        """Every variable of the ``index``-th trial of this split as numpy, without Dask.
+    def trial(self, index: int, frames: slice | None = None) -> dict[str, np.ndarray]:
+        """Every variable of the ``index``-th trial of this split as numpy, without Dask;
+        ``frames`` (a step-1 slice along this split's time axis, as in
+        ``split.videos[k, t0:t1]``) reads only those frames' chunks.
 
         The same read and standardization as the Dask arrays' tasks, for per-trial
         consumers (a PyTorch ``Dataset.__getitem__``) where building and scheduling a
@@ -152,70 +156,71 @@ class Split:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(self) <= index < len(self):
             raise SelectionError(f"{self._handle.where}: trial index {index!r} outside 0..{len(self) - 1}")
         index = int(index) % len(self)
-        positions = self.positions[index : index + 1]
-        mode = self.statistics if self.standardized else None
-        withheld = None if mode is None else ~self.has_responses[index : index + 1]
-        reads = {
-            variable: _pool().submit(
-                _read_block,
+        window = parse_frames(frames, self.frames.stop - self.frames.start, self._handle.where)
+        reads = {}
+        for variable in fmt.VARIABLES:
+            key: list[Any] = [index] + [slice(None)] * (len(self.shapes[variable]) - 1)
+            key[fmt.time_axis(variable)] = window
+            reads[variable] = _pool().submit(self.source(variable).__getitem__, tuple(key))
+        return {variable: read.result() for variable, read in reads.items()}
+
+    def source(self, variable: str) -> SplitVariable:
+        """``variable`` of this split as the object its Dask array's tasks index: shaped
+        like the array, and ``source(variable)[key]`` reads (and standardizes) only what
+        ``key`` selects, as numpy."""
+        variable = parse_variable(variable, self._handle.where)
+        cached = self.__dict__.setdefault("_sources", {})
+        if variable not in cached:
+            shape = list(self.shapes[variable])
+            shape[0] = self.n_trials
+            shape[fmt.time_axis(variable)] = self.frames.stop - self.frames.start
+            neurons = self.neurons if variable == fmt.RESPONSES else None
+            if neurons is not None:
+                shape[1] = _count(neurons)
+            mode = self.statistics if self.standardized else None
+            cached[variable] = SplitVariable(
                 self._handle,
                 variable,
-                positions,
-                self.frames,
-                mode,
-                withheld if variable == fmt.RESPONSES else None,
-                self.neurons if variable == fmt.RESPONSES else None,
+                positions=self.positions,
+                frames=self.frames,
+                statistics=mode,
+                withheld=~self.has_responses if variable == fmt.RESPONSES and mode else None,
+                neurons=neurons,
+                shape=tuple(shape),
+                dtype=self.dtypes[variable],
             )
-            for variable in fmt.VARIABLES
-        }
-        return {variable: read.result()[0] for variable, read in reads.items()}
+        source: SplitVariable = cached[variable]
+        return source
 
     def array(self, variable: str) -> dask.array.Array:
-        """``variable`` of this split's trials as a Dask array, one graph layer."""
+        """``variable`` of this split's trials as a Dask array, one graph layer of one
+        ``getter`` task per block over ``source(variable)``, so that Dask's slice fusion
+        hands any slicing of the array down to the read."""
         import dask.array as da
         from dask.base import tokenize
-        from dask.highlevelgraph import HighLevelGraph
 
-        variable = parse_variable(variable, self._handle.where)
-        dtype = self.dtypes[variable]
-        time_axis = fmt.time_axis(variable)
-        shape = list(self.shapes[variable])
-        shape[time_axis] = self.frames.stop - self.frames.start
-        neurons = self.neurons if variable == fmt.RESPONSES else None
-        if neurons is not None:
-            shape[1] = _count(neurons)
-        step = self.block_size(variable)
-        starts = list(range(0, self.n_trials, step)) or [0]
-        blocks = [self.positions[lo : lo + step] for lo in starts]
-        withheld = ~self.has_responses
-        mode = self.statistics if self.standardized else None
-        token = tokenize(
-            self._handle, variable, self.positions, self.frames.start, self.frames.stop, mode, step,
-            repr(neurons) if isinstance(neurons, slice) else neurons,
+        source = self.source(variable)
+        built = self.__dict__.setdefault("_arrays", {})
+        if source.variable in built:
+            # Building costs milliseconds (tokenizing, chunk checks): more than reading a trial.
+            cached: dask.array.Array = built[source.variable]
+            return cached
+        step = self.block_size(source.variable)
+        sizes = tuple(min(step, self.n_trials - lo) for lo in range(0, self.n_trials, step)) or (0,)
+        name = f"{source.variable}-{'standardized' if source.statistics else 'raw'}-{tokenize(source, step)}"
+        # inline_array: one layer of getter tasks holding the (small, picklable) source;
+        # asarray=False, lock=False: it already returns numpy, and blocks may read at once.
+        array: dask.array.Array = da.from_array(  # type: ignore[no-untyped-call]
+            source,
+            chunks=(sizes, *((n,) for n in source.shape[1:])),
+            name=name,
+            lock=False,
+            asarray=False,
+            inline_array=True,
+            meta=np.empty((0,) * source.ndim, source.dtype),
         )
-        name = f"{variable}-{'standardized' if mode else 'raw'}-{token}"
-        rest = (0,) * (len(shape) - 1)
-        graph: dict[Any, Any] = {
-            (name, i, *rest): (
-                _read_block,
-                self._handle,
-                variable,
-                block,
-                self.frames,
-                mode,
-                withheld[lo : lo + step] if variable == fmt.RESPONSES and mode else None,
-                neurons,
-            )
-            for i, (lo, block) in enumerate(zip(starts, blocks, strict=True))
-        }
-        chunks = (tuple(len(b) for b in blocks), *((n,) for n in shape[1:]))
-        return da.Array(  # type: ignore[no-untyped-call]
-            HighLevelGraph.from_collections(name, graph, dependencies=()),
-            name,
-            chunks,
-            dtype=dtype,
-            meta=np.empty((0,) * len(shape), dtype),
-        )
+        built[source.variable] = array
+        return array
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -241,65 +246,3 @@ def _forget_pool() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_pool)
-
-
-#: Read a block's whole range of trials when it is at most this many times the trials wanted.
-_MAX_SPAN_FACTOR = 3
-
-
-def _read_block(
-    handle: StoreHandle,
-    variable: str,
-    positions: np.ndarray,
-    frames: slice,
-    statistics: str | None,
-    withheld: np.ndarray | None,
-    neurons: slice | np.ndarray | None = None,
-) -> np.ndarray:
-    """Trials at ``positions``, frames ``frames`` (and ``neurons`` of responses),
-    standardized with ``statistics`` (None: raw), ``withheld`` trials' responses NaN."""
-    array = handle.array(variable)
-    time_axis = fmt.time_axis(variable)
-    selection: list[Any] = [slice(None)] * array.ndim
-    selection[time_axis] = frames
-    if neurons is not None:
-        # Only the chunks holding these neurons are read and decoded; consecutive ones as
-        # a slice, which zarr indexes faster than an integer array (one neuron across 350
-        # train trials: 12.8 ms against 14.2 ms for the raw read).
-        if isinstance(neurons, np.ndarray) and len(neurons) and np.all(np.diff(neurons) == 1):
-            selection[1] = slice(int(neurons[0]), int(neurons[-1]) + 1)
-        else:
-            selection[1] = neurons
-    span = int(positions[-1] - positions[0] + 1) if len(positions) else 0
-    covering = 0 < span <= _MAX_SPAN_FACTOR * len(positions)
-    if covering:
-        # A slice over the trials' range, then the wanted rows: zarr's integer-array
-        # (orthogonal) indexing costs about 1 ms a trial, a slice a fraction of that.
-        selection[0] = slice(int(positions[0]), int(positions[0]) + span)
-    else:
-        selection[0] = positions
-    try:
-        data = engine_.read(array, tuple(selection), handle.where, f"reading store positions {positions.tolist()}")
-    except Exception:
-        handle.check_unchanged()  # a store replaced under the read: say so, not zarr's error
-        raise
-    handle.check_unchanged()
-    if covering and span != len(positions):
-        data = data[positions - positions[0]]
-    if statistics is None:
-        return data
-    params = handle.params(variable, statistics).window(frames)
-    if neurons is not None:
-        params = params.neurons(neurons)
-    if data.dtype.kind == "f" and data.flags.writeable and not std_.subtracts_mean(variable):
-        # Responses (most of the bytes) are only rescaled: one in-place multiply, within
-        # one rounding of the float64 path. A mean subtraction in float32 could cancel
-        # digits, so videos and pupil positions keep the float64 path.
-        data = std_.standardize_inplace(variable, data, params)
-    else:
-        data = std_.standardize(variable, data, params)
-    if withheld is not None and withheld.any():
-        # Zeros stand in for responses the release withheld; standardized, they must not
-        # pass for real silence.
-        data[withheld] = np.nan
-    return data

@@ -107,7 +107,8 @@ def measure_reads(sides: Sides, row_ids: Sequence[str], trials: Sequence[int], n
     """Rows 3 and 4 (one trial, one neuron): each compared over random trials or neurons."""
     for row_id in row_ids:
         items = trials if rows.row(row_id).over == "trials" else neurons
-        report.add(row_id, *compare(sides, row_id, items, before), n_train=len(sides.train))
+        report.add(row_id, *compare(sides, row_id, items, before), n_train=len(sides.train),
+                   window=sides.window(0).stop - sides.window(0).start)
 
 
 def measure_stream(sides: Sides, repeats: int, report: Report) -> float:

@@ -156,7 +156,11 @@ ROWS: tuple[Row, ...] = (
         "(64 MB files, no reading, encoding or statistics)", "{ours} ({rate_mbs:.0f} MB/s)",
         "{base} (np.load of every file, serial)", SECONDS, FLOOR, "lower"),
     _trial("3", "`split.trial(k)`", "our_trial", "warm", Target("<=", 1)),
-    _trial("3d", "`dask.compute(split.<var>[k])` (info)", "our_trial_dask", "warm", None),
+    _trial("3d", "`dask.compute(split.<var>[k])`", "our_trial_dask", "warm", Target("<=", 1)),
+    Row("3w", "a {window}-frame window of one random train trial, 4 variables, standardized, "
+        "`split.trial(k, frames=...)` (warm)", "{ours}", "{base} (np.load the whole trial + same arithmetic)",
+        MS, TIME, "lower", Target("<=", 0.5), "warm", ours="our_trial_window", baseline="npy_trial_window",
+        over="trials"),
     _neuron("4a", "`split.responses[:, n]`", "our_neuron_slice", "warm"),
     _neuron("4b", "`split('train', neurons=[n])`", "our_neuron_split", "warm"),
     Row("4m", "row 4b vs a .npy reader using np.load(mmap_mode='r') (info, warm)", "{ours}",

@@ -27,6 +27,8 @@ from sensorium_zarr._standardize import StandardizationParams
 VARIABLES = fmt.VARIABLES
 #: The variables row 5 streams (most of the bytes).
 STREAMED = (fmt.RESPONSES, fmt.VIDEOS)
+#: Frames of row 3w's window (a training sample's length).
+WINDOW = 50
 
 
 def standardize_like_reader(variable: str, data: np.ndarray, params: StandardizationParams) -> np.ndarray:
@@ -109,6 +111,28 @@ class Sides:
             if v == fmt.RESPONSES and not self.has_responses[trial]:
                 x[...] = np.nan  # the reader's rule for withheld responses
             out.append(to_stored(v, x))
+        return out
+
+    # -- a training window of one trial (row 3w)
+    def window(self, k: int) -> slice:
+        """The ``WINDOW``-frame window row 3w reads of train trial ``k`` (placed by ``k``)."""
+        n_frames = self.train.frames.stop - self.train.frames.start
+        length = min(WINDOW, n_frames)
+        start = (7 * k) % (n_frames - length + 1)
+        return slice(start, start + length)
+
+    def our_trial_window(self, k: int) -> list[np.ndarray]:
+        one = self.train.trial(k, frames=self.window(k))
+        return [one[v] for v in VARIABLES]
+
+    def npy_trial_window(self, k: int) -> list[np.ndarray]:
+        """A .npy reader can only load the whole trial's files, then cut the window."""
+        window = self.window(k)
+        out = []
+        for v, x in zip(VARIABLES, self.npy_trial(k), strict=True):
+            cut: list[Any] = [slice(None)] * x.ndim
+            cut[fmt.time_axis(v, with_trial_axis=False)] = window
+            out.append(x[tuple(cut)])
         return out
 
     # -- one neuron (row 4)

@@ -1,0 +1,217 @@
+"""One variable of a split as an indexable object that reads exactly what it is indexed
+with. Entry point: ``SplitVariable``.
+
+``SplitVariable[key]`` takes any orthogonal numpy-style key relative to the split (trial
+axis: rows of the split; time: frames of the split's window; neurons: the split's neuron
+selection), maps it to the store's coordinates, reads that selection in one engine call
+(so only the chunks holding it are decoded), standardizes the values read with the
+parameters cut by the same key, and masks withheld responses.
+
+The Dask arrays of a ``Split`` are graphs of ``dask.array.core.getter`` tasks over one
+``SplitVariable``; Dask's slice fusion composes any slicing of the array with the block's
+own key, so ``split.responses[:, n]`` reaches this object as one neuron of each block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _engine as engine_
+from . import _standardize as std_
+from . import format as fmt
+from ._store import StoreHandle
+
+__all__ = ["SplitVariable"]
+
+#: Read a block's whole range of trials when it is at most this many times the trials wanted.
+_MAX_SPAN_FACTOR = 3
+
+# Per axis: what to read (a step-1 slice or an ascending array of distinct indices) and how
+# to pick the key's values from what was read (an int drops the axis; an array picks rows).
+Read = slice | np.ndarray
+Local = int | slice | np.ndarray
+
+
+class SplitVariable:
+    """``variable`` of a split's trials, shaped like the split's Dask array, read on indexing."""
+
+    def __init__(
+        self,
+        handle: StoreHandle,
+        variable: str,
+        *,
+        positions: np.ndarray,
+        frames: slice,
+        statistics: str | None,
+        withheld: np.ndarray | None,
+        neurons: slice | np.ndarray | None,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+    ) -> None:
+        self.handle = handle
+        self.variable = variable
+        self.positions = positions
+        self.frames = frames
+        self.statistics = statistics
+        self.withheld = withheld
+        self.neurons = neurons
+        self.shape = shape
+        self.dtype = dtype
+        self.ndim = len(shape)
+        self.time_axis = fmt.time_axis(variable)
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return (
+            "sensorium-zarr-split-variable", self.handle, self.variable, self.positions, self.frames.start,
+            self.frames.stop, self.statistics, self.withheld,
+            repr(self.neurons) if isinstance(self.neurons, slice) else self.neurons,
+        )
+
+    def __repr__(self) -> str:
+        return f"<SplitVariable {self.variable} {self.shape} of {self.handle.where}>"
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        axes = [_axis(k, n) for k, n in zip(_expand(key, self.ndim), self.shape, strict=True)]
+        reads = [read for read, _ in axes]
+        data = self._read(reads)
+        locals_ = [local for _, local in axes]
+        return _orthogonal(data, locals_)
+
+    def _read(self, reads: list[Read]) -> np.ndarray:
+        """The split-relative selection ``reads`` (every axis kept), standardized."""
+        store = list(reads)
+        trials = self.positions[reads[0]]
+        store[self.time_axis] = _shift(reads[self.time_axis], self.frames.start)
+        if self.neurons is not None:
+            store[1] = _within(self.neurons, reads[1])
+        if not len(trials) or any(_empty(s) for s in store[1:]):
+            return np.zeros(tuple(_length(r, n) for r, n in zip(reads, self.shape, strict=True)), self.dtype)
+        data = self._read_store(trials, store[1:])
+        if self.statistics is None:
+            return data
+        params = _cut(self.handle.params(self.variable, self.statistics), store[1:])
+        if data.dtype.kind == "f" and data.flags.writeable and not std_.subtracts_mean(self.variable):
+            # Responses (most of the bytes) are only rescaled: one in-place multiply, within
+            # one rounding of the float64 path. A mean subtraction in float32 could cancel
+            # digits, so videos and pupil positions keep the float64 path.
+            data = std_.standardize_inplace(self.variable, data, params)
+        else:
+            data = std_.standardize(self.variable, data, params)
+        if self.withheld is not None:
+            withheld = self.withheld[reads[0]]
+            if withheld.any():
+                # Zeros stand in for responses the release withheld; standardized, they
+                # must not pass for real silence.
+                data[withheld] = np.nan
+        return data
+
+    def _read_store(self, trials: np.ndarray, rest: list[Read]) -> np.ndarray:
+        array = self.handle.array(self.variable)
+        span = int(trials[-1] - trials[0] + 1)
+        covering = span <= _MAX_SPAN_FACTOR * len(trials)
+        # A slice over the trials' range, then the wanted rows: zarr's integer-array
+        # (orthogonal) indexing costs about 1 ms a trial, a slice a fraction of that.
+        first = slice(int(trials[0]), int(trials[0]) + span) if covering else trials
+        try:
+            data = engine_.read(
+                array, (first, *rest), self.handle.where, f"reading store positions {trials.tolist()}"
+            )
+        except Exception:
+            self.handle.check_unchanged()  # a store replaced under the read: say so, not zarr's error
+            raise
+        self.handle.check_unchanged()
+        if covering and span != len(trials):
+            data = data[trials - trials[0]]
+        return data
+
+
+def _expand(key: Any, ndim: int) -> list[Any]:
+    """``key`` as one entry per axis (Ellipsis expanded, missing axes whole)."""
+    entries = list(key) if isinstance(key, tuple) else [key]
+    if any(k is None for k in entries):
+        raise IndexError("SplitVariable: new axes (None) are Dask's to add, not the reader's")
+    if any(k is Ellipsis for k in entries):
+        at = next(i for i, k in enumerate(entries) if k is Ellipsis)
+        entries[at : at + 1] = [slice(None)] * (ndim - len(entries) + 1)
+    if len(entries) > ndim:
+        raise IndexError(f"SplitVariable: {len(entries)} indices for {ndim} axes")
+    return entries + [slice(None)] * (ndim - len(entries))
+
+
+def _axis(key: Any, size: int) -> tuple[Read, Local]:
+    """What to read along an axis of ``size`` for ``key``, and how to pick ``key`` from it."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        i = int(key) + size if key < 0 else int(key)
+        if not 0 <= i < size:
+            raise IndexError(f"index {int(key)} is out of bounds for an axis of size {size}")
+        return slice(i, i + 1), 0
+    if isinstance(key, slice):
+        start, stop, step = key.indices(size)
+        if step == 1:
+            return slice(start, max(start, stop)), slice(None)
+        key = np.arange(start, stop, step)
+    index = np.asarray(key)
+    if index.dtype == bool:
+        if index.shape != (size,):
+            raise IndexError(f"boolean index of shape {index.shape} for an axis of size {size}")
+        index = np.flatnonzero(index)
+    if index.ndim != 1 or (len(index) and index.dtype.kind not in "iu"):
+        raise IndexError(f"SplitVariable: unsupported index {key!r}")
+    index = index.astype(np.int64)
+    index = np.where(index < 0, index + size, index)
+    if len(index) and (index.min() < 0 or index.max() >= size):
+        raise IndexError(f"index {key!r} is out of bounds for an axis of size {size}")
+    unique, inverse = np.unique(index, return_inverse=True)
+    if not len(unique):
+        return slice(0, 0), slice(None)
+    read: Read = unique
+    if int(unique[-1] - unique[0]) + 1 == len(unique):
+        read = slice(int(unique[0]), int(unique[-1]) + 1)
+    return read, slice(None) if len(unique) == len(index) else inverse
+
+
+def _shift(read: Read, offset: int) -> Read:
+    return slice(read.start + offset, read.stop + offset) if isinstance(read, slice) else read + offset
+
+
+def _within(selection: slice | np.ndarray, read: Read) -> Read:
+    """Store indices of ``read``, given relative to the neuron ``selection``."""
+    if isinstance(selection, slice):
+        return _shift(read, selection.start)
+    picked = selection[read]
+    if len(picked) > 1 and np.all(np.diff(picked) == 1):
+        # Consecutive neurons as a slice, which zarr indexes faster than an integer array.
+        return slice(int(picked[0]), int(picked[-1]) + 1)
+    return picked
+
+
+def _empty(read: Read) -> bool:
+    return read.stop <= read.start if isinstance(read, slice) else not len(read)
+
+
+def _length(read: Read, size: int) -> int:
+    return len(range(*read.indices(size))) if isinstance(read, slice) else len(read)
+
+
+def _cut(params: std_.StandardizationParams, store: list[Read]) -> std_.StandardizationParams:
+    """``params`` (one stored trial's layout) at the store selection ``store`` of every axis
+    but the trial axis; axes the parameters broadcast along (length 1) stay whole."""
+    keep = [slice(None) if n == 1 else s for n, s in zip(params.mean.shape, store, strict=True)]
+    return std_.StandardizationParams(_orthogonal(params.mean, keep), _orthogonal(params.scale, keep), params.time_axis)
+
+
+def _orthogonal(x: np.ndarray, index: Sequence[Local]) -> np.ndarray:
+    """``x`` indexed one axis at a time (arrays pick along their own axis, as zarr's
+    orthogonal selection does; ints drop their axis)."""
+    basic = tuple(i if isinstance(i, slice) else slice(None) for i in index)
+    out = x[basic] if any(i != slice(None) for i in basic) else x
+    for axis, i in enumerate(index):
+        if isinstance(i, np.ndarray):
+            out = np.take(out, i, axis=axis)
+    dropped = tuple(i if isinstance(i, int) else slice(None) for i in index)
+    return out[dropped] if any(isinstance(i, int) for i in index) else out
+
+

@@ -1,0 +1,153 @@
+"""Slicing a split's Dask arrays the way users write it reads only the chunks holding the
+selection (counted at the store, zarr engine), and gives the values of the whole array
+and of the source files standardized by the oracles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+from helpers import load_source, small_spec
+from oracles import recomputed_standardization
+from test_reader_access import CountingStore
+from zarr.abc.store import RangeByteRequest
+
+from sensorium_zarr import SelectionError, open_mouse
+from sensorium_zarr.converter import Chunking, convert_mouse
+from sensorium_zarr.testing import write_mouse
+
+NEURONS_PER_CHUNK = 8
+FRAMES_PER_CHUNK = 8
+STORED_AXES = {"videos": (2, 0, 1), "responses": (0, 1), "behavior": (0, 1), "pupil_center": (0, 1)}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    spec = small_spec("dynamic00005-1-1-Video-reads", n_neurons=40, n_trials=24, t_pad=30)
+    return write_mouse(spec, tmp_path_factory.mktemp("src"))
+
+
+@pytest.fixture(scope="module")
+def store(source, tmp_path_factory) -> Path:
+    chunking = Chunking(neurons_per_chunk=NEURONS_PER_CHUNK, frames_per_video_chunk=FRAMES_PER_CHUNK)
+    return convert_mouse(source, tmp_path_factory.mktemp("out"), progress=False, chunking=chunking)
+
+
+@pytest.fixture(scope="module")
+def full(store):
+    """Every variable of the train split, computed whole (the values slices must equal)."""
+    split = open_mouse(store).split("train")
+    return {v: split.array(v).compute() for v in STORED_AXES}
+
+
+def _counted(store: Path, **options):
+    counting = CountingStore(store)
+    split = open_mouse(counting).split("train", **options)
+    counting.reads.clear()
+    return counting, split
+
+
+def _chunks_read(counting: CountingStore, variable: str) -> list[tuple[str, int]]:
+    """Inner chunks read (byte ranges within shard files; shard indexes are suffix reads)."""
+    return [(key, r.start) for key, r in counting.reads
+            if key.startswith(f"{variable}/c/") and isinstance(r, RangeByteRequest)]
+
+
+def _oracle(source: Path, split, variable: str) -> np.ndarray:
+    """The train split's ``variable`` from the source files, standardized by the oracle."""
+    stack = np.stack([load_source(source, variable, i).transpose(STORED_AXES[variable]) for i in split.trial_ids])
+    train = [load_source(source, variable, i) for i in split.trial_ids]
+    withheld = ~split.has_responses if variable == "responses" else []
+    return recomputed_standardization(variable, stack, train, withheld)
+
+
+def _close(a, b):
+    np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6, equal_nan=True)
+
+
+def test_one_neuron_across_trials_reads_one_chunk_per_trial(source, store, full):
+    counting, split = _counted(store)
+    n = 13
+    values = split.responses[:, n].compute()
+    chunks = _chunks_read(counting, "responses")
+    assert len(chunks) == len(split) and len(set(chunks)) == len(chunks), "one 8-neuron chunk per trial"
+    assert not _chunks_read(counting, "videos"), "no other variable is read"
+    np.testing.assert_array_equal(values, full["responses"][:, n])
+    _close(values, _oracle(source, split, "responses")[:, n])
+
+
+def test_a_neuron_range_reads_only_its_chunks(store, full):
+    counting, split = _counted(store)
+    values = split.responses[:, 6:11].compute()  # neurons 6..10: chunks 0 and 1
+    assert len(set(_chunks_read(counting, "responses"))) == 2 * len(split)
+    np.testing.assert_array_equal(values, full["responses"][:, 6:11])
+
+
+def test_a_reduction_over_one_neuron_reads_only_its_chunks(store, full):
+    counting, split = _counted(store)
+    mean = dask.array.nanmean(split.responses[:, 30], axis=1).compute()
+    chunks = _chunks_read(counting, "responses")
+    assert len(chunks) == len(split)
+    assert {key for key, _ in chunks} <= {key for key, _ in counting.reads if key.startswith("responses/c/")}
+    np.testing.assert_allclose(mean, np.nanmean(full["responses"][:, 30], axis=1), rtol=1e-6)
+
+
+def test_trial_index_array_reads_only_those_trials(store, full):
+    counting, split = _counted(store)
+    idx = np.array([7, 2, 11])
+    values = split.responses[idx].compute()
+    chunks_per_trial = 40 // NEURONS_PER_CHUNK
+    assert len(set(_chunks_read(counting, "responses"))) == len(idx) * chunks_per_trial
+    np.testing.assert_array_equal(values, full["responses"][idx])
+
+
+def test_a_frame_window_of_one_trial_reads_only_its_frame_chunks(source, store, full):
+    counting, split = _counted(store)
+    k, t0, t1 = 4, 9, 15  # within the second 8-frame chunk
+    values = split.videos[k, t0:t1].compute()
+    assert len(_chunks_read(counting, "videos")) == 1
+    np.testing.assert_array_equal(values, full["videos"][k, t0:t1])
+    _close(values, _oracle(source, split, "videos")[k, t0:t1])
+
+
+def test_trial_with_frames_reads_only_the_window(source, store, full):
+    counting, split = _counted(store)
+    k = 3
+    one = split.trial(k, frames=slice(16, 24))  # the third frame chunk of videos
+    assert len(_chunks_read(counting, "videos")) == 1
+    for variable, values in one.items():
+        window: list[object] = [k, slice(None), slice(None)]
+        window[1 if variable == "videos" else 2] = slice(16, 24)
+        np.testing.assert_array_equal(values, full[variable][tuple(window)], err_msg=variable)
+        _close(values, _oracle(source, split, variable)[tuple(window)])
+    np.testing.assert_array_equal(split.trial(k)["videos"], full["videos"][k])
+    for bad in (slice(0, 31), slice(5, 5), slice(0, 10, 2), 3):
+        with pytest.raises(SelectionError, match="frames="):
+            split.trial(k, frames=bad)
+
+
+def test_slices_of_a_neuron_and_frame_subset_split(store):
+    """Keys are relative to the split's own neurons and frames, whatever they are."""
+    mouse = open_mouse(store)
+    subset = mouse.split(["train", "test"], neurons=[30, 2, 17, 18], frames=slice(4, 26), statistics="provided")
+    whole = mouse.split(["train", "test"], frames=slice(4, 26), statistics="provided").responses.compute()
+    expected = whole[:, [30, 2, 17, 18]]
+    np.testing.assert_array_equal(subset.responses.compute(), expected)
+    np.testing.assert_array_equal(subset.responses[:, 1].compute(), expected[:, 1])
+    np.testing.assert_array_equal(subset.responses[3:9, 2:4, 5:7].compute(), expected[3:9, 2:4, 5:7])
+    np.testing.assert_array_equal(subset.responses[[5, 1], ::-1, -3].compute(), expected[[5, 1], ::-1, -3])
+    # A withheld trial stays NaN, alone or in a slice.
+    withheld = int(np.flatnonzero(~subset.has_responses)[0])
+    assert np.isnan(subset.responses[withheld, 0].compute()).all()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [np.s_[2], np.s_[-1, 3:9], np.s_[1:5, :, 2, ::3], np.s_[..., 1], np.s_[[0, 0, 3], 2:2], np.s_[:, -5:]],
+)
+def test_any_basic_or_orthogonal_key_gives_numpys_values(store, full, key):
+    split = open_mouse(store).split("train")
+    np.testing.assert_array_equal(split.videos[key].compute(), full["videos"][key])
+    np.testing.assert_array_equal(split.source("videos")[key], full["videos"][key])
