@@ -36,13 +36,18 @@ import numpy as np
 import zarr
 
 from . import _fork
+from ._native import NativeArray, open_native
 from .errors import SensoriumZarrError, StoreFormatError
 
-__all__ = ["ZARR", "ZARRS", "ENGINES", "parse_engine", "open_array", "read"]
+__all__ = ["NATIVE", "ZARR", "ZARRS", "ENGINES", "parse_engine", "open_array", "open_reader", "read"]
 
+NATIVE = "native"
 ZARR = "zarr"
 ZARRS = "zarrs"
-ENGINES: tuple[str, ...] = (ZARR, ZARRS)
+ENGINES: tuple[str, ...] = (NATIVE, ZARR, ZARRS)
+
+#: What ``open_reader`` gives: both read orthogonal selections and ``[...]`` alike.
+Readable = zarr.Array[Any] | NativeArray
 
 _PIPELINES = {ZARRS: "zarrs.ZarrsCodecPipeline"}
 _lock = threading.Lock()
@@ -62,8 +67,9 @@ def parse_engine(engine: str | None) -> str:
 
 
 def pipeline_engine(engine: str) -> str:
-    """The engine whose pipeline ``open_array`` gives for ``engine`` in this process."""
-    return ZARR if engine == ZARRS and _fork.forked() else engine
+    """The engine whose pipeline ``open_array`` gives for ``engine`` in this process (the
+    native engine only reads; it writes, and reads what it does not recognise, with zarr)."""
+    return ZARR if engine == NATIVE or (engine == ZARRS and _fork.forked()) else engine
 
 
 def _opening(engine: str) -> Any:
@@ -80,7 +86,20 @@ def open_array(store: Any, path: str, engine: str, mode: str = "r") -> zarr.Arra
         return zarr.open_array(store=store, path=path, mode=mode, zarr_format=3)
 
 
-def read(array: zarr.Array[Any], selection: Any, where: str, context: str = "") -> np.ndarray:
+def open_reader(store: Any, path: str, engine: str, every_chunk_present: bool = False) -> Readable:
+    """One array opened read-only for reading data with ``engine``: for ``"native"``, the
+    reader's own path (``_native``) when it recognises the array's layout and store, else
+    zarr-python's. ``every_chunk_present``: an absent chunk is damage, not fill values
+    (native only; zarr and zarrs read it as the fill value)."""
+    array = open_array(store, path, engine)
+    if engine == NATIVE:
+        native = open_native(array, every_chunk_present)
+        if native is not None:
+            return native
+    return array
+
+
+def read(array: Readable, selection: Any, where: str, context: str = "") -> np.ndarray:
     """``array``'s orthogonal ``selection`` as numpy; a chunk that fails its checksum or
     cannot be decoded raises StoreFormatError naming the store and the array (``context``
     says what was being read)."""
