@@ -1,24 +1,30 @@
-"""Which codec pipeline decodes and encodes chunks: zarr-python's own (``"zarr"``, the
-default), or the Rust ``zarrs`` pipeline (``"zarrs"``, the optional extra
-``sensorium-zarr[fast]``). Entry points: ``parse_engine``, ``open_array`` and ``read``.
+"""Which code decodes chunks: the reader's own read path (``"native"``, the default),
+zarr-python's codec pipeline (``"zarr"``), or the Rust ``zarrs`` pipeline (``"zarrs"``,
+the optional extra ``sensorium-zarr[fast]``). Entry points: ``parse_engine``,
+``open_array`` (for writing, and for the converter), ``open_reader`` and ``read``.
 
-Both read and write the same format. zarrs is several times faster per call, because
-zarr-python's per-chunk overhead, not decompression, dominates reads of one trial
-(``scripts/bench.py`` measures both).
+All read the same format. zarr-python's per-chunk overhead, not decompression, dominates
+reads of one trial (``scripts/bench.py`` measures the engines); zarrs and the native path
+do not have it.
 
-Checksums. Every chunk, and every shard index, ends in a CRC32C checksum. zarr-python
-checks it on every read. zarrs checks it only when a read decodes a whole chunk (for a
-sharded array, a whole shard): its partial decoder, which a read of some trials of a
-shard or chunk goes through, drops the checksum unchecked, so a damaged chunk can come
-back as wrong values. That is why zarr, not zarrs, is the default. ``read`` turns a
-failed check into one ``StoreFormatError`` line naming the array.
+Checksums. Every chunk, and every shard index, ends in a CRC32C checksum. The native
+path and zarr-python check it on every read. zarrs checks it only when a read decodes a
+whole chunk (for a sharded array, a whole shard): its partial decoder, which a read of
+some trials of a shard or chunk goes through, drops the checksum unchecked, so a damaged
+chunk can come back as wrong values; it is never the default. ``read`` turns a failed
+check into one ``StoreFormatError`` line naming the array.
+
+The native path (``_native``) reads only the layouts the converter writes, from a local
+folder; ``open_reader`` gives zarr-python's array for anything else (another codec chain,
+a store that is not a local folder), and every write goes through zarr-python.
 
 Forked children. zarrs decodes on one Rust (rayon) thread pool per process, started when
 the first zarrs pipeline is made and never restartable; a forked child inherits it
 without its threads, and its first read of several chunks would wait forever. So in a
 forked child ``open_array`` opens ``"zarrs"`` arrays with zarr-python's pipeline instead
 (same values, every checksum checked), and ``_fork`` empties the per-process caches of
-arrays opened before the fork. A spawned child uses zarrs as asked.
+arrays opened before the fork. A spawned child uses zarrs as asked. The native path's
+decoding threads and shard index cache are made again in a forked child.
 
 Zarr fixes an array's pipeline when the array is opened, from its global config; this
 module sets that config only for the moment of opening, under a lock, so other zarr users
@@ -54,9 +60,9 @@ _lock = threading.Lock()
 
 
 def parse_engine(engine: str | None) -> str:
-    """``engine`` checked, or the default, zarr (the one that checks every checksum)."""
+    """``engine`` checked, or the default, native (fast, and checks every checksum)."""
     if engine is None:
-        return ZARR
+        return NATIVE
     if engine not in ENGINES:
         raise SensoriumZarrError(f"engine={engine!r}; expected one of {', '.join(ENGINES)} or None")
     if engine == ZARRS and importlib.util.find_spec("zarrs") is None:

@@ -221,8 +221,11 @@ class Mouse:
 def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = None) -> Mouse:
     """Open the store at ``path`` (a folder, or a Zarr ``Store``) read-only.
 
-    ``engine`` decodes chunks: ``"zarrs"`` (the ``fast`` extra; the default when it is
-    installed) or ``"zarr"`` (zarr-python's own pipeline). Opening checks the attributes,
+    ``engine`` decodes chunks: ``"native"`` (the default: the reader's own read path for
+    the converter's layouts in a local folder, zarr-python's for anything else), ``"zarr"``
+    (zarr-python's own pipeline) or ``"zarrs"`` (the ``fast`` extra; it does not check the
+    checksum of chunks it reads in part). ``native`` and ``zarr`` check every chunk's
+    CRC32C. Opening checks the attributes,
     and the metadata and the small index arrays of every array it opens, against the
     format (``sensorium_zarr.format``); a store that breaks it raises ``StoreFormatError``.
     """

@@ -242,6 +242,7 @@ class NativeArray:
         self.layout = layout
         self.every_chunk_present = every_chunk_present
         self._indexes = _fork.per_process_dict()
+        self._chunk_nbytes = math.prod(layout.inner) * layout.dtype.itemsize
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -306,37 +307,42 @@ class NativeArray:
                 number = number * k + c % k
             chunk = _Chunk(shard, number, coords, tuple(p[1] for p in combo), tuple(p[2] for p in combo))
             by_shard.setdefault(shard, []).append(chunk)
-        stored: list[_Chunk] = []
-        for shard, chunks in by_shard.items():
-            stored.extend(self._locate(shard, chunks, out))
-        self._decode_all(stored, out)
+        fds: dict[tuple[int, ...], int] = {}
+        try:
+            stored: list[_Chunk] = []
+            for shard, chunks in by_shard.items():
+                stored.extend(self._locate(shard, chunks, out, fds))
+            self._decode_all(stored, out, fds)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
         return out.reshape(kept)
 
     def _shard_file(self, shard: tuple[int, ...]) -> Path:
         sep = self.layout.separator
         return self.folder / ("c" + sep + sep.join(map(str, shard)))
 
-    def _locate(self, shard: tuple[int, ...], chunks: list[_Chunk], out: np.ndarray) -> list[_Chunk]:
-        """``chunks`` of ``shard`` that are stored, with their byte ranges; the others'
-        output filled with the fill value."""
+    def _locate(
+        self, shard: tuple[int, ...], chunks: list[_Chunk], out: np.ndarray, fds: dict[tuple[int, ...], int]
+    ) -> list[_Chunk]:
+        """``chunks`` of ``shard`` that are stored, with their byte ranges (the shard's
+        file left open in ``fds``); the others' output filled with the fill value."""
         path = self._shard_file(shard)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = fds[shard] = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            index = None
-        else:
-            try:
-                index = self._index(fd, str(path)) if self.layout.sharded else None
-                size = os.fstat(fd).st_size
-            finally:
-                os.close(fd)
-            if not self.layout.sharded:
-                for chunk in chunks:
-                    chunk.offset, chunk.nbytes = 0, size
-                return chunks
+            for chunk in chunks:
+                self._absent(chunk, path, out)
+            return []
+        if not self.layout.sharded:
+            size = os.fstat(fd).st_size
+            for chunk in chunks:
+                chunk.offset, chunk.nbytes = 0, size
+            return chunks
+        index = self._index(fd, str(path))
         stored: list[_Chunk] = []
         for chunk in chunks:
-            if index is None or index[chunk.number, 0] == _ABSENT:
+            if index[chunk.number, 0] == _ABSENT:
                 self._absent(chunk, path, out)
                 continue
             chunk.offset, chunk.nbytes = int(index[chunk.number, 0]), int(index[chunk.number, 1])
@@ -377,16 +383,18 @@ class NativeArray:
         self._indexes[key] = (identity, index)
         return index
 
-    def _decode_all(self, chunks: list[_Chunk], out: np.ndarray) -> None:
+    def _decode_all(self, chunks: list[_Chunk], out: np.ndarray, fds: dict[tuple[int, ...], int]) -> None:
         if not chunks:
             return
         total = sum(c.nbytes for c in chunks)
-        threads = max(1, min(_POOL_SIZE, total // _BYTES_PER_THREAD, len(chunks)))
-        if threads == 1:
-            self._decode_group(chunks, out)
+        if total < _BYTES_PER_THREAD:
+            self._decode_group(chunks, out, fds)
             return
+        # On the pool even for one group: Blosc called from the main thread goes through
+        # its global context (a lock and its own threads), slower for these chunk sizes.
         # Consecutive chunks (in file order) per thread, about the same bytes each, so each
         # thread reads its own contiguous runs.
+        threads = max(1, min(_POOL_SIZE, total // _BYTES_PER_THREAD, len(chunks)))
         chunks = sorted(chunks, key=lambda c: (c.shard, c.offset))
         groups: list[list[_Chunk]] = [[]]
         share, done = total / threads, 0
@@ -395,82 +403,91 @@ class NativeArray:
                 groups.append([])
             groups[-1].append(chunk)
             done += chunk.nbytes
-        futures: list[Future[None]] = [_pool().submit(self._decode_group, g, out) for g in groups[1:]]
-        try:
-            self._decode_group(groups[0], out)
-        finally:
-            errors = [f.exception() for f in futures]
+        futures: list[Future[None]] = [_pool().submit(self._decode_group, g, out, fds) for g in groups]
+        errors = [f.exception() for f in futures]
         for error in errors:
             if error is not None:
                 raise error
 
-    def _decode_group(self, chunks: list[_Chunk], out: np.ndarray) -> None:
-        for path, run in self._runs(chunks):
+    def _decode_group(self, chunks: list[_Chunk], out: np.ndarray, fds: dict[tuple[int, ...], int]) -> None:
+        for path, run in self._runs(chunks, fds):
             for chunk, data in run:
                 self._decode(chunk, data, path, out)
 
-    def _runs(self, chunks: list[_Chunk]) -> Iterator[tuple[Path, list[tuple[_Chunk, np.ndarray]]]]:
+    def _runs(
+        self, chunks: list[_Chunk], fds: dict[tuple[int, ...], int]
+    ) -> Iterator[tuple[Path, list[tuple[_Chunk, np.ndarray]]]]:
         """Each chunk with its bytes, read one contiguous run of a shard at a time."""
         chunks = sorted(chunks, key=lambda c: (c.shard, c.offset))
         for shard, in_shard in itertools.groupby(chunks, key=lambda c: c.shard):
-            path = self._shard_file(shard)
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                run: list[_Chunk] = []
-                for chunk in [*in_shard, None]:
-                    if run and (chunk is None or chunk.offset - (run[-1].offset + run[-1].nbytes) > _MAX_GAP
-                                or chunk.offset < run[-1].offset + run[-1].nbytes):
-                        start = run[0].offset
-                        length = max(c.offset + c.nbytes for c in run) - start
-                        # numpy views: google_crc32c takes no memoryview.
-                        data = np.frombuffer(os.pread(fd, length, start), np.uint8)
-                        if len(data) != length:
-                            raise ChunkDecodeError(f"shard {path.name} was cut short while being read")
-                        yield path, [(c, data[c.offset - start : c.offset - start + c.nbytes]) for c in run]
-                        run = []
-                    if chunk is not None:
-                        run.append(chunk)
-            finally:
-                os.close(fd)
+            path, fd = self._shard_file(shard), fds[shard]
+            run: list[_Chunk] = []
+            for chunk in [*in_shard, None]:
+                if run and (chunk is None or chunk.offset - (run[-1].offset + run[-1].nbytes) > _MAX_GAP
+                            or chunk.offset < run[-1].offset + run[-1].nbytes):
+                    start = run[0].offset
+                    length = max(c.offset + c.nbytes for c in run) - start
+                    # numpy views: google_crc32c takes no memoryview.
+                    data = np.frombuffer(os.pread(fd, length, start), np.uint8)
+                    if len(data) != length:
+                        raise ChunkDecodeError(f"shard {path.name} was cut short while being read")
+                    yield path, [(c, data[c.offset - start : c.offset - start + c.nbytes]) for c in run]
+                    run = []
+                if chunk is not None:
+                    run.append(chunk)
 
     def _decode(self, chunk: _Chunk, data: np.ndarray, path: Path, out: np.ndarray) -> None:
-        what = f"chunk {chunk.coords} in {path.name}"
-        _check(data, what)
         payload = data[:-_CRC]
-        expected = math.prod(self.layout.inner) * self.layout.dtype.itemsize
+        if google_crc32c.value(payload) != int.from_bytes(data[-_CRC:].tobytes(), "little"):
+            raise ChecksumError(f"chunk {chunk.coords} in {path.name} fails its CRC32C checksum")
         if len(payload) < _BLOSC_HEADER:
-            raise ChunkDecodeError(f"{what} is too short for Blosc")
+            raise ChunkDecodeError(f"chunk {chunk.coords} in {path.name} is too short for Blosc")
         # Blosc's header: version bytes, flags, typesize, then nbytes, blocksize, cbytes (uint32).
-        nbytes, _, cbytes = (int(n) for n in payload[4:_BLOSC_HEADER].view("<u4"))
-        if nbytes != expected or cbytes != len(payload):
+        nbytes, _, cbytes = struct.unpack_from("<III", payload.data, 4)
+        if nbytes != self._chunk_nbytes or cbytes != len(payload):
             raise ChunkDecodeError(
-                f"{what} decodes to {nbytes} bytes in {cbytes}, expected {expected} in {len(payload)}"
+                f"chunk {chunk.coords} in {path.name} decodes to {nbytes} bytes in {cbytes}, "
+                f"expected {self._chunk_nbytes} in {len(payload)}"
             )
         target = _direct_target(out, chunk, self.layout.inner)
         try:
             if target is not None:
                 numcodecs.blosc.decompress(payload, target)
                 return
-            values = np.empty(self.layout.inner, self.layout.dtype)
+            values = _scratch(self.layout.inner, self.layout.dtype)
             numcodecs.blosc.decompress(payload, values)
         except RuntimeError as e:
-            raise ChunkDecodeError(f"{what}: {e}") from e
+            raise ChunkDecodeError(f"chunk {chunk.coords} in {path.name}: {e}") from e
         _assign(out, chunk.out, _take(values, chunk.inside))
 
 
-def _check(data: bytes | np.ndarray, what: str) -> None:
-    stored = bytes(data[-_CRC:])
-    computed = struct.pack("<I", google_crc32c.value(data[:-_CRC]))
-    if stored != computed:
+def _check(data: bytes, what: str) -> None:
+    if google_crc32c.value(data[:-_CRC]) != int.from_bytes(data[-_CRC:], "little"):
         raise ChecksumError(f"{what} fails its CRC32C checksum")
+
+
+_local = threading.local()
+
+
+def _scratch(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """The calling thread's buffer for one decoded chunk (its contents are garbage): a chunk
+    that fills only part of the output is decoded here, then copied."""
+    buffers: dict[tuple[tuple[int, ...], np.dtype[Any]], np.ndarray] | None = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    buffer = buffers.get((shape, dtype))
+    if buffer is None:
+        buffer = buffers[(shape, dtype)] = np.empty(shape, dtype)
+    return buffer
 
 
 def _direct_target(out: np.ndarray, chunk: _Chunk, inner: tuple[int, ...]) -> np.ndarray | None:
     """The part of ``out`` a whole chunk fills, if it is one contiguous block (so the
     chunk decodes straight into it)."""
-    if not all(isinstance(s, slice) for s in chunk.out) or any(
-        not isinstance(s, slice) or s.start != 0 or s.stop != n for s, n in zip(chunk.inside, inner, strict=True)
-    ):
+    for s, n in zip(chunk.inside, inner, strict=True):
+        if not isinstance(s, slice) or s.start != 0 or s.stop != n:
+            return None
+    if not all(isinstance(s, slice) for s in chunk.out):
         return None
     target = out[chunk.out]
     return target if target.flags.c_contiguous and target.shape == inner else None
@@ -503,7 +520,7 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(_POOL_SIZE - 1 or 1, thread_name_prefix="sensorium-zarr-decode")
+            _POOL = ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="sensorium-zarr-decode")
         return _POOL
 
 
