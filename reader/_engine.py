@@ -1,24 +1,30 @@
-"""Which codec pipeline decodes and encodes chunks: zarr-python's own (``"zarr"``, the
-default), or the Rust ``zarrs`` pipeline (``"zarrs"``, the optional extra
-``sensorium-zarr[fast]``). Entry points: ``parse_engine``, ``open_array`` and ``read``.
+"""Which code decodes chunks: the reader's own read path (``"native"``, the default),
+zarr-python's codec pipeline (``"zarr"``), or the Rust ``zarrs`` pipeline (``"zarrs"``,
+the optional extra ``sensorium-zarr[fast]``). Entry points: ``parse_engine``,
+``open_array`` (for writing, and for the converter), ``open_reader`` and ``read``.
 
-Both read and write the same format. zarrs is several times faster per call, because
-zarr-python's per-chunk overhead, not decompression, dominates reads of one trial
-(``scripts/bench.py`` measures both).
+All read the same format. zarr-python's per-chunk overhead, not decompression, dominates
+reads of one trial (``scripts/bench.py`` measures the engines); zarrs and the native path
+do not have it.
 
-Checksums. Every chunk, and every shard index, ends in a CRC32C checksum. zarr-python
-checks it on every read. zarrs checks it only when a read decodes a whole chunk (for a
-sharded array, a whole shard): its partial decoder, which a read of some trials of a
-shard or chunk goes through, drops the checksum unchecked, so a damaged chunk can come
-back as wrong values. That is why zarr, not zarrs, is the default. ``read`` turns a
-failed check into one ``StoreFormatError`` line naming the array.
+Checksums. Every chunk, and every shard index, ends in a CRC32C checksum. The native
+path and zarr-python check it on every read. zarrs checks it only when a read decodes a
+whole chunk (for a sharded array, a whole shard): its partial decoder, which a read of
+some trials of a shard or chunk goes through, drops the checksum unchecked, so a damaged
+chunk can come back as wrong values; it is never the default. ``read`` turns a failed
+check into one ``StoreFormatError`` line naming the array.
+
+The native path (``_native``) reads only the layouts the converter writes, from a local
+folder; ``open_reader`` gives zarr-python's array for anything else (another codec chain,
+a store that is not a local folder), and every write goes through zarr-python.
 
 Forked children. zarrs decodes on one Rust (rayon) thread pool per process, started when
 the first zarrs pipeline is made and never restartable; a forked child inherits it
 without its threads, and its first read of several chunks would wait forever. So in a
 forked child ``open_array`` opens ``"zarrs"`` arrays with zarr-python's pipeline instead
 (same values, every checksum checked), and ``_fork`` empties the per-process caches of
-arrays opened before the fork. A spawned child uses zarrs as asked.
+arrays opened before the fork. A spawned child uses zarrs as asked. The native path's
+decoding threads and shard index cache are made again in a forked child.
 
 Zarr fixes an array's pipeline when the array is opened, from its global config; this
 module sets that config only for the moment of opening, under a lock, so other zarr users
@@ -36,22 +42,27 @@ import numpy as np
 import zarr
 
 from . import _fork
+from ._native import NativeArray, open_native
 from .errors import SensoriumZarrError, StoreFormatError
 
-__all__ = ["ZARR", "ZARRS", "ENGINES", "parse_engine", "open_array", "read"]
+__all__ = ["NATIVE", "ZARR", "ZARRS", "ENGINES", "parse_engine", "open_array", "open_reader", "read"]
 
+NATIVE = "native"
 ZARR = "zarr"
 ZARRS = "zarrs"
-ENGINES: tuple[str, ...] = (ZARR, ZARRS)
+ENGINES: tuple[str, ...] = (NATIVE, ZARR, ZARRS)
+
+#: What ``open_reader`` gives: both read orthogonal selections and ``[...]`` alike.
+Readable = zarr.Array[Any] | NativeArray
 
 _PIPELINES = {ZARRS: "zarrs.ZarrsCodecPipeline"}
 _lock = threading.Lock()
 
 
 def parse_engine(engine: str | None) -> str:
-    """``engine`` checked, or the default, zarr (the one that checks every checksum)."""
+    """``engine`` checked, or the default, native (fast, and checks every checksum)."""
     if engine is None:
-        return ZARR
+        return NATIVE
     if engine not in ENGINES:
         raise SensoriumZarrError(f"engine={engine!r}; expected one of {', '.join(ENGINES)} or None")
     if engine == ZARRS and importlib.util.find_spec("zarrs") is None:
@@ -62,8 +73,9 @@ def parse_engine(engine: str | None) -> str:
 
 
 def pipeline_engine(engine: str) -> str:
-    """The engine whose pipeline ``open_array`` gives for ``engine`` in this process."""
-    return ZARR if engine == ZARRS and _fork.forked() else engine
+    """The engine whose pipeline ``open_array`` gives for ``engine`` in this process (the
+    native engine only reads; it writes, and reads what it does not recognise, with zarr)."""
+    return ZARR if engine == NATIVE or (engine == ZARRS and _fork.forked()) else engine
 
 
 def _opening(engine: str) -> Any:
@@ -84,7 +96,20 @@ def open_array(
         return zarr.open_array(store=store, path=path, mode=mode, zarr_format=3)
 
 
-def read(array: zarr.Array[Any], selection: Any, where: str, context: str = "") -> np.ndarray:
+def open_reader(store: Any, path: str, engine: str, every_chunk_present: bool = False) -> Readable:
+    """One array opened read-only for reading data with ``engine``: for ``"native"``, the
+    reader's own path (``_native``) when it recognises the array's layout and store, else
+    zarr-python's. ``every_chunk_present``: an absent chunk is damage, not fill values
+    (native only; zarr and zarrs read it as the fill value)."""
+    array = open_array(store, path, engine)
+    if engine == NATIVE:
+        native = open_native(array, every_chunk_present)
+        if native is not None:
+            return native
+    return array
+
+
+def read(array: Readable, selection: Any, where: str, context: str = "") -> np.ndarray:
     """``array``'s orthogonal ``selection`` as numpy; a chunk that fails its checksum or
     cannot be decoded raises StoreFormatError naming the store and the array (``context``
     says what was being read)."""

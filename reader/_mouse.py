@@ -249,9 +249,11 @@ def open_mouse(
     """Open the store at ``path`` (a folder, a URL such as ``s3://bucket/mouse.zarr``, or
     a Zarr ``Store``) read-only.
 
-    ``engine`` decodes chunks: ``"zarrs"`` (the ``fast`` extra; the default for local
-    folders when it is installed) or ``"zarr"`` (zarr-python's own pipeline; the default
-    for URLs, which zarrs reads no faster). Opening checks the attributes,
+    ``engine`` decodes chunks: ``"native"`` (the default: the reader's own read path for
+    the converter's layouts in a local folder, zarr-python's for anything else), ``"zarr"``
+    (zarr-python's own pipeline) or ``"zarrs"`` (the ``fast`` extra; it does not check the
+    checksum of chunks it reads in part). ``native`` and ``zarr`` check every chunk's
+    CRC32C. Opening checks the attributes,
     and the metadata and the small index arrays of every array it opens, against the
     format (``sensorium_zarr.format``); a store that breaks it raises ``StoreFormatError``.
 

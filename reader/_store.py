@@ -197,7 +197,7 @@ class StoreHandle:
         self.identity = identity
         self.where = str(source) if isinstance(source, (Path, Remote)) else store_name(source)
         self._lock = threading.Lock()
-        self._arrays: dict[str, zarr.Array[Any]] = _fork.per_process_dict()
+        self._arrays: dict[str, engine_.Readable] = _fork.per_process_dict()
         self._nodes: dict[str, zarr.Array[Any]] = _fork.per_process_dict()
         self._params: dict[tuple[str, str], std_.StandardizationParams] = {}
         if root is not None:
@@ -239,7 +239,7 @@ class StoreHandle:
             array = self._nodes[path] = node
         return array
 
-    def array(self, path: str) -> zarr.Array[Any]:
+    def array(self, path: str) -> engine_.Readable:
         """The array at ``path`` for reading data, or StoreFormatError naming it: a per-trial
         variable opened for the engine (which reads its metadata again, when its data is
         first read), any other array (small, one chunk) the root's own ``node``."""
@@ -248,7 +248,7 @@ class StoreHandle:
         array = self._arrays.get(path)
         if array is None:
             node = self.node(path)
-            array = engine_.open_array(self.root.store, path, self.engine)
+            array = engine_.open_reader(self.root.store, path, self.engine)
             if array.metadata.to_dict() != node.metadata.to_dict():
                 # The checks ran on the consolidated copy; the data must be read by the same rules.
                 raise StoreFormatError(

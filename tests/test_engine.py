@@ -10,6 +10,7 @@ from helpers import small_spec
 
 import sensorium_zarr as reader
 from sensorium_zarr._engine import parse_engine
+from sensorium_zarr._native import NativeArray
 from sensorium_zarr.converter import convert_mouse, verify
 from sensorium_zarr.errors import SensoriumZarrError
 from sensorium_zarr.testing import write_mouse
@@ -39,13 +40,17 @@ def test_both_engines_write_the_same_values(stores):
             np.testing.assert_array_equal(array[...], b[array.path][...], err_msg=array.path)
 
 
-@pytest.mark.parametrize("engine", list(PIPELINE))
+@pytest.mark.parametrize("engine", [*PIPELINE, "native"])
 def test_reader_engines_give_identical_splits(stores, engine):
     _, out = stores
     before = zarr.config.get("codec_pipeline.path")
     mouse = reader.open_mouse(out["zarr"], engine=engine)
     split = mouse.split(["train", "test"])
-    assert type(mouse._handle.array("responses").async_array.codec_pipeline).__name__ == PIPELINE[engine]
+    array = mouse._handle.array("responses")
+    if engine == "native":
+        assert isinstance(array, NativeArray)
+    else:
+        assert type(array.async_array.codec_pipeline).__name__ == PIPELINE[engine]
     reference = reader.open_mouse(out["zarr"], engine="zarr").split(["train", "test"])
     for variable in ("videos", "responses", "behavior", "pupil_center"):
         np.testing.assert_array_equal(split.array(variable).compute(), reference.array(variable).compute())
@@ -66,6 +71,6 @@ def test_each_engine_catches_a_flipped_byte(stores, tmp_path, engine):
 
 
 def test_unknown_engine():
-    with pytest.raises(SensoriumZarrError, match="engine='rust'; expected one of zarr, zarrs"):
+    with pytest.raises(SensoriumZarrError, match="engine='rust'; expected one of native, zarr, zarrs"):
         parse_engine("rust")
-    assert parse_engine(None) in PIPELINE
+    assert parse_engine(None) == "native"

@@ -26,7 +26,7 @@ from sensorium_zarr.testing import write_mouse
 SPAWNED = ("dask_processes", "distributed", "torch_spawn")
 SCRIPT = Path(__file__).with_name("process_scenarios.py")
 TIMEOUT = 240
-ENGINES = ["zarr", "zarrs"]
+ENGINES = ["native", "zarr", "zarrs"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,155 @@
+"""The native engine reads exactly what zarr-python reads, for any orthogonal selection the
+reader makes, from dense and sparse stores; absent chunks and missing shards read as the
+fill value (or fail, when the format says every chunk is present); anything it does not
+recognise is read by zarr-python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sensorium_zarr import _engine as engine_
+from sensorium_zarr import format as fmt
+from sensorium_zarr._native import ChunkDecodeError, NativeArray, open_native
+from sensorium_zarr.converter import convert_mouse
+from sensorium_zarr.converter._chunking import Chunking
+from sensorium_zarr.testing import sample_spec, write_mouse
+
+# Shards of 4 trials (the last one part-empty), several inner chunks along neurons (the
+# last one padded) and frames (a partial last one), so selections cross every boundary.
+CHUNKING = Chunking(trials_per_shard=4, neurons_per_chunk=8, frames_per_video_chunk=16)
+
+
+@pytest.fixture(scope="module", params=["dense", "sparse"])
+def store(request, tmp_path_factory) -> Path:
+    spec = sample_spec(n_neurons=30, n_trials=14, t_pad=40, responses=request.param, seed=3)
+    source = write_mouse(spec, tmp_path_factory.mktemp("src"))
+    return convert_mouse(source, tmp_path_factory.mktemp("out"), chunking=CHUNKING, engine="zarr", progress=False)
+
+
+def _pair(store: Path, variable: str) -> tuple[zarr.Array, NativeArray]:
+    native = engine_.open_reader(str(store), variable, "native")
+    assert isinstance(native, NativeArray)
+    return engine_.open_array(str(store), variable, "zarr"), native
+
+
+def _axis(size: int, draw: st.DrawFn) -> object:
+    kind = draw(st.sampled_from(["all", "slice", "int", "array", "sorted"]))
+    if kind == "all":
+        return slice(None)
+    if kind == "slice":
+        lo = draw(st.integers(-size - 2, size + 2))
+        hi = draw(st.integers(-size - 2, size + 2))
+        return slice(lo, hi)
+    if kind == "int":
+        return draw(st.integers(-size, size - 1))
+    values = draw(st.lists(st.integers(-size, size - 1), min_size=0, max_size=6))
+    return np.array(sorted(values) if kind == "sorted" else values, dtype=np.int64)
+
+
+@st.composite
+def selections(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[object, ...]:
+    return tuple(_axis(n, draw) for n in shape)
+
+
+@pytest.mark.parametrize("variable", list(fmt.VARIABLES))
+def test_native_reads_what_zarr_reads(store, variable):
+    reference, native = _pair(store, variable)
+    np.testing.assert_array_equal(native[...], reference[...])
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(selection=selections(reference.shape))
+    def check(selection):
+        want = reference.get_orthogonal_selection(selection)
+        got = native.get_orthogonal_selection(selection)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+    check()
+
+
+@pytest.mark.parametrize("variable", list(fmt.VARIABLES))
+def test_the_reader_selections_match(store, variable):
+    """The selections ``_read_block`` makes: a trial range or positions, a frame window,
+    neuron slices and index arrays."""
+    reference, native = _pair(store, variable)
+    n_trials = reference.shape[0]
+    time_axis = fmt.time_axis(variable)
+    for trials in (slice(0, 1), slice(3, 9), np.array([0, 5, 13]), np.array([13, 2, 2])):
+        for frames in (slice(0, 40), slice(5, 23), slice(17, 18)):
+            neuron_choices: list[object] = [slice(None)]
+            if variable == fmt.RESPONSES:
+                neuron_choices += [slice(7, 9), slice(29, 30), np.array([29, 0, 8, 15])]
+            for neurons in neuron_choices:
+                selection: list[object] = [slice(None)] * reference.ndim
+                selection[0], selection[time_axis] = trials, frames
+                if variable == fmt.RESPONSES:
+                    selection[1] = neurons
+                want = reference.get_orthogonal_selection(tuple(selection))
+                np.testing.assert_array_equal(native.get_orthogonal_selection(tuple(selection)), want)
+    assert n_trials == 14
+
+
+def test_out_of_bounds_indices_raise_like_zarr(store):
+    _, native = _pair(store, fmt.RESPONSES)
+    with pytest.raises(IndexError):
+        native.get_orthogonal_selection((14,))
+    with pytest.raises(IndexError):
+        native.get_orthogonal_selection((np.array([0, 14]),))
+
+
+def _sharded(tmp_path: Path) -> tuple[zarr.Array, np.ndarray]:
+    """A sharded array like the converter's, with chunks left unwritten (so absent from
+    the index) and a whole shard never written (so no file)."""
+    array = zarr.create_array(
+        str(tmp_path / "a"), shape=(12, 10, 6), dtype="float32", chunks=(1, 4, 6), shards=(4, 12, 6),
+        compressors=CHUNKING.compressors(4), fill_value=np.nan,
+    )
+    values = np.full(array.shape, np.nan, np.float32)
+    values[0:2] = np.arange(2 * 10 * 6, dtype=np.float32).reshape(2, 10, 6)
+    values[5, 4:8] = 7.0
+    array[0:2] = values[0:2]
+    array[5, 4:8] = values[5, 4:8]
+    return array, values
+
+
+def test_absent_chunks_and_missing_shards_read_as_the_fill_value(tmp_path):
+    array, values = _sharded(tmp_path)
+    assert not (tmp_path / "a" / "c" / "2" / "0" / "0").exists(), "trials 8..11 have no shard file"
+    native = open_native(array)
+    assert native is not None
+    np.testing.assert_array_equal(native[...], values)
+    np.testing.assert_array_equal(native.get_orthogonal_selection((np.array([9, 5, 1]), slice(3, 9))),
+                                  values[[9, 5, 1]][:, 3:9])
+
+
+def test_absent_chunks_fail_when_every_chunk_must_be_present(tmp_path):
+    array, values = _sharded(tmp_path)
+    native = open_native(array, every_chunk_present=True)
+    assert native is not None
+    np.testing.assert_array_equal(native.get_orthogonal_selection((slice(0, 2),)), values[0:2])
+    for trials in (slice(5, 6), slice(9, 10)):
+        with pytest.raises(ChunkDecodeError, match="missing"):
+            native.get_orthogonal_selection((trials,))
+
+
+def test_other_layouts_and_stores_fall_back_to_zarr(tmp_path):
+    zstd = zarr.create_array(str(tmp_path / "zstd"), shape=(4, 3), dtype="float32", chunks=(2, 3))
+    zstd[...] = 1.0
+    assert open_native(zstd) is None  # zarr's default compressor, not blosc
+    reader_array = engine_.open_reader(str(tmp_path), "zstd", "native")
+    assert isinstance(reader_array, zarr.Array)
+    np.testing.assert_array_equal(engine_.read(reader_array, ..., "here"), np.ones((4, 3), np.float32))
+
+    memory = zarr.storage.MemoryStore()
+    in_memory = zarr.create_array(memory, shape=(4, 3), dtype="float32", chunks=(2, 3),
+                                  compressors=CHUNKING.compressors(4))
+    assert open_native(in_memory) is None  # not a local folder
+
+    strings = zarr.create_array(str(tmp_path / "s"), shape=(2,), dtype=str, chunks=(2,))
+    assert open_native(strings) is None
