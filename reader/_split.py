@@ -192,16 +192,21 @@ class Split:
             return max(1, self.shapes[fmt.RESPONSES][1] // _count(self.neurons))
         return 1
 
-    def trial(self, index: int) -> dict[str, np.ndarray]:
+    def trial(self, index: int, frames: slice | None = None) -> dict[str, np.ndarray]:
         """Every variable of the ``index``-th trial of this split as numpy, without Dask.
 
         The same read and standardization as the Dask arrays' tasks, for per-trial
         consumers (a PyTorch ``Dataset.__getitem__``) where building and scheduling a
-        graph per item would cost more than the read.
+        graph per item would cost more than the read. ``frames`` (a slice, counted within
+        this split's frames) reads only that window's chunks.
         """
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(self) <= index < len(self):
             raise SelectionError(f"{self._handle.where}: trial index {index!r} outside 0..{len(self) - 1}")
         index = int(index) % len(self)
+        window = self.frames
+        if frames is not None:
+            inner = parse_frames(frames, window.stop - window.start, self._handle.where)
+            window = slice(window.start + inner.start, window.start + inner.stop)
         positions = self.positions[index : index + 1]
         mode = self.statistics if self.standardized else None
         withheld = None if mode is None else ~self.has_responses[index : index + 1]
@@ -211,7 +216,7 @@ class Split:
                 self._handle,
                 variable,
                 positions,
-                self.frames,
+                window,
                 mode,
                 withheld if variable == fmt.RESPONSES else None,
                 self.neurons if variable == fmt.RESPONSES else None,
