@@ -11,14 +11,30 @@ of each trial. Every chunk ends in a CRC32C checksum, so corruption fails loudly
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, get_args
 
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from sensorium_zarr import format as fmt
+from sensorium_zarr.errors import OptionError
 
-__all__ = ["Chunking"]
+__all__ = ["Chunking", "positive_int"]
+
+#: Blosc's compressors and shuffles, as ``BloscCodec`` spells them.
+Cname = Literal["lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd"]
+Shuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
+_CNAMES: tuple[str, ...] = get_args(Cname)
+_SHUFFLES: tuple[str, ...] = get_args(Shuffle)
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` if it is an integer of at least 1, else OptionError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(f"{name} must be an integer of at least 1, got {value!r}")
+    if value < 1:
+        raise OptionError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -26,32 +42,51 @@ class Chunking:
     trials_per_shard: int = 8
     neurons_per_chunk: int = 64
     frames_per_video_chunk: int = 64
-    cname: str = "lz4"
+    cname: Cname = "lz4"
     clevel: int = 5
-    shuffle: str = "shuffle"
+    shuffle: Shuffle = "shuffle"
 
     def __post_init__(self) -> None:
         for name in ("trials_per_shard", "neurons_per_chunk", "frames_per_video_chunk"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Chunking.{name} must be at least 1, got {getattr(self, name)}")
+            positive_int(getattr(self, name), f"Chunking.{name}")
+        if isinstance(self.clevel, bool) or not isinstance(self.clevel, int) or not 0 <= self.clevel <= 9:
+            raise OptionError(f"Chunking.clevel must be an integer from 0 to 9, got {self.clevel!r}")
+        if self.cname not in _CNAMES:
+            raise OptionError(f"Chunking.cname must be one of {', '.join(_CNAMES)}, got {self.cname!r}")
+        if self.shuffle not in _SHUFFLES:
+            raise OptionError(f"Chunking.shuffle must be one of {', '.join(_SHUFFLES)}, got {self.shuffle!r}")
+
+    def for_trials(self, n_trials: int) -> Chunking:
+        """This chunking with shards of at most ``n_trials`` trials: zarr holds a whole
+        shard in memory while it writes one, so a shard longer than the mouse would cost
+        memory for trials that do not exist (and a huge ``trials_per_shard`` would abort
+        the process), for an identical store."""
+        return replace(self, trials_per_shard=max(1, min(self.trials_per_shard, n_trials)))
 
     def layout(self, variable: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         """(chunk shape, shard shape or None) of ``variable`` stored with ``shape``."""
+        expected = fmt.spec(fmt.FORMAT_VERSION).lookup(variable)[0]
+        if not isinstance(expected.dims, tuple) or isinstance(expected.chunks, fmt.Whole):
+            raise ValueError(f"{variable}: not a per-trial variable")
+        return self.layout_rule(expected.chunks, expected.dims, shape)
+
+    def layout_rule(
+        self, rule: fmt.TrialShards | fmt.TrialBlocks, dims: tuple[str, ...], shape: tuple[int, ...]
+    ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        """(chunk shape, shard shape or None) of an array with ``dims`` and ``shape`` under
+        the format's chunk ``rule``, with these options."""
         trials, rest = self.trials_per_shard, shape[1:]
-        if variable == fmt.RESPONSES:
-            n_neurons, t_pad = rest
-            per_chunk = min(self.neurons_per_chunk, n_neurons)
-            chunk = (1, per_chunk, t_pad)
-            shard = (trials, per_chunk * math.ceil(n_neurons / per_chunk), t_pad)
-            return chunk, shard
-        if variable == fmt.VIDEOS:
-            t_pad, height, width = rest
-            frames = min(self.frames_per_video_chunk, t_pad)
-            chunk = (1, frames, height, width)
-            shard = (trials, frames * math.ceil(t_pad / frames), height, width)
-            return chunk, shard
-        # behavior and pupil_center are a few kB per trial: one plain chunk per shard of trials.
-        return (trials, *rest), None
+        if isinstance(rule, fmt.TrialBlocks):
+            # behavior and pupil_center are a few kB per trial: one plain chunk per shard of trials.
+            return (trials, *rest), None
+        axis = dims.index(rule.axis)
+        size = shape[axis]
+        per_chunk = min(int(getattr(self, rule.option)), size)
+        chunk = [1, *rest]
+        shard = [trials, *rest]
+        chunk[axis] = per_chunk
+        shard[axis] = per_chunk * math.ceil(size / per_chunk) if per_chunk else 0
+        return tuple(chunk), tuple(shard)
 
     def compressors(self, itemsize: int) -> list[Any]:
         return [

@@ -7,7 +7,8 @@ from the written store and the remaining arrays (``recompute``) -> mark complete
 Nothing half-written is ever taken for a store: the conversion writes to a hidden
 ``.<mouse>.zarr.partial`` folder beside the target, marks it complete as its last write,
 and only then renames it to ``<mouse>.zarr``. Running the same conversion again after an
-interruption redoes it from scratch.
+interruption redoes it from scratch. ``_output`` keeps the files beside the store: the
+lock that keeps two conversions of a mouse apart, and ``--overwrite``'s renames.
 """
 
 from __future__ import annotations
@@ -26,16 +27,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import zarr
+from dask.base import compute
+from dask.delayed import delayed
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import parse_engine
 from sensorium_zarr._store import is_complete_store
-from sensorium_zarr.errors import StoreExistsError
+from sensorium_zarr.errors import OptionError, SensoriumZarrError, StoreExistsError
 
-from ._chunking import Chunking
+from ._chunking import Chunking, positive_int
+from ._output import check_out_dir, os_error, output_error, output_lock, publish, recover
 from ._recompute import (
     create_statistics,
     median_block,
@@ -47,7 +50,7 @@ from ._recompute import (
 )
 from ._source import SourceLayout, find_sources, scan_source
 from ._statistics import Moments
-from ._writer import Written, create_array, create_store, release_buffers, stored_shape, write_block
+from ._writer import Blueprint, Written, create_store, finish_store, release_buffers, stored_shape, write_block
 
 __all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
 
@@ -78,7 +81,7 @@ def convert_all(
     sources: Iterable[Path | str], out_dir: Path | str, **options: Any
 ) -> list[Path]:
     """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores."""
-    return [convert_mouse(path, out_dir, **options) for path in find_sources(list(sources))]
+    return [convert_mouse(path, out_dir, **options) for path in find_sources([Path(s) for s in sources])]
 
 
 def convert_mouse(
@@ -100,39 +103,101 @@ def convert_mouse(
     ``float32`` stores float64 sources as float32 (lossy, recorded in the attributes).
     ``engine`` encodes and decodes chunks: ``"zarrs"`` (the ``fast`` extra, default when
     installed) or ``"zarr"``; the store is the same either way.
-    Raises ``SourceError`` for bad input and ``StoreExistsError`` when a complete store is
-    already there and ``overwrite`` is false; in both cases nothing is left behind.
+    Raises ``SourceError`` for bad input (a source file gone or unreadable mid-run too),
+    ``OptionError`` for an option out of range, ``OutputError`` when the output cannot be
+    written (a file, read-only, full, a URL, another conversion of the mouse under way)
+    and ``StoreExistsError`` when a complete store is already there and ``overwrite`` is
+    false; in every case nothing is left behind.
     """
     started = time.perf_counter()
     chunking = chunking or Chunking()
+    if workers is not None:
+        positive_int(workers, "workers")
     engine = parse_engine(engine)
+    out_dir = check_out_dir(out_dir)
     layout = scan_source(source)
     log.info("%s: scanned %d trials in %.1f s", layout.name, layout.n_trials, time.perf_counter() - started)
     for warning in layout.warnings:
         log.warning("%s", warning)
-    out_dir = Path(out_dir)
-    final = out_dir / f"{layout.name}.zarr"
-    if final.exists() and not overwrite:
-        if is_complete_store(final):
-            raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it")
-        log.warning("%s: incomplete store from an earlier run, converting again", final)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / f".{layout.name}.zarr.partial"
-    if partial.exists():
-        log.info("%s: removing the leftovers of an interrupted conversion", partial)
-        shutil.rmtree(partial)
+    chunking = chunking.for_trials(layout.n_trials)
     dtypes = stored_dtypes(layout, float32)
+    _check_memory(layout, chunking, dtypes, _parallelism(workers, client))
+    final = out_dir / f"{layout.name}.zarr"
     try:
-        attrs = _write(layout, partial, chunking, dtypes, float32, engine, workers, client, progress)
-        _publish(partial, final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with output_lock(final):
+            attrs = _convert_locked(layout, final, overwrite, chunking, dtypes, float32, engine, workers, client,
+                                    progress)
+    except SensoriumZarrError:
         raise
+    except (OSError, RuntimeError) as e:
+        error = os_error(e)
+        if error is None:
+            raise
+        raise output_error(error, layout.tree.path, out_dir, final) from e
     log.info(
         "%s: %d trials, %d neurons -> %s in %.1f s",
         layout.name, attrs.n_trials, attrs.n_neurons, final, time.perf_counter() - started,
     )
     return final
+
+
+def _convert_locked(
+    layout: SourceLayout,
+    final: Path,
+    overwrite: bool,
+    chunking: Chunking,
+    dtypes: dict[str, np.dtype],
+    float32: bool,
+    engine: str,
+    workers: int | None,
+    client: Any,
+    progress: bool | None,
+) -> fmt.MouseAttrs:
+    """The conversion proper, under the output lock; see the module's docstring."""
+    recovered = recover(final)
+    if recovered:
+        log.warning("%s", recovered)
+    partial = final.with_name(f".{final.name}.partial")
+    if partial.exists():  # no other conversion is under way: we hold the lock
+        log.info("%s: removing the leftovers of an interrupted conversion", partial)
+        shutil.rmtree(partial)
+    if final.exists() and not overwrite:
+        if is_complete_store(final):
+            raise StoreExistsError(f"{final}: a complete store is already there; pass --overwrite to replace it")
+        log.warning("%s: incomplete store from an earlier run, converting again", final)
+    try:
+        attrs = _write(layout, partial, chunking, dtypes, float32, engine, workers, client, progress)
+        publish(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return attrs
+
+
+#: Bytes of memory per byte of a block of trials while it is written: the block buffer,
+#: and zarr's copy of the whole shard as it encodes it, plus room for the encoded chunks.
+_MEMORY_PER_BLOCK_BYTE = 3
+
+
+def _check_memory(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype], chains: int) -> None:
+    """OptionError when the block buffers of ``chains`` parallel writers would not fit in
+    this machine's memory, before anything is written."""
+    per_trial = sum(
+        int(np.prod(stored_shape(layout, v)[1:], dtype=np.int64)) * dtypes[v].itemsize for v in fmt.VARIABLES
+    )
+    blocks = min(chains, -(-layout.n_trials // chunking.trials_per_shard))
+    need = _MEMORY_PER_BLOCK_BYTE * per_trial * chunking.trials_per_shard * blocks
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return
+    if need > have:
+        raise OptionError(
+            f"{layout.tree.path}: --trials-per-shard {chunking.trials_per_shard} with {blocks} writers needs "
+            f"about {need / 2**30:.1f} GiB of memory, this machine has {have / 2**30:.1f} GiB; "
+            "give a smaller --trials-per-shard or fewer --workers"
+        )
 
 
 def _write(
@@ -147,11 +212,12 @@ def _write(
     progress: bool | None,
 ) -> fmt.MouseAttrs:
     run = functools.partial(_compute, workers=workers, client=client, progress=progress)
-    root = create_store(path, layout, chunking, dtypes)
     attrs = _attrs(layout, chunking, dtypes, float32)
+    blueprint = Blueprint.of(layout, attrs, chunking)
+    root = create_store(path, blueprint)
     root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
-    _write_trial_index(root, layout, attrs.tiers)
-    _write_meta(root, layout)
+    _write_trial_index(root, layout, blueprint)
+    _write_meta(root, layout, blueprint)
     train = np.flatnonzero(layout.trial_tiers == fmt.STATISTICS_TIER)
     chains = _parallelism(workers, client)
     try:
@@ -161,17 +227,15 @@ def _write(
     if client is not None:
         client.run(release_buffers)
     valid, has_responses = written.per_trial()
-    create_array(root, fmt.VALID_FRAMES, valid.shape, valid.dtype, fmt.TRIAL_ARRAYS[fmt.VALID_FRAMES],
-                 attrs={fmt.ATTRS_KEY: {"variables": list(fmt.VARIABLES)}})[...] = valid
-    create_array(root, fmt.HAS_RESPONSES, has_responses.shape, bool,
-                 fmt.TRIAL_ARRAYS[fmt.HAS_RESPONSES])[...] = has_responses
+    blueprint.create(root, fmt.VALID_FRAMES)[...] = valid
+    blueprint.create(root, fmt.HAS_RESPONSES)[...] = has_responses
     for variable in fmt.VARIABLES:
         # No train trial at all: statistics stay NaN (count 0) rather than being invented.
         moments = written.moments[variable] if written.moments else Moments.empty(stored_shape(layout, variable)[1:])
-        create_statistics(root, variable, moments, dtypes[variable])
+        create_statistics(root, variable, moments, blueprint)
     _write_medians(root, path, train, engine, run)
     complete = dataclasses.replace(attrs, complete=True)
-    root.attrs[fmt.ATTRS_KEY] = complete.to_dict()
+    finish_store(path, complete)
     return complete
 
 
@@ -215,24 +279,25 @@ def _write_blocks(
     n_chains = max(1, min(len(starts), chains))
     # One shared leaf: passed bare, Dask would walk the layout's dataclass fields (every
     # file of every trial) again for each task, which took 15 s of a 55 s conversion.
-    layout_leaf = dask.delayed(layout, traverse=False)
+    layout_leaf = delayed(layout, traverse=False)
     tails = []
     for first in range(n_chains):
         written = None
         for lo in starts[first::n_chains]:
-            written = dask.delayed(write_block, pure=False)(
+            written = delayed(write_block, pure=False)(
                 layout_leaf, path, lo, min(lo + step, layout.n_trials), dtypes, is_train, engine, written
             )
         tails.append(written)
     (results,) = run(tails, what="write")
-    return functools.reduce(Written.merge, results)
+    merged: Written = functools.reduce(Written.merge, results)
+    return merged
 
 
 def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str, run: Any) -> None:
     tasks = {
         variable: [
-            dask.delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)
-            for lo, hi in median_blocks(root[variable], variable, len(train))
+            delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)
+            for lo, hi in median_blocks(_array(root, variable), variable, len(train))
         ]
         for variable in fmt.VARIABLES
     }
@@ -244,8 +309,8 @@ def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str,
         log.info("  %s: values other than integers 0..255, pooled median from whole-time blocks", ", ".join(pending))
         fallback = {
             variable: [
-                dask.delayed(pooled_median_block, pure=False)(path, variable, train, lo, hi, engine)
-                for lo, hi in pooled_median_blocks(root[variable], variable, len(train))
+                delayed(pooled_median_block, pure=False)(path, variable, train, lo, hi, engine)
+                for lo, hi in pooled_median_blocks(_array(root, variable), variable, len(train))
             ]
             for variable in pending
         }
@@ -254,13 +319,20 @@ def _write_medians(root: zarr.Group, path: Path, train: np.ndarray, engine: str,
             write_pooled_medians(root, variable, parts)
 
 
+def _array(root: zarr.Group, path: str) -> zarr.Array[Any]:
+    node = root[path]
+    if not isinstance(node, zarr.Array):
+        raise TypeError(f"{path}: a group where the format has an array")
+    return node
+
+
 def _parallelism(workers: int | None, client: Any) -> int:
     if client is not None:
-        return max(1, sum(client.nthreads().values()))
+        return max(1, int(sum(client.nthreads().values())))
     return workers or os.cpu_count() or 1
 
 
-def _compute(*collections: Any, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple:
+def _compute(*collections: Any, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple[Any, ...]:
     started = time.perf_counter()
     try:
         return _run(collections, workers, client, progress, what)
@@ -268,17 +340,19 @@ def _compute(*collections: Any, workers: int | None, client: Any, progress: bool
         log.info("  %s stage: %.1f s", what, time.perf_counter() - started)
 
 
-def _run(collections: tuple, workers: int | None, client: Any, progress: bool | None, what: str) -> tuple:
+def _run(
+    collections: tuple[Any, ...], workers: int | None, client: Any, progress: bool | None, what: str
+) -> tuple[Any, ...]:
     if client is not None:
         return tuple(client.gather(client.compute(list(collections))))
     if progress is None:
         progress = sys.stderr.isatty()
     bar: Any = nullcontext()
     if progress:
-        from dask.diagnostics import ProgressBar
+        from dask.diagnostics.progress import ProgressBar
 
         print(f"[{what}]", file=sys.stderr)
-        bar = ProgressBar(out=sys.stderr)
+        bar = ProgressBar(out=sys.stderr)  # type: ignore[no-untyped-call]
     # Our own pool, so a failure waits for the tasks still running before the caller
     # deletes the partial store (dask returns on the first error, leaving them running).
     pool = ThreadPoolExecutor(workers or os.cpu_count() or 1)
@@ -286,39 +360,24 @@ def _run(collections: tuple, workers: int | None, client: Any, progress: bool | 
         # Zarr's default of 10 concurrent chunk reads per call, each decoding into a
         # shard-sized buffer, multiplies memory by the Dask workers already in parallel.
         with bar, zarr.config.set({"async.concurrency": ZARR_CONCURRENCY}):
-            return dask.compute(*collections, scheduler="threads", pool=pool)
+            computed: tuple[Any, ...] = compute(  # type: ignore[no-untyped-call]
+                *collections, scheduler="threads", pool=pool
+            )
+            return computed
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _write_trial_index(root: zarr.Group, layout: SourceLayout, tiers: tuple[str, ...]) -> None:
-    ids = layout.trial_ids
-    create_array(root, fmt.TRIAL_ID, ids.shape, ids.dtype, fmt.TRIAL_ARRAYS[fmt.TRIAL_ID])[...] = ids
+def _write_trial_index(root: zarr.Group, layout: SourceLayout, blueprint: Blueprint) -> None:
+    blueprint.create(root, fmt.TRIAL_ID)[...] = layout.trial_ids
     names = np.asarray(layout.trial_tiers, dtype=str)
-    create_array(root, fmt.TIER, names.shape, str, fmt.TRIAL_ARRAYS[fmt.TIER])[...] = names
-    for tier in tiers:
+    blueprint.create(root, fmt.TIER)[...] = names
+    for tier in blueprint.attrs.tiers:
         positions = np.flatnonzero(names == tier).astype(np.int64)
-        path = f"{fmt.INDEX_GROUP}/{tier}"
-        create_array(root, path, positions.shape, positions.dtype, fmt.INDEX_DIMENSIONS)[...] = positions
+        blueprint.create(root, f"{fmt.INDEX_GROUP}/{tier}", shape=positions.shape)[...] = positions
 
 
-def _meta_dimensions(rel: str, shape: tuple[int, ...], layout: SourceLayout) -> tuple[str, ...]:
-    dims = [f"dim_{i}" for i in range(len(shape))]
-    parts = rel.split("/")
-    if parts[1] == "neurons" and shape and shape[0] == layout.n_neurons:
-        dims[0] = "neuron"
-    elif parts[1] == "trials" and shape:
-        dims[0] = "trial_id"
-    elif parts[1] == "statistics" and len(parts) >= 3 and parts[2] in fmt.VARIABLES:
-        source_dims = [d for d in fmt.DIMENSIONS[parts[2]][1:]]
-        order = fmt.SOURCE_TO_STORED_AXES[parts[2]]
-        source_order = [source_dims[order.index(i)] for i in range(len(order))]
-        if len(source_order) == len(shape):
-            dims = source_order
-    return tuple(dims)
-
-
-def _write_meta(root: zarr.Group, layout: SourceLayout) -> None:
+def _write_meta(root: zarr.Group, layout: SourceLayout, blueprint: Blueprint) -> None:
     """Every ``meta/**.npy`` as an array at the same path (without ``.npy``), values as-is."""
     for rel in sorted(layout.meta_files):
         values = layout.read_meta(rel)
@@ -329,20 +388,6 @@ def _write_meta(root: zarr.Group, layout: SourceLayout) -> None:
             attrs = {fmt.ATTRS_KEY: {fmt.SOURCE_DTYPE_KEY: values.dtype.str}}
             values = values.astype(str) if values.dtype.kind == "S" else values
             dtype = str
-        dims = _meta_dimensions(rel, values.shape, layout)
-        array = create_array(root, path, values.shape, dtype, dims, attrs=attrs)
+        array = blueprint.create(root, path, shape=values.shape, dtype=dtype, attrs=attrs)
         if values.size:
             array[...] = values
-
-
-def _publish(partial: Path, final: Path) -> None:
-    """Replace ``final`` by the finished ``partial`` with renames, never a half state."""
-    if not final.exists():
-        partial.rename(final)
-        return
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old)

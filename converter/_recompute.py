@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -25,7 +26,7 @@ import zarr
 from sensorium_zarr import format as fmt
 
 from ._statistics import Moments, nanmedian
-from ._writer import create_array, open_array
+from ._writer import Blueprint, open_array
 
 __all__ = [
     "create_statistics", "median_blocks", "median_block", "pooled_median_blocks", "pooled_median_block",
@@ -49,30 +50,22 @@ _LEVELS = 256
 _COUNT_TRIALS = 16
 
 
-def create_statistics(
-    root: zarr.Group, variable: str, moments: Moments, dtype: np.dtype
-) -> None:
-    """Write every streamed statistic of ``variable`` and create its (empty) medians."""
+def create_statistics(root: zarr.Group, variable: str, moments: Moments, blueprint: Blueprint) -> None:
+    """Write every streamed statistic of ``variable`` and create its (empty) medians; dims,
+    dtypes and shapes come from the format's table."""
     time_axis = fmt.time_axis(variable, with_trial_axis=False)
     for granularity, result in (
         (fmt.OVER_TRIALS, moments.finalize()),
         (fmt.OVER_TRIALS_AND_TIME, moments.reduce(time_axis).finalize()),
     ):
-        dims = fmt.statistics_dimensions(variable, granularity)
         for stat in fmt.STATISTICS:
-            path = fmt.statistics_path(variable, granularity, stat)
-            if stat == "median":
-                shape = result["mean"].shape
-                create_array(root, path, shape, np.float64, dims)
-                continue
-            values = result[stat]
-            if stat in ("min", "max"):
-                values = values.astype(dtype)  # exact: they are source values
-            array = create_array(root, path, values.shape, values.dtype, dims)
-            array[...] = values
+            array = blueprint.create(root, fmt.statistics_path(variable, granularity, stat))
+            if stat != "median":
+                # min and max are source values, exact in the stored dtype the table gives.
+                array[...] = result[stat].astype(array.dtype)
 
 
-def median_blocks(array: zarr.Array, variable: str, n_train: int) -> list[tuple[int, int]]:
+def median_blocks(array: zarr.Array[Any], variable: str, n_train: int) -> list[tuple[int, int]]:
     """Ranges along the block axis whose train data fits ``MEDIAN_READ_BYTES``, aligned to
     the array's chunks where the budget allows, so no chunk is decoded twice."""
     return _ranges(array.shape, _BLOCK_AXIS[variable], n_train * array.dtype.itemsize,
@@ -151,7 +144,7 @@ def _median_of_counts(counts: np.ndarray) -> np.ndarray:
     return np.where(total > 0, (low + high) / 2.0, np.nan)
 
 
-def pooled_median_blocks(array: zarr.Array, variable: str, n_train: int) -> list[tuple[int, int]]:
+def pooled_median_blocks(array: zarr.Array[Any], variable: str, n_train: int) -> list[tuple[int, int]]:
     """Ranges for ``pooled_median_block``: along the fallback axis, every frame in each."""
     return _ranges(array.shape, _COUNTED[variable], n_train * array.dtype.itemsize, MEDIAN_READ_BYTES)
 
@@ -172,12 +165,12 @@ def _sort_blocks(values: np.ndarray, axis: int) -> Iterator[np.ndarray]:
     """``values`` cut along ``axis`` into views that ``nanmedian`` sorts within
     ``MEDIAN_SORT_BYTES`` (counted at 8 bytes a value, for every trial)."""
     for lo, hi in _ranges(values.shape, axis, 8 * max(values.shape[0], 1), MEDIAN_SORT_BYTES):
-        part: list[object] = [slice(None)] * values.ndim
+        part: list[slice] = [slice(None)] * values.ndim
         part[axis] = slice(lo, hi)
         yield values[tuple(part)]
 
 
-def _read_trials(data: zarr.Array, positions: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
+def _read_trials(data: zarr.Array[Any], positions: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
     """``data[positions]`` restricted to ``lo:hi`` along ``axis``, one plain slice per run
     of consecutive positions: a tier is one run in a version 2 store, and one slice lets
     the codec pipeline decode all its chunks in parallel (a full-size video block: 0.07 s,
@@ -210,22 +203,32 @@ def write_medians(
     still to be computed with ``pooled_median_block`` (values that could not be counted)."""
     done = True
     for granularity in fmt.GRANULARITIES:
-        target = root[fmt.statistics_path(variable, granularity, "median")]
+        target = _median_array(root, variable, granularity)
         parts = [r[granularity] for r in results]
+        # None only stands for a block of uncountable values (see ``median_block``).
+        present = [p for p in parts if p is not None]
         if granularity == fmt.OVER_TRIALS_AND_TIME and variable in _COUNTED:
-            if any(p is None for p in parts):
+            if len(present) != len(parts):
                 done = False
                 continue
-            counts = np.sum(parts, axis=0) if parts else np.zeros((math.prod(target.shape), _LEVELS), np.int64)
+            counts = np.sum(present, axis=0) if present else np.zeros((math.prod(target.shape), _LEVELS), np.int64)
             target[...] = _median_of_counts(counts).reshape(target.shape)
             continue
-        target[...] = np.concatenate(parts, axis=_out_axis(variable, granularity))
+        target[...] = np.concatenate(present, axis=_out_axis(variable, granularity))
     return done
+
+
+def _median_array(root: zarr.Group, variable: str, granularity: str) -> zarr.Array[Any]:
+    path = fmt.statistics_path(variable, granularity, "median")
+    target = root[path]
+    if not isinstance(target, zarr.Array):
+        raise TypeError(f"{path}: a group where the format has an array")
+    return target
 
 
 def write_pooled_medians(root: zarr.Group, variable: str, parts: list[np.ndarray]) -> None:
     """Write ``pooled_median_block``'s results, in block order."""
-    target = root[fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, "median")]
+    target = _median_array(root, variable, fmt.OVER_TRIALS_AND_TIME)
     target[...] = np.concatenate(parts, axis=_COUNTED[variable] - 2) if parts else np.full(target.shape, np.nan)
 
 

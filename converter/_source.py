@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
-import zipfile
+import stat
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -23,10 +23,25 @@ from sensorium_zarr import format as fmt
 from sensorium_zarr.errors import SourceError
 
 from ._npy import NpyHeader, check_size, read_array, read_header
+from ._zip import ZipReader, check_member, list_members, reason
 
 __all__ = ["SourceTree", "SourceLayout", "find_sources", "open_tree", "scan_source"]
 
-_TRIAL_FILE = re.compile(r"^(\d+)\.npy$")
+#: Trial files: ``<id>.npy``, the id in canonical ASCII decimal (the writer rebuilds the
+#: name from the id, so ``004.npy`` or ``٤.npy`` would be lost, and ``04.npy`` beside
+#: ``4.npy`` would hide one of them), below 10**18 so it fits int64.
+_TRIAL_FILE = re.compile(r"^(0|[1-9][0-9]{0,17})\.npy$")
+_TRIAL_RULE = "<id>.npy, <id> in ASCII digits without leading zeros, at most 18 of them"
+#: Mouse names become store names (``<name>.zarr``, ``.<name>.zarr.partial``): one safe,
+#: visible path component that fits a file name.
+_MAX_NAME = 200
+_NAME_RULE = (
+    f"a mouse name must be one folder name of 1 to {_MAX_NAME} characters, not starting "
+    "with '.', without '/', '\\', ':' or control characters"
+)
+#: config.json is copied into the root attributes: small and shallow, or refused.
+MAX_CONFIG_BYTES = 2**20
+MAX_CONFIG_DEPTH = 64
 _MACOSX = "__MACOSX"
 #: Expected number of dimensions of each per-trial source file (time last).
 _SOURCE_NDIM = {fmt.VIDEOS: 3, fmt.RESPONSES: 2, fmt.BEHAVIOR: 2, fmt.PUPIL_CENTER: 2}
@@ -42,7 +57,7 @@ class SourceTree:
         self.files = files  # relative path -> size in bytes
         self._prefix = prefix  # folder of the mouse inside a zip
         self.is_zip = path.is_file()
-        self._local = threading.local()
+        self._zip = ZipReader(path) if self.is_zip else None
 
     def where(self, rel: str) -> str:
         """How error messages name a file: a real path, or ``archive.zip:member``."""
@@ -51,26 +66,58 @@ class SourceTree:
         return str(self.path / rel)
 
     def open(self, rel: str) -> BinaryIO:
-        if not self.is_zip:
-            return open(self.path / rel, "rb")
-        # One ZipFile per thread: each keeps its own file position.
-        archive = getattr(self._local, "zip", None)
-        if archive is None:
-            archive = self._local.zip = zipfile.ZipFile(self.path)
-        return archive.open(self._prefix + rel)
+        """The file ``rel``, for reading; raises ``SourceError`` naming it if that fails."""
+        if self._zip is not None:
+            return self._zip.open(self._prefix + rel, self.where(rel))  # type: ignore[return-value]
+        return _open_regular(self.path / rel)
 
     @property
     def nbytes(self) -> int:
         return sum(self.files.values())
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_local"]
-        return state
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
+def _open_regular(path: Path) -> BinaryIO:
+    """Open a regular file; a FIFO, device or socket is refused before it can block a read."""
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError as e:
+        # It was there when the source was scanned.
+        raise SourceError(
+            f"{path}: could not be read ({reason(e)}); did the source change while it was converted?"
+        ) from e
+    except OSError as e:
+        raise SourceError(f"{path}: could not be read ({reason(e)})") from e
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SourceError(f"{path}: {_kind(mode)}, not a regular file; refusing to read it")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+def _check_name(name: str, where: object) -> str:
+    if (
+        not name or len(name) > _MAX_NAME or name.startswith(".")
+        or any(c in "/\\:" or ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        raise SourceError(f"{where}: mouse name {name!r} is not usable: {_NAME_RULE}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -87,7 +134,7 @@ class SourceLayout:
     dtypes: dict[str, np.dtype]  # variable -> dtype every file of it casts to losslessly
     source_dtypes: dict[str, str]  # variable -> the distinct dtypes found, comma separated
     meta_files: dict[str, NpyHeader]  # "meta/..../x.npy" -> header
-    config: dict | None
+    config: dict[str, Any] | None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -121,7 +168,7 @@ class SourceLayout:
             return read_array(fp, self.tree.where(rel), self.meta_files[rel])
 
 
-def find_sources(paths: list[Path] | list[str]) -> list[Path]:
+def find_sources(paths: Sequence[Path | str]) -> list[Path]:
     """Mouse folders and zips named by ``paths``: each is a mouse folder, a mouse zip, or a
     folder holding several of either. A folder wins over a zip of the same name."""
     found: list[Path] = []
@@ -155,30 +202,36 @@ def _is_mouse(path: Path) -> bool:
 def open_tree(path: Path | str) -> SourceTree:
     """List the files of one mouse folder or zip, rejecting unsafe or malformed archives."""
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        # "convert ." inside a mouse folder: the mouse is named after the folder itself.
+        path = Path(os.path.abspath(path))
     if path.is_file():
         if path.suffix.lower() != ".zip":
             raise SourceError(f"{path}: not a .zip archive nor a mouse folder")
         return _open_zip(path)
     if not path.is_dir():
         raise SourceError(f"{path}: no such file or folder")
+    name = _check_name(path.name, path)
     files: dict[str, int] = {}
     for root, _dirs, names in os.walk(path):
-        for name in names:
-            full = Path(root) / name
-            files[full.relative_to(path).as_posix()] = full.stat().st_size
+        for entry in names:
+            full = Path(root) / entry
+            try:
+                info = full.stat()
+            except OSError as e:
+                raise SourceError(f"{full}: could not be read ({reason(e)})") from e
+            if not stat.S_ISREG(info.st_mode):
+                raise SourceError(f"{full}: {_kind(info.st_mode)}, not a regular file; refusing to read it")
+            files[full.relative_to(path).as_posix()] = info.st_size
     if not files:
         raise SourceError(f"{path}: empty folder, expected a Sensorium mouse (data/, meta/)")
     if not any(rel.startswith("data/") for rel in files):
         raise SourceError(f"{path}: not a Sensorium mouse folder (no data/ folder)")
-    return SourceTree(path, path.name, files)
+    return SourceTree(path, name, files)
 
 
 def _open_zip(path: Path) -> SourceTree:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as e:
-        raise SourceError(f"{path}: not a readable zip archive ({e})") from e
+    infos = list_members(path)
     tops: set[str] = set()
     for info in infos:
         member = PurePosixPath(info.filename)
@@ -197,12 +250,18 @@ def _open_zip(path: Path) -> SourceTree:
             f"{path}: expected exactly one top-level mouse folder holding data/ and meta/, "
             f"found: {found}"
         )
-    prefix = folders[0] + "/"
-    files = {
-        info.filename[len(prefix):]: info.file_size
-        for info in infos
-        if info.filename.startswith(prefix) and not info.is_dir()
-    }
+    name = _check_name(folders[0], f"{path}:{folders[0]}/")
+    prefix = name + "/"
+    files: dict[str, int] = {}
+    for info in infos:
+        if not info.filename.startswith(prefix) or info.is_dir():
+            continue
+        rel = info.filename[len(prefix):]
+        where = f"{path}:{info.filename}"
+        if rel in files:
+            raise SourceError(f"{where}: appears twice in the zip; refusing the archive")
+        check_member(info, where)
+        files[rel] = info.file_size
     if not any(rel.startswith("data/") for rel in files):
         raise SourceError(f"{path}: the mouse folder {folders[0]}/ has no data/ folder")
     return SourceTree(path, folders[0], files, prefix)
@@ -223,7 +282,7 @@ def scan_source(path: Path | str) -> SourceLayout:
             match = _TRIAL_FILE.match("/".join(parts[2:]))
             if match is None:
                 raise SourceError(
-                    f"{tree.where(rel)}: file name is not an integer trial id (<id>.npy)"
+                    f"{tree.where(rel)}: file name is not an integer trial id ({_TRIAL_RULE})"
                 )
             ids_by_variable[parts[1]][int(match.group(1))] = rel
         elif parts[0] == "meta" and rel.endswith(".npy"):
@@ -281,6 +340,7 @@ def scan_source(path: Path | str) -> SourceLayout:
         with tree.open(rel) as fp:
             meta_files[rel] = read_header(fp, tree.where(rel))
             check_size(meta_files[rel], fp.tell(), tree.files[rel], tree.where(rel))
+        _check_meta_header(tree, rel, meta_files[rel], shapes)
 
     trial_ids = np.asarray(all_ids, dtype=np.int64)
     layout = SourceLayout(
@@ -296,6 +356,12 @@ def scan_source(path: Path | str) -> SourceLayout:
         warnings=warnings,
     )
     tiers = _read_tiers(layout)
+    if not (tiers == fmt.STATISTICS_TIER).any():
+        raise SourceError(
+            f"{tree.where(f'{fmt.META_TRIALS}/tiers.npy')}: no trial of tier "
+            f"{fmt.STATISTICS_TIER!r} has files; the store's statistics are computed from "
+            f"the {fmt.STATISTICS_TIER} tier, so a mouse without one cannot be converted"
+        )
     order = fmt.stored_trial_order(trial_ids, tiers)
     object.__setattr__(layout, "trial_ids", trial_ids[order])
     object.__setattr__(layout, "trial_tiers", tiers[order])
@@ -314,6 +380,19 @@ def _check_trial_header(tree: SourceTree, rel: str, variable: str, header: NpyHe
         )
 
 
+def _check_meta_header(tree: SourceTree, rel: str, header: NpyHeader, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Provided statistics must have one trial's source shape: the reader applies them per
+    frame, and numpy would silently broadcast a (1, T) or (T,) array over every neuron."""
+    parts = rel.split("/")
+    if len(parts) == 5 and parts[:2] == ["meta", "statistics"] and parts[2] in shapes and parts[3] == "all":
+        variable = parts[2]
+        if header.shape != shapes[variable] or header.dtype.kind not in "biuf":
+            raise SourceError(
+                f"{tree.where(rel)}: provided statistic of shape {header.shape} dtype {header.dtype}, "
+                f"expected the shape of one {variable} trial, {shapes[variable]}, and a numeric dtype"
+            )
+
+
 def _read_tiers(layout: SourceLayout) -> np.ndarray:
     rel = f"{fmt.META_TRIALS}/tiers.npy"
     where = layout.tree.where(rel)
@@ -330,19 +409,57 @@ def _read_tiers(layout: SourceLayout) -> np.ndarray:
             f"{where}: has {len(tiers)} entries but trial {largest} has files; "
             "tiers.npy must cover every trial id"
         )
-    names = tiers.astype(str)[layout.trial_ids]
+    try:
+        names = tiers[layout.trial_ids].astype(str)
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{where}: tier names are not ASCII text ({reason(e)})") from e
+    unknown = sorted(set(names.tolist()) - set(fmt.TIERS))
+    if unknown:
+        trial = int(layout.trial_ids[list(names).index(unknown[0])])
+        raise SourceError(
+            f"{where}: unknown tier {unknown[0]!r} (trial {trial}); every trial with files must "
+            f"have one of the tiers {', '.join(fmt.TIERS)} (split names such as 'validation' "
+            "are not tiers)"
+        )
     return np.asarray(names, dtype=object)
 
 
-def _read_config(tree: SourceTree) -> dict | None:
+def _read_config(tree: SourceTree) -> dict[str, Any] | None:
     if "config.json" not in tree.files:
         return None
+    where = tree.where("config.json")
+    too_big = f"{where}: larger than {MAX_CONFIG_BYTES} bytes; config.json is copied into the store's attributes"
+    if tree.files["config.json"] > MAX_CONFIG_BYTES:
+        raise SourceError(too_big)
     with tree.open("config.json") as fp:
-        raw = fp.read()
+        raw = fp.read(MAX_CONFIG_BYTES + 1)  # to its end, so a zip member's CRC is checked
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise SourceError(too_big)
     try:
-        config = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SourceError(f"{tree.where('config.json')}: not valid JSON ({e})") from e
+        config = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError as e:
+        raise SourceError(f"{where}: nested deeper than {MAX_CONFIG_DEPTH} levels") from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SourceError(f"{where}: not valid JSON ({reason(e)})") from e
     if not isinstance(config, dict):
-        raise SourceError(f"{tree.where('config.json')}: expected a JSON object")
+        raise SourceError(f"{where}: expected a JSON object")
+    if _depth(config) > MAX_CONFIG_DEPTH:
+        raise SourceError(f"{where}: nested deeper than {MAX_CONFIG_DEPTH} levels")
     return config
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest

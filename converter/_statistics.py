@@ -156,4 +156,5 @@ def nanmedian(x: np.ndarray, axis: int | tuple[int, ...] = 0) -> np.ndarray:
             below = part[:, high] if low == high else part[:, :high].max(axis=1)
             out[chosen] = (below.astype(np.float64) + part[:, high]) / 2
     out[counts == 0] = np.nan
-    return out.reshape(out_shape)
+    result: np.ndarray = out.reshape(out_shape)
+    return result

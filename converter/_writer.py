@@ -9,6 +9,7 @@ statistics of its ``train`` trials.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,84 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from sensorium_zarr import _engine as engine_
 from sensorium_zarr import format as fmt
+from sensorium_zarr.errors import SourceError
 
 from ._chunking import Chunking
 from ._source import SourceLayout
 from ._statistics import Moments
 
 __all__ = [
-    "Written", "create_array", "create_store", "open_array", "release_buffers", "stored_shape", "write_block",
+    "Blueprint", "Written", "create_array", "create_store", "finish_store", "open_array", "release_buffers",
+    "store_shapes", "stored_shape", "write_block",
 ]
 
 
 def stored_shape(layout: SourceLayout, variable: str) -> tuple[int, ...]:
     source = layout.shapes[variable]
     return (layout.n_trials, *(source[a] for a in fmt.SOURCE_TO_STORED_AXES[variable]))
+
+
+def store_shapes(layout: SourceLayout) -> dict[str, tuple[int, ...]]:
+    """The stored shapes the format's table sizes dimensions from (``FormatSpec.sizes``):
+    every variable's, and that of the tier list naming the ``meta/trials`` axis."""
+    shapes = {v: stored_shape(layout, v) for v in fmt.VARIABLES}
+    tiers = layout.meta_files.get(f"{fmt.META_TIERS}.npy")
+    if tiers is not None:
+        shapes[fmt.META_TIERS] = tuple(tiers.shape)
+    return shapes
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """The format's table (``sensorium_zarr.format``) bound to the store being written:
+    its attributes and the variables' stored shapes fix every array's dims, dtype and
+    shape, so nothing here restates them."""
+
+    attrs: fmt.MouseAttrs
+    shapes: dict[str, tuple[int, ...]]
+    chunking: Chunking
+
+    @classmethod
+    def of(cls, layout: SourceLayout, attrs: fmt.MouseAttrs, chunking: Chunking) -> Blueprint:
+        return cls(attrs, store_shapes(layout), chunking)
+
+    def expected(self, path: str, source_shape: tuple[int, ...] | None = None) -> fmt.Expected:
+        return fmt.spec(self.attrs.format_version).expected(path, self.attrs, self.shapes, source_shape=source_shape)
+
+    def create(
+        self,
+        root: zarr.Group,
+        path: str,
+        *,
+        shape: tuple[int, ...] | None = None,
+        dtype: Any = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> zarr.Array[Any]:
+        """Create the array at ``path`` as the table says; ``shape`` and ``dtype`` only
+        where the table leaves them to the data (an index's length, a ``meta/`` file)."""
+        expected = self.expected(path, source_shape=shape)
+        if expected.shape is not None and None not in expected.shape:
+            known = tuple(int(s) for s in expected.shape if s is not None)
+            if shape is not None and shape != known:
+                raise ValueError(f"{path}: writing shape {shape}, the format says {known}")
+            shape = known
+        if shape is None or expected.dims is None:
+            raise ValueError(f"{path}: the format leaves the shape to the data; pass it")
+        if expected.dtype is not None:
+            dtype = str if expected.dtype == fmt.STRING else np.dtype(expected.dtype)
+        chunks: tuple[int, ...] | None = None
+        shards: tuple[int, ...] | None = None
+        compressors = None
+        if not isinstance(expected.chunks, fmt.Whole):
+            chunks, shards = self.chunking.layout_rule(expected.chunks, expected.dims, shape)
+            compressors = self.chunking.compressors(np.dtype(dtype).itemsize)
+        array_attrs = dict(attrs or {})
+        if expected.attributes:
+            array_attrs[fmt.ATTRS_KEY] = {**array_attrs.get(fmt.ATTRS_KEY, {}), **expected.attributes}
+        return create_array(
+            root, path, shape, dtype, expected.dims, chunks=chunks, shards=shards, compressors=compressors,
+            attrs=array_attrs, nan_fill=expected.fill == fmt.NAN_IF_FLOAT,
+        )
 
 
 def create_array(
@@ -45,13 +111,15 @@ def create_array(
     shards: tuple[int, ...] | None = None,
     compressors: list[Any] | None = None,
     attrs: dict[str, Any] | None = None,
-) -> zarr.Array:
-    """Create ``path`` (parent groups included) with a checksum on every chunk."""
+    nan_fill: bool = True,
+) -> zarr.Array[Any]:
+    """Create ``path`` (parent groups included) with a checksum on every chunk; float
+    arrays filled with NaN if ``nan_fill``, else with Zarr's default. Use
+    ``Blueprint.create``, which takes everything but the data from the format."""
     parent, _, name = path.rpartition("/")
     group = root
     for part in filter(None, parent.split("/")):
         group = group.require_group(part)
-    dtype = np.dtype(dtype) if not isinstance(dtype, type) else dtype
     is_float = isinstance(dtype, np.dtype) and dtype.kind == "f"
     return group.create_array(
         name,
@@ -60,35 +128,35 @@ def create_array(
         chunks=chunks if chunks is not None else (shape or "auto"),
         shards=shards,
         compressors=compressors if compressors is not None else [ZstdCodec(level=3), Crc32cCodec()],
-        # Never-written float chunks read back as NaN, never as plausible zeros.
-        fill_value=np.nan if is_float else None,
+        fill_value=np.nan if is_float and nan_fill else None,
         dimension_names=dims,
         attributes=attrs or {},
     )
 
 
-def open_array(store_path: Path, path: str, engine: str) -> zarr.Array:
+def finish_store(store_path: Path, attrs: fmt.MouseAttrs) -> None:
+    """The last writes of a conversion: consolidate every array's metadata into the root,
+    then rewrite the root attributes with ``complete: true``. The second write replaces
+    the root's one metadata document, consolidated metadata included, so a store that
+    says it is complete always holds the metadata of all its arrays, and no reader sees
+    consolidated metadata without ``complete: true`` but as an unfinished store."""
+    with warnings.catch_warnings():
+        # zarr warns that consolidated metadata is not in the Zarr v3 specification yet; the
+        # format requires it (docs/FORMAT.md), and readers without it read the arrays' own.
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        root = zarr.consolidate_metadata(str(store_path), zarr_format=3)
+    root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
+
+
+def open_array(store_path: Path, path: str, engine: str) -> zarr.Array[Any]:
     return engine_.open_array(str(store_path), path, engine, mode="r+")
 
 
-def create_store(
-    store_path: Path, layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype]
-) -> zarr.Group:
+def create_store(store_path: Path, blueprint: Blueprint) -> zarr.Group:
     """An empty store with every per-trial variable created (no data yet)."""
     root = zarr.open_group(store=str(store_path), mode="w", zarr_format=3)
     for variable in fmt.VARIABLES:
-        shape = stored_shape(layout, variable)
-        chunks, shards = chunking.layout(variable, shape)
-        create_array(
-            root,
-            variable,
-            shape,
-            dtypes[variable],
-            fmt.DIMENSIONS[variable],
-            chunks=chunks,
-            shards=shards,
-            compressors=chunking.compressors(dtypes[variable].itemsize),
-        )
+        blueprint.create(root, variable)
     return root
 
 
@@ -156,7 +224,7 @@ def write_block(
             source = layout.read_trial(variable, trial_id, out=row if direct else landing)
             if source is not row:  # not read in place: transposed, or cast, or Fortran-ordered
                 row[...] = source.transpose(axes)
-            valid[i, column] = real_frames(row, time_axis)
+            valid[i, column] = checked_real_frames(row, time_axis, layout, variable, trial_id)
             if variable == fmt.RESPONSES:
                 has_responses[i] = not responses_withheld(row)
         if written.moments is not None:
@@ -200,9 +268,28 @@ def real_frames(trial: np.ndarray, time_axis: int) -> int:
     return int(np.argmax(nan_frames)) if nan_frames.any() else int(trial.shape[time_axis])
 
 
+def checked_real_frames(
+    trial: np.ndarray, time_axis: int, layout: SourceLayout, variable: str, trial_id: int
+) -> int:
+    """``real_frames``, refusing infinities on the way: NaN is the format's padding, but one
+    inf in a train trial would make every standardized value NaN. Costs no extra pass over
+    the data: the one NaN scan becomes a non-finite scan, and only frames holding a
+    non-finite value are looked at again."""
+    if trial.dtype.kind != "f":
+        return int(trial.shape[time_axis])
+    other = tuple(a for a in range(trial.ndim) if a != time_axis)
+    bad_frames = np.flatnonzero((~np.isfinite(trial)).any(axis=other))
+    if bad_frames.size and np.isinf(np.take(trial, bad_frames, axis=time_axis)).any():
+        where = layout.tree.where(layout.trial_file(variable, trial_id))
+        raise SourceError(
+            f"{where}: {variable} holds an infinite value; only finite values and NaN (padding) are valid"
+        )
+    return int(bad_frames[0]) if bad_frames.size else int(trial.shape[time_axis])
+
+
 def responses_withheld(trial: np.ndarray) -> bool:
     """Competition releases replace withheld responses by zeros: no non-zero real value."""
     if trial.dtype.kind != "f":
         return not np.count_nonzero(trial)
     # NaN counts as non-zero: withheld means every non-zero element is a NaN.
-    return np.count_nonzero(trial) == np.count_nonzero(np.isnan(trial))
+    return bool(np.count_nonzero(trial) == np.count_nonzero(np.isnan(trial)))

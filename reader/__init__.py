@@ -3,6 +3,14 @@
 Entry points: ``open_mouse`` (one store) and ``open_sensorium`` (a folder of stores); a
 ``Mouse``'s ``split`` gives the Dask arrays of a selection of tiers. Dask is imported only
 when an array is built.
+
+Layout, each module importing only those before it: ``errors``; ``format`` (the on-disk
+format as data: names, root attributes, the array table; no I/O); ``_engine`` (codec
+pipelines); ``_standardize``; ``_selection`` (parsing what a caller selects); ``_store``
+(opening a store, its attributes and the completion rule, ``StoreHandle``); ``_split``
+(``Split``); ``_mouse`` (``Mouse``, ``open_mouse``, ``open_sensorium``); ``_xarray``
+(``Split.to_xarray``, imported only when called; the ``xarray`` extra). The converter
+(``sensorium_zarr.converter``) builds on these; nothing here imports it.
 """
 
 from ._mouse import Mouse, open_mouse, open_sensorium
@@ -21,6 +29,7 @@ from .errors import (
     SensoriumZarrError,
     StoreFormatError,
     StoreNotFoundError,
+    StoreReplacedError,
 )
 
 __all__ = [
@@ -35,6 +44,7 @@ __all__ = [
     "PROVIDED",
     "SensoriumZarrError",
     "StoreNotFoundError",
+    "StoreReplacedError",
     "StoreFormatError",
     "IncompleteStoreError",
     "FormatVersionError",

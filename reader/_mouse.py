@@ -8,9 +8,7 @@ location plus those small arrays, and reopens Zarr on first use in the new proce
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,118 +20,12 @@ from zarr.abc.store import Store
 from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
-from ._split import Split, parse_frames, parse_neurons, parse_trials_per_block, parse_variable
-from ._store import is_complete_store, open_store
-from .errors import SelectionError, StoreFormatError, StoreNotFoundError
+from ._selection import parse_frames, parse_neurons, parse_trials_per_block, parse_variable
+from ._split import Split
+from ._store import POOLED, StoreHandle, open_store, store_identity
+from .errors import IncompleteStoreError, SelectionError, StoreFormatError, StoreNotFoundError, StoreReplacedError
 
 __all__ = ["Mouse", "open_mouse", "open_sensorium"]
-
-#: The pooled (``trials_time``) statistics the recomputed standardization is derived from.
-_POOLED = ("mean", "std", "count")
-
-
-class StoreHandle:
-    """Where a store lives, and a lazily opened, read-only view of it.
-
-    Only the location pickles; the open group, arrays and standardization parameters are
-    per-process caches, rebuilt on first use after unpickling.
-    """
-
-    def __init__(self, source: Path | Store, root: zarr.Group | None = None, engine: str = engine_.ZARR) -> None:
-        self.source = source
-        self.engine = engine
-        self.where = str(source) if isinstance(source, Path) else _store_name(source)
-        self._lock = threading.Lock()
-        self._arrays: dict[str, zarr.Array] = {}
-        self._params: dict[tuple[str, str], std_.StandardizationParams] = {}
-        if root is not None:
-            self.__dict__["root"] = root
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"source": self.source, "where": self.where, "engine": self.engine}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["source"], engine=state["engine"])  # type: ignore[misc]
-
-    def __dask_tokenize__(self) -> tuple[str, ...]:
-        return ("sensorium-zarr-store", self.where)
-
-    @cached_property
-    def root(self) -> zarr.Group:
-        try:
-            return zarr.open_group(store=_zarr_store(self.source), mode="r", zarr_format=3)
-        except (zarr.errors.BaseZarrError, FileNotFoundError) as e:
-            raise StoreNotFoundError(
-                f"{self.where}: cannot reopen the store ({e}); was it moved or deleted?"
-            ) from e
-
-    def array(self, path: str) -> zarr.Array:
-        """The array at ``path``, or StoreFormatError naming it."""
-        array = self._arrays.get(path)
-        if array is None:
-            node = self.root.get(path)
-            if node is None:
-                raise StoreFormatError(
-                    f"{self.where}: no array '{path}'; the store is damaged or not written by "
-                    "sensorium-zarr, convert the source again"
-                )
-            if not isinstance(node, zarr.Array):
-                raise StoreFormatError(f"{self.where}: '{path}' is a group, expected an array")
-            array = engine_.open_array(self.root.store, path, self.engine)
-            self._arrays[path] = array
-        return array
-
-    def read(self, path: str) -> np.ndarray:
-        return np.asarray(self.array(path)[...])
-
-    def exists(self, path: str) -> bool:
-        return path in self.root
-
-    def params(self, variable: str, statistics: str) -> std_.StandardizationParams:
-        """Standardization parameters of ``variable`` over every frame, read once per process."""
-        key = (variable, statistics)
-        params = self._params.get(key)
-        if params is None:
-            with self._lock:
-                params = self._params.get(key)
-                if params is None:
-                    params = self._read_params(variable, statistics)
-                    self._params[key] = params
-        return params
-
-    def _read_params(self, variable: str, statistics: str) -> std_.StandardizationParams:
-        if statistics == std_.PROVIDED:
-            self.require_provided(variable)
-            stats = {
-                s: self.read(fmt.provided_statistics_path(variable, s))
-                for s in std_.required_statistics(variable)
-            }
-            return std_.provided_params(variable, stats.get("mean"), stats["std"])
-        stats = {s: self.read(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, s)) for s in _POOLED}
-        return std_.recomputed_params(variable, stats)
-
-    def require_provided(self, variable: str) -> None:
-        """Raise naming every provided statistic ``variable``'s standardization lacks."""
-        missing = [
-            fmt.provided_statistics_path(variable, s)
-            for s in std_.required_statistics(variable)
-            if not self.exists(fmt.provided_statistics_path(variable, s))
-        ]
-        if missing:
-            raise StoreFormatError(
-                f"{self.where}: the dataset provides no {', '.join(missing)}; "
-                f"use statistics='{std_.RECOMPUTED}' or standardize=False"
-            )
-
-
-def _store_name(store: Store) -> str:
-    root = getattr(store, "root", None)
-    return str(root) if root is not None else str(store)
-
-
-def _zarr_store(source: Path | Store) -> Any:
-    return str(source) if isinstance(source, Path) else source
-
 
 class Mouse:
     """A converted mouse: its attributes, trial index and tiers, and lazy access to its data
@@ -142,54 +34,39 @@ class Mouse:
     def __init__(self, handle: StoreHandle, attrs: fmt.MouseAttrs) -> None:
         self._handle = handle
         self.attrs = attrs
-        where = handle.where
-        trial_ids = self._read_trial_array(fmt.TRIAL_ID).astype(np.int64)
-        tier = self._read_trial_array(fmt.TIER)
-        # Zarr returns variable-width strings; fixed-width ones compare and pickle plainly.
-        self.trial_tiers: np.ndarray = np.array(tier.tolist(), dtype=str)
-        self.valid_frames: np.ndarray = self._read_trial_array(fmt.VALID_FRAMES).astype(np.int32)
-        self.has_responses: np.ndarray = self._read_trial_array(fmt.HAS_RESPONSES).astype(bool)
-        self.trial_ids: np.ndarray = trial_ids
-        if len(np.unique(trial_ids)) != len(trial_ids):
-            raise StoreFormatError(f"{where}: '{fmt.TRIAL_ID}' repeats a trial id; convert the source again")
-        self.positions_by_tier: dict[str, np.ndarray] = {}
-        for tier_name in attrs.tiers:
-            positions = handle.read(f"{fmt.INDEX_GROUP}/{tier_name}").astype(np.int64)
-            if positions.size and (positions.min() < 0 or positions.max() >= attrs.n_trials):
-                raise StoreFormatError(
-                    f"{where}: '{fmt.INDEX_GROUP}/{tier_name}' points outside the {attrs.n_trials} trials; "
-                    "convert the source again"
-                )
-            # Both versions store a tier's trials by ascending position and trial id
-            # (version 1 sorts all trials by id, version 2 groups them by tier first).
-            if np.any(np.diff(positions) <= 0) or np.any(np.diff(trial_ids[positions]) <= 0):
-                raise StoreFormatError(
-                    f"{where}: '{fmt.INDEX_GROUP}/{tier_name}' is not in ascending position and trial id "
-                    "order; convert the source again"
-                )
-            if attrs.format_version >= 2 and np.any(np.diff(positions) != 1):
-                raise StoreFormatError(
-                    f"{where}: '{fmt.INDEX_GROUP}/{tier_name}' is not one consecutive range of trials, as "
-                    f"format version {attrs.format_version} requires; convert the source again"
-                )
-            self.positions_by_tier[tier_name] = positions
         self.shapes: dict[str, tuple[int, ...]] = {}
         for variable in fmt.VARIABLES:
-            shape = tuple(handle.array(variable).shape)
-            if shape[:1] != (attrs.n_trials,) or len(shape) != len(fmt.DIMENSIONS[variable]):
-                raise StoreFormatError(
-                    f"{where}: '{variable}' has shape {shape}, expected {len(fmt.DIMENSIONS[variable])} "
-                    f"dimensions {fmt.DIMENSIONS[variable]} and {attrs.n_trials} trials"
-                )
-            self.shapes[variable] = shape
+            self.shapes[variable] = tuple(self._checked(variable).shape)
+        trial_ids = self._read_checked(fmt.TRIAL_ID).astype(np.int64)
+        tier = self._read_checked(fmt.TIER)
+        # Zarr returns variable-width strings; fixed-width ones compare and pickle plainly.
+        self.trial_tiers: np.ndarray = np.array(tier.tolist(), dtype=str)
+        self.valid_frames: np.ndarray = self._read_checked(fmt.VALID_FRAMES).astype(np.int32)
+        self.has_responses: np.ndarray = self._read_checked(fmt.HAS_RESPONSES).astype(bool)
+        self.trial_ids: np.ndarray = trial_ids
+        self.positions_by_tier: dict[str, np.ndarray] = {
+            tier_name: self._read_checked(f"{fmt.INDEX_GROUP}/{tier_name}").astype(np.int64)
+            for tier_name in attrs.tiers
+        }
+        self._spec.check_tier_index(
+            handle.where, attrs.n_trials, trial_ids, self.trial_tiers, self.positions_by_tier
+        )
 
-    def _read_trial_array(self, path: str) -> np.ndarray:
-        values = self._handle.read(path)
-        if values.shape[:1] != (self.attrs.n_trials,):
-            raise StoreFormatError(
-                f"{self._handle.where}: '{path}' has {values.shape[:1]} entries, expected "
-                f"{self.attrs.n_trials} (one per trial); convert the source again"
-            )
+    @property
+    def _spec(self) -> fmt.FormatSpec:
+        return fmt.spec(self.attrs.format_version)
+
+    def _checked(self, path: str) -> zarr.Array[Any]:
+        """The array at ``path`` (the root's node: from the consolidated metadata, where the
+        store has it, so checking reads nothing), its metadata checked against the table."""
+        array = self._handle.node(path)
+        expected = self._spec.expected(path, self.attrs, self.shapes, source_shape=tuple(array.shape))
+        fmt.check_array(self._handle.where, expected, array.metadata.to_dict())
+        return array
+
+    def _read_checked(self, path: str) -> np.ndarray:
+        values = engine_.read(self._checked(path), ..., self._handle.where)
+        self._handle.check_unchanged()
         return values
 
     @property
@@ -293,8 +170,8 @@ class Mouse:
             if statistics == std_.PROVIDED:
                 self._handle.require_provided(variable)
             else:
-                for stat in _POOLED:
-                    self._handle.array(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat))
+                for stat in POOLED:
+                    self._checked(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat))
 
     def statistics(self, tier: str = fmt.STATISTICS_TIER) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """Statistics recomputed from ``tier``: ``[variable][granularity][stat]``, stored layout
@@ -307,7 +184,7 @@ class Mouse:
         return {
             variable: {
                 granularity: {
-                    stat: self._handle.read(fmt.statistics_path(variable, granularity, stat, tier))
+                    stat: self._read_checked(fmt.statistics_path(variable, granularity, stat, tier))
                     for stat in fmt.STATISTICS
                 }
                 for granularity in fmt.GRANULARITIES
@@ -327,7 +204,7 @@ class Mouse:
             group = self._handle.root[group_path]
             if not isinstance(group, zarr.Group):
                 continue
-            stats = {name: np.asarray(array[...]) for name, array in sorted(group.arrays())}
+            stats = {name: engine_.read(array, ..., self._handle.where) for name, array in sorted(group.arrays())}
             if stats:
                 out[variable] = stats
         return out
@@ -345,50 +222,50 @@ def open_mouse(path: str | os.PathLike[str] | Store, *, engine: str | None = Non
     """Open the store at ``path`` (a folder, or a Zarr ``Store``) read-only.
 
     ``engine`` decodes chunks: ``"zarrs"`` (the ``fast`` extra; the default when it is
-    installed) or ``"zarr"`` (zarr-python's own pipeline).
+    installed) or ``"zarr"`` (zarr-python's own pipeline). Opening checks the attributes,
+    and the metadata and the small index arrays of every array it opens, against the
+    format (``sensorium_zarr.format``); a store that breaks it raises ``StoreFormatError``.
     """
     engine = engine_.parse_engine(engine)
     if isinstance(path, Store):
-        root, attrs = _open_zarr_store(path)
+        root, attrs = open_store(path)
         # Zarr's read-only view of the store, so a pickled Mouse reopens read-only too.
         handle = StoreHandle(root.store, root, engine)
     elif isinstance(path, (str, os.PathLike)):
         folder = Path(path)
+        try:
+            # Before the attributes are read, so a store replaced meanwhile is caught.
+            identity: tuple[int, ...] | None = store_identity(folder)
+        except OSError:
+            identity = None  # open_store says what is wrong
         root, attrs = open_store(folder)
-        handle = StoreHandle(folder, root, engine)
+        handle = StoreHandle(folder, root, engine, identity)
     else:
         raise TypeError(f"open_mouse: expected a path or a zarr Store, got {type(path).__name__}")
     try:
         return Mouse(handle, attrs)
-    except StoreFormatError:
+    except Exception as e:
+        # A store replaced while it was being opened fails in whatever way zarr likes.
+        try:
+            handle.check_unchanged()
+        except StoreReplacedError as replaced:
+            raise replaced from e
+        if isinstance(e, (zarr.errors.BaseZarrError, KeyError, ValueError, TypeError)) and not isinstance(
+            e, StoreFormatError
+        ):
+            raise StoreFormatError(
+                f"{handle.where}: unreadable index arrays ({e}); convert the source again"
+            ) from e
         raise
-    except (zarr.errors.BaseZarrError, KeyError, ValueError, TypeError) as e:
-        raise StoreFormatError(
-            f"{handle.where}: unreadable index arrays ({e}); convert the source again"
-        ) from e
-
-
-def _open_zarr_store(store: Store) -> tuple[zarr.Group, fmt.MouseAttrs]:
-    where = _store_name(store)
-    try:
-        root = zarr.open_group(store=store, mode="r", zarr_format=3)
-    except (zarr.errors.BaseZarrError, FileNotFoundError) as e:
-        raise StoreNotFoundError(
-            f"{where}: not a Zarr v3 group ({e}); expected a store written by sensorium-zarr"
-        ) from e
-    data = root.attrs.get(fmt.ATTRS_KEY)
-    if not isinstance(data, dict):
-        raise StoreFormatError(
-            f"{where}: no '{fmt.ATTRS_KEY}' attributes; not a store written by sensorium-zarr"
-        )
-    return root, fmt.MouseAttrs.from_dict(data, where)
 
 
 def open_sensorium(folder: str | os.PathLike[str], *, engine: str | None = None) -> dict[str, Mouse]:
     """Every complete ``*.zarr`` store in ``folder``, by mouse name.
 
     Hidden folders (conversions under way or interrupted, ``.<mouse>.zarr.partial``) and
-    stores whose conversion never finished are skipped.
+    stores whose conversion never finished (``complete`` false; listed if no store is
+    left) are skipped. Every other store is opened as ``open_mouse`` opens it, by the same
+    rules, so a store it refuses is refused here too, with the same error.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -398,10 +275,11 @@ def open_sensorium(folder: str | os.PathLike[str], *, engine: str | None = None)
     for path in sorted(folder.glob("*.zarr")):
         if path.name.startswith(".") or not path.is_dir():
             continue
-        if not is_complete_store(path):
+        try:
+            mouse = open_mouse(path, engine=engine)
+        except IncompleteStoreError:
             skipped.append(path.name)
             continue
-        mouse = open_mouse(path, engine=engine)
         if mouse.name in mice:
             raise StoreFormatError(
                 f"{folder}: {path.name} and {mice[mouse.name].path} both hold mouse "

@@ -9,88 +9,27 @@ the store handle, which pickles as the store location, so graphs run in other pr
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
+from ._selection import count as _count
+from ._selection import parse_frames, parse_variable
+from ._store import StoreHandle
 from .errors import SelectionError
 
 if TYPE_CHECKING:
     import dask.array
+    import xarray
 
-    from ._mouse import StoreHandle
-
-__all__ = ["Split", "parse_frames", "parse_neurons", "parse_variable", "parse_trials_per_block"]
-
-
-def parse_frames(frames: slice | None, t_pad: int, where: str) -> slice:
-    """``frames`` as ``slice(start, stop)`` with ``0 <= start < stop <= t_pad``, or raise."""
-    if frames is None:
-        return slice(0, t_pad)
-    if not isinstance(frames, slice):
-        raise SelectionError(f"{where}: frames={frames!r}; expected slice(start, stop) or None")
-    if frames.step not in (None, 1):
-        raise SelectionError(
-            f"{where}: frames={frames!r} has step {frames.step}; only contiguous windows "
-            "(step 1) are supported"
-        )
-    start = 0 if frames.start is None else frames.start
-    stop = t_pad if frames.stop is None else frames.stop
-    for bound in (start, stop):
-        if isinstance(bound, bool) or not isinstance(bound, (int, np.integer)):
-            raise SelectionError(f"{where}: frames={frames!r}; start and stop must be integers")
-    if not 0 <= start < stop <= t_pad:
-        raise SelectionError(
-            f"{where}: frames={frames!r} selects frames {start}..{stop}; "
-            f"expected 0 <= start < stop <= t_pad={t_pad}"
-        )
-    return slice(int(start), int(stop))
-
-
-def parse_neurons(neurons: slice | Sequence[int] | np.ndarray | None, n_neurons: int, where: str) -> slice | np.ndarray:
-    """``neurons`` as ``slice(start, stop)`` (contiguous) or an int index array, or raise."""
-    if neurons is None:
-        return slice(0, n_neurons)
-    if isinstance(neurons, slice):
-        start, stop, step = neurons.indices(n_neurons)
-        if step != 1 or start >= stop:
-            raise SelectionError(
-                f"{where}: neurons={neurons!r}; expected a non-empty slice with step 1 within 0..{n_neurons}"
-            )
-        return slice(start, stop)
-    index = np.asarray(neurons)
-    if index.ndim != 1 or not len(index) or index.dtype.kind not in "iu":
-        raise SelectionError(f"{where}: neurons={neurons!r}; expected a slice or a non-empty list of integers")
-    if index.min() < 0 or index.max() >= n_neurons:
-        raise SelectionError(f"{where}: neurons={neurons!r} outside 0..{n_neurons - 1}")
-    if len(index) > 1 and np.all(np.diff(index) == 1):
-        return slice(int(index[0]), int(index[-1]) + 1)
-    return index.astype(np.int64)
-
-
-def _count(selection: slice | np.ndarray) -> int:
-    return selection.stop - selection.start if isinstance(selection, slice) else len(selection)
-
-
-def parse_variable(variable: str, where: str) -> str:
-    """``variable`` if it is one of the four per-trial variables, or raise."""
-    if variable not in fmt.VARIABLES:
-        raise SelectionError(f"{where}: unknown variable {variable!r}; valid: {', '.join(fmt.VARIABLES)}")
-    return variable
-
-
-def parse_trials_per_block(trials_per_block: int, where: str) -> int:
-    """``trials_per_block`` as a positive int, or raise."""
-    valid = isinstance(trials_per_block, (int, np.integer)) and not isinstance(trials_per_block, bool)
-    if not valid or trials_per_block < 1:
-        raise SelectionError(f"{where}: trials_per_block={trials_per_block!r}; expected a positive integer")
-    return int(trials_per_block)
+__all__ = ["Split"]
 
 
 class Split:
@@ -173,6 +112,17 @@ class Split:
     def pupil_center(self) -> dask.array.Array:
         return self.array(fmt.PUPIL_CENTER)
 
+    def to_xarray(self) -> xarray.Dataset:
+        """This split as an ``xarray.Dataset`` over the same lazy Dask arrays, labelled:
+        ``trial`` (trial ids) with ``tier``, ``has_responses`` and ``valid_frames_<variable>``;
+        ``time`` in seconds with ``frame``; ``neuron`` (index along the store's neuron axis)
+        with ``unit_id`` and ``cell_motor_coordinates`` where the source has them; channel
+        names. ``.sel`` / ``.isel`` read only the selected blocks. Needs the ``xarray``
+        extra (``pip install 'sensorium-zarr[xarray]'``)."""
+        from ._xarray import to_dataset
+
+        return to_dataset(self, self._handle)
+
     def standardization_params(self, variable: str) -> std_.StandardizationParams:
         """The parameters this split standardizes ``variable`` with, cut to its frames (reads
         the statistics)."""
@@ -250,7 +200,7 @@ class Split:
         )
         name = f"{variable}-{'standardized' if mode else 'raw'}-{token}"
         rest = (0,) * (len(shape) - 1)
-        graph = {
+        graph: dict[Any, Any] = {
             (name, i, *rest): (
                 _read_block,
                 self._handle,
@@ -264,7 +214,7 @@ class Split:
             for i, (lo, block) in enumerate(zip(starts, blocks, strict=True))
         }
         chunks = (tuple(len(b) for b in blocks), *((n,) for n in shape[1:]))
-        return da.Array(
+        return da.Array(  # type: ignore[no-untyped-call]
             HighLevelGraph.from_collections(name, graph, dependencies=()),
             name,
             chunks,
@@ -279,12 +229,23 @@ _POOL_LOCK = threading.Lock()
 
 def _pool() -> ThreadPoolExecutor:
     """Threads for ``Split.trial``: the variables decode and rescale in parallel (zarrs and
-    numpy release the GIL), one pool per process, made on first use."""
+    numpy release the GIL), one pool per process, made on first use (and again in a
+    forked child, which inherits the parent's pool without its threads)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(len(fmt.VARIABLES), thread_name_prefix="sensorium-zarr-trial")
         return _POOL
+
+
+def _forget_pool() -> None:
+    # Only forgotten, not shut down: shutting down would wait on threads the child lacks.
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 #: Read a block's whole range of trials when it is at most this many times the trials wanted.
@@ -310,8 +271,10 @@ def _read_block(
         # Only the chunks holding these neurons are read and decoded; consecutive ones as
         # a slice, which zarr indexes faster than an integer array (one neuron across 350
         # train trials: 12.8 ms against 14.2 ms for the raw read).
-        consecutive = isinstance(neurons, np.ndarray) and len(neurons) and np.all(np.diff(neurons) == 1)
-        selection[1] = slice(int(neurons[0]), int(neurons[-1]) + 1) if consecutive else neurons
+        if isinstance(neurons, np.ndarray) and len(neurons) and np.all(np.diff(neurons) == 1):
+            selection[1] = slice(int(neurons[0]), int(neurons[-1]) + 1)
+        else:
+            selection[1] = neurons
     span = int(positions[-1] - positions[0] + 1) if len(positions) else 0
     covering = 0 < span <= _MAX_SPAN_FACTOR * len(positions)
     if covering:
@@ -321,10 +284,11 @@ def _read_block(
     else:
         selection[0] = positions
     try:
-        data = np.asarray(array.get_orthogonal_selection(tuple(selection)))
-    except Exception as e:
-        e.add_note(f"{handle.where}: reading '{variable}' at trial positions {positions.tolist()}")
+        data = engine_.read(array, tuple(selection), handle.where, f"reading store positions {positions.tolist()}")
+    except Exception:
+        handle.check_unchanged()  # a store replaced under the read: say so, not zarr's error
         raise
+    handle.check_unchanged()
     if covering and span != len(positions):
         data = data[positions - positions[0]]
     if statistics is None:

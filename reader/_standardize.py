@@ -83,7 +83,7 @@ class StandardizationParams:
         """``mean`` and ``1 / scale`` cast to ``dtype``, computed once per dtype, so the read
         path can rescale in the stored dtype, in place (NeuroNormalizer's ``x * precision``)
         instead of promoting every value to float64 and back."""
-        cache = self.__dict__.setdefault("_in_dtype", {})
+        cache: dict[str, tuple[np.ndarray, np.ndarray]] = self.__dict__.setdefault("_in_dtype", {})
         key = np.dtype(dtype).str
         if key not in cache:
             with np.errstate(divide="ignore"):
@@ -112,7 +112,8 @@ def standardize_inplace(variable: str, x: np.ndarray, params: StandardizationPar
     if _SUBTRACTS_MEAN[variable]:
         raise ValueError(f"standardize_inplace: {variable} subtracts a mean; use standardize")
     _, precision = params.in_dtype(x.dtype)
-    return np.multiply(x, precision, out=x)
+    out: np.ndarray = np.multiply(x, precision, out=x)
+    return out
 
 
 def destandardize(variable: str, x: Any, params: StandardizationParams) -> Any:
@@ -150,13 +151,12 @@ def recomputed_params(variable: str, statistics: Mapping[str, np.ndarray]) -> St
     axis; videos need ``count`` too, to pool the pixels into one mean and std)."""
     mean = np.asarray(statistics["mean"], dtype=np.float64)
     std = np.asarray(statistics["std"], dtype=np.float64)
-    if variable == fmt.VIDEOS:
-        mean, std = pool_pixels(mean, std, np.asarray(statistics["count"]))
     time_axis = fmt.time_axis(variable, with_trial_axis=False)
     if variable == fmt.VIDEOS:
+        pooled_mean, pooled_std = pool_pixels(mean, std, np.asarray(statistics["count"]))
         # One scalar for the whole video, broadcast over (time, height, width).
         shape = (1,) * (len(fmt.DIMENSIONS[variable]) - 1)
-        mean, std = np.full(shape, mean), np.full(shape, std)
+        mean, std = np.full(shape, pooled_mean), np.full(shape, pooled_std)
     else:
         mean, std = np.expand_dims(mean, time_axis), np.expand_dims(std, time_axis)
     return _params(variable, mean, std, time_axis)

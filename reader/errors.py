@@ -24,6 +24,19 @@ class StoreExistsError(SensoriumZarrError, FileExistsError):
     """A complete store is already there and ``overwrite`` was not asked for."""
 
 
+class StoreReplacedError(StoreNotFoundError):
+    """The store was replaced (``--overwrite``) or removed since it was opened."""
+
+
+class OptionError(SensoriumZarrError, ValueError):
+    """An option is out of its range, or asks for more than the machine can give."""
+
+
+class OutputError(SensoriumZarrError, OSError):
+    """The output cannot be written: a file, read-only, full, a URL, or locked by another
+    conversion of the same mouse."""
+
+
 class StoreFormatError(SensoriumZarrError, ValueError):
     """The store's attributes or arrays do not follow the format."""
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from sensorium_zarr.testing import SampleSpec, sample_spec
 
@@ -30,3 +31,14 @@ def load_source(mouse_dir: Path, variable: str, trial_id: int) -> np.ndarray:
 def source_ids(mouse_dir: Path) -> list[int]:
     names = glob.glob(os.path.join(mouse_dir, "data", "responses", "*.npy"))
     return sorted(int(Path(n).stem) for n in names)
+
+
+def reconsolidate(store: Path) -> None:
+    """Rewrite a store's consolidated metadata after a test changed its arrays, so the store
+    stands for one written that way (a reader trusts the consolidated copy, as opening
+    is one metadata read; ``verify`` compares it with the arrays' own metadata)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(str(store), zarr_format=3)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
+import struct
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -229,3 +234,250 @@ def test_reading_into_a_buffer_in_place_or_not(tmp_path):
     path.write_bytes(path.read_bytes()[:-8])
     with open(path, "rb") as fp, pytest.raises(SourceError, match="truncated: 40 of 48 data bytes"):
         read_array(fp, str(path), out=out)
+
+
+# --- Hardening: every bad input below once escaped as a traceback (exit 1) or passed silently.
+
+
+def _cli_error(source: Path, out: Path) -> str:
+    """Run the real command line in a child process (a hang fails by timeout): it must
+    exit 2 with one ``error:`` line naming the problem, and leave nothing in ``out``."""
+    code = "import sys; from sensorium_zarr.converter import main; sys.exit(main())"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "convert", str(source), "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert not out.exists() or not any(out.iterdir()), "nothing may be left in the output folder"
+    return errors[0]
+
+
+def _npy_bytes(header: str, version: tuple[int, int] = (1, 0), data: bytes = b"") -> bytes:
+    text = header.encode("latin1")
+    text += b" " * (63 - (12 + len(text)) % 64) + b"\n"
+    length = struct.pack("<H" if version == (1, 0) else "<I", len(text))
+    return b"\x93NUMPY" + bytes(version) + length + text + data
+
+
+def _header(descr: str = "<f4", shape: str = "(23, 30)") -> bytes:
+    return _npy_bytes(f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}")
+
+
+_BAD_HEADERS = {
+    "overflowing dimensions": _header(shape="(4611686018427387904, 4)"),
+    "negative dimension": _header(shape="(-1, 30)"),
+    "too many dimensions": _header(shape="(" + "1, " * 70 + ")"),
+    "V0 dtype": _header("|V0"),
+    "U0 dtype": _header("<U0"),
+    "short header length field": b"\x93NUMPY\x01\x00\x05",
+}
+
+
+@pytest.mark.parametrize("where", ["trial", "meta"])
+@pytest.mark.parametrize("case", sorted(_BAD_HEADERS))
+def test_bad_npy_header_is_one_error_line(mouse, tmp_path, case, where):
+    rel = f"data/responses/{_first_id(mouse)}.npy" if where == "trial" else "meta/neurons/bad.npy"
+    (mouse / rel).write_bytes(_BAD_HEADERS[case])
+    line = _cli_error(mouse, tmp_path / "out")
+    assert f"{mouse / rel}: " in line
+    with pytest.raises(SourceError, match=re.escape(str(mouse / rel))):
+        convert_mouse(mouse, tmp_path / "out", progress=False)
+
+
+def _copy_trial(mouse: Path, trial: int, name: str, move: bool = False) -> None:
+    for variable in ("videos", "responses", "behavior", "pupil_center"):
+        source = mouse / f"data/{variable}/{trial}.npy"
+        (shutil.move if move else shutil.copy)(source, mouse / f"data/{variable}/{name}")
+
+
+@pytest.mark.parametrize(
+    "name, move",
+    [("99999999999999999999.npy", False), ("004.npy", True), ("\u0664.npy", True), ("0{trial}.npy", False)],
+    ids=["huge id", "leading zeros", "arabic-indic digit", "04 beside 4"],
+)
+def test_trial_file_names_must_be_canonical_decimal(mouse, tmp_path, name, move):
+    trial = _first_id(mouse)
+    name = name.format(trial=trial)
+    _copy_trial(mouse, trial, name, move)
+    line = _cli_error(mouse, tmp_path / "out")
+    assert re.search(rf"data/\w+/{name}: file name is not an integer trial id \(<id>\.npy, <id> in ASCII digits", line)
+
+
+def test_deeply_nested_config_json(mouse, tmp_path):
+    (mouse / "config.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert "config.json: nested deeper than 64 levels" in _cli_error(mouse, tmp_path / "out")
+    (mouse / "config.json").write_text('{"a": ' + "[" * 100 + "]" * 100 + "}")
+    _assert_fails_cleanly(mouse, tmp_path / "out", r"config\.json: nested deeper than 64 levels")
+
+
+def test_oversized_config_json(mouse, tmp_path):
+    (mouse / "config.json").write_text('{"links": {}, "pad": "' + "x" * (2**20) + '"}')
+    _assert_fails_cleanly(mouse, tmp_path / "out", r"config\.json: larger than 1048576 bytes")
+
+
+def test_config_json_with_nan_constant(mouse, tmp_path):
+    (mouse / "config.json").write_text('{"links": {}, "x": NaN}')
+    _assert_fails_cleanly(mouse, tmp_path / "out", r"config\.json: not valid JSON \(NaN is not a JSON value\)")
+
+
+def _set_tier(mouse: Path, label: str, of: str = "train") -> int:
+    tiers = np.load(mouse / "meta/trials/tiers.npy")
+    ids = sorted(int(p.stem) for p in (mouse / "data/responses").glob("*.npy"))
+    trial = next(i for i in ids if tiers[i] == of)
+    tiers = tiers.astype(f"<U{max(tiers.dtype.itemsize // 4, len(label), 1)}")
+    tiers[trial] = label
+    np.save(mouse / "meta/trials/tiers.npy", tiers)
+    return trial
+
+
+@pytest.mark.parametrize("label", ["", "..", "zarr.json", "validation", "Train"])
+def test_unknown_tier_label(mouse, tmp_path, label):
+    trial = _set_tier(mouse, label)
+    line = _cli_error(mouse, tmp_path / "out")
+    valid = "one of the tiers train, oracle, live_test_main"
+    assert f"tiers.npy: unknown tier {label!r} (trial {trial}); every trial with files must have {valid}" in line
+
+
+def test_mouse_without_train_trials(mouse, tmp_path):
+    tiers = np.load(mouse / "meta/trials/tiers.npy")
+    np.save(mouse / "meta/trials/tiers.npy", np.where(tiers == "train", "oracle", tiers))
+    _assert_fails_cleanly(mouse, tmp_path / "out", r"tiers\.npy: no trial of tier 'train' has files")
+
+
+def test_provided_statistics_of_the_wrong_shape(mouse, tmp_path):
+    path = mouse / "meta/statistics/responses/all/std.npy"
+    np.save(path, np.load(path)[:1])
+    message = r"responses/all/std\.npy: provided statistic of shape \(1, 30\) .* expected .* \(23, 30\)"
+    _assert_fails_cleanly(mouse, tmp_path / "out", message)
+
+
+def test_infinite_value_in_a_train_trial(mouse, tmp_path):
+    trial = _set_tier(mouse, "train")  # the label is unchanged: this finds a train trial
+    path = mouse / f"data/videos/{trial}.npy"
+    video = np.load(path)
+    video[1, 2, 0] = np.inf
+    np.save(path, video)
+    _assert_fails_cleanly(mouse, tmp_path / "out", rf"videos/{trial}\.npy: videos holds an infinite value")
+
+
+@pytest.mark.parametrize("kind", ["trial", "config"])
+def test_fifo_is_refused_not_read(mouse, tmp_path, kind):
+    rel = f"data/behavior/{_first_id(mouse)}.npy" if kind == "trial" else "config.json"
+    (mouse / rel).unlink()
+    os.mkfifo(mouse / rel)
+    assert f"{mouse / rel}: a FIFO (named pipe), not a regular file" in _cli_error(mouse, tmp_path / "out")
+
+
+def test_convert_dot_inside_a_mouse_folder_names_the_store_after_it(mouse, tmp_path, monkeypatch):
+    monkeypatch.chdir(mouse)
+    assert cli_main(["convert", ".", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{mouse.name}.zarr"]
+
+
+def _zip_mouse(mouse: Path, archive: Path, top: str | None = None, compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(archive, "w", compression) as z:
+        for path in sorted(mouse.rglob("*")):
+            if path.is_file():
+                z.write(path, f"{top or mouse.name}/{path.relative_to(mouse).as_posix()}")
+    return archive
+
+
+@pytest.mark.parametrize("top", [".hidden", "..\\..\\x", "mouse:1", "tab\tname"])
+def test_zip_top_folder_must_be_a_safe_mouse_name(mouse, tmp_path, top):
+    archive = _zip_mouse(mouse, tmp_path / "m.zip", top)
+    assert f"mouse name {top!r} is not usable" in _cli_error(archive, tmp_path / "out")
+
+
+def _patch_member(archive: Path, member: str, **fields: int) -> None:
+    """Rewrite fields of ``member``'s local and central headers in place (what a damaged
+    or hostile archive holds): flag, method, usize (uncompressed size), or crc."""
+    raw = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as z:
+        info = z.getinfo(member)
+    local = info.header_offset
+    name = member.encode()
+    central = raw.index(b"PK\x01\x02")
+    while (
+        struct.unpack_from("<H", raw, central + 28)[0] != len(name)
+        or raw[central + 46 : central + 46 + len(name)] != name
+    ):
+        central = raw.index(b"PK\x01\x02", central + 4)
+    offsets = {"flag": (6, 8, "<H"), "method": (8, 10, "<H"), "crc": (14, 16, "<I"), "usize": (22, 24, "<I")}
+    for name, value in fields.items():
+        in_local, in_central, code = offsets[name]
+        struct.pack_into(code, raw, local + in_local, value)
+        struct.pack_into(code, raw, central + in_central, value)
+    archive.write_bytes(bytes(raw))
+
+
+def _member(mouse: Path, rel: str) -> str:
+    return f"{mouse.name}/{rel}"
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"flag": 1}, "encrypted zip member"),
+        ({"method": 9}, "zip compression method 9 is not supported"),
+        ({"method": 12}, "zip compression method 12 is not supported"),
+        ({"usize": 4_000_000_000}, "stored zip member declares 4000000000 bytes but occupies"),
+    ],
+    ids=["encrypted", "deflate64", "bzip2", "claims 4 GB"],
+)
+def test_unreadable_zip_member(mouse, tmp_path, fields, message):
+    archive = _zip_mouse(mouse, tmp_path / f"{mouse.name}.zip")
+    rel = f"data/videos/{_first_id(mouse)}.npy"
+    _patch_member(archive, _member(mouse, rel), **fields)
+    assert f"{archive}:{_member(mouse, rel)}: {message}" in _cli_error(archive, tmp_path / "out")
+
+
+def test_deflated_member_claiming_more_than_deflate_can_expand(mouse, tmp_path):
+    archive = _zip_mouse(mouse, tmp_path / f"{mouse.name}.zip", compression=zipfile.ZIP_DEFLATED)
+    rel = "meta/neurons/unit_ids.npy"
+    _patch_member(archive, _member(mouse, rel), usize=4_000_000_000)
+    assert "more than deflate can expand (1032:1)" in _cli_error(archive, tmp_path / "out")
+
+
+def test_zip_bomb_config_json_is_refused_from_its_declared_size(mouse, tmp_path):
+    (mouse / "config.json").write_text('{"links": {}}' + " " * 50_000_000)
+    archive = _zip_mouse(mouse, tmp_path / f"{mouse.name}.zip", compression=zipfile.ZIP_DEFLATED)
+    assert archive.stat().st_size < 1_000_000
+    assert "config.json: larger than 1048576 bytes" in _cli_error(archive, tmp_path / "out")
+
+
+def test_malformed_zip_member_header(mouse, tmp_path):
+    archive = _zip_mouse(mouse, tmp_path / f"{mouse.name}.zip")
+    rel = f"data/responses/{_first_id(mouse)}.npy"
+    with zipfile.ZipFile(archive) as z:
+        offset = z.getinfo(_member(mouse, rel)).header_offset
+    raw = bytearray(archive.read_bytes())
+    raw[offset : offset + 4] = b"XXXX"  # the member's local header signature
+    archive.write_bytes(bytes(raw))
+    assert f"{_member(mouse, rel)}: could not be opened (Bad magic number for file header)" in _cli_error(
+        archive, tmp_path / "out"
+    )
+
+
+def test_bad_crc_in_zipped_config_json(mouse, tmp_path):
+    archive = _zip_mouse(mouse, tmp_path / f"{mouse.name}.zip")
+    with zipfile.ZipFile(archive) as z:
+        crc = z.getinfo(_member(mouse, "config.json")).CRC
+    _patch_member(archive, _member(mouse, "config.json"), crc=crc ^ 1)
+    assert f"{_member(mouse, 'config.json')}: could not be read (Bad CRC-32" in _cli_error(archive, tmp_path / "out")
+
+
+def test_duplicate_zip_member(mouse, tmp_path):
+    archive = _zip_mouse(mouse, tmp_path / f"{mouse.name}.zip")
+    rel = f"data/videos/{_first_id(mouse)}.npy"
+    with zipfile.ZipFile(archive, "a") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        z.writestr(_member(mouse, rel), (mouse / rel).read_bytes())
+    assert f"{_member(mouse, rel)}: appears twice in the zip" in _cli_error(archive, tmp_path / "out")
+
+
+def test_trailing_bytes_after_the_array(mouse, tmp_path):
+    path = mouse / f"data/responses/{_first_id(mouse)}.npy"
+    path.write_bytes(path.read_bytes() + b"\0" * 16)
+    _assert_fails_cleanly(mouse, tmp_path / "out", r"16 more than its header .* implies")

@@ -1,4 +1,4 @@
-"""The format spec: docs/FORMAT.md names everything reader/format.py defines, and stores
+"""The format spec: docs/FORMAT.md names everything reader/format/ defines, and stores
 written by earlier releases stay readable."""
 
 from __future__ import annotations
@@ -22,15 +22,22 @@ def test_format_doc_names_every_format_constant():
     names = [
         fmt.ATTRS_KEY, fmt.SOURCE_DTYPE_KEY, fmt.INDEX_GROUP, fmt.META_NEURONS, fmt.META_TRIALS,
         fmt.META_STATISTICS, fmt.STATISTICS_GROUP, *fmt.VARIABLES, *fmt.TRIAL_ARRAYS, *fmt.GRANULARITIES,
-        *fmt.STATISTICS, *fmt.TIERS, *fmt.SPLITS, *fmt.INDEX_DIMENSIONS,
-        *{d for dims in fmt.DIMENSIONS.values() for d in dims},
-        *{d for dims in fmt.TRIAL_ARRAYS.values() for d in dims},
+        *fmt.STATISTICS, *fmt.TIERS, *fmt.SPLITS, fmt.META_TIERS,
+        *{c for channels in fmt.CHANNELS.values() for c in channels},
+        # Every dimension name of every version's table, "<tier>_position" included.
+        *{d for table in (fmt.ARRAYS, fmt.ARRAYS_V2) for row in table if isinstance(row.dims, tuple) for d in row.dims},
     ]
     missing = [n for n in names if f"`{n}`" not in doc and f"`{n}/" not in doc and f"/{n}`" not in doc]
     assert not missing, f"docs/FORMAT.md does not mention {missing}"
     assert f"Current format version: **{fmt.FORMAT_VERSION}**" in doc
     for key in fmt.MouseAttrs.__dataclass_fields__:
         assert f"| `{key}` |" in doc, key
+    assert set(fmt.PARSERS) == set(fmt.MouseAttrs.__dataclass_fields__)
+    # The array tables: every row's path, and every chunk option a rule names.
+    for row in (*fmt.ARRAYS, *fmt.ARRAYS_V2):
+        assert f"`{row.path}`" in doc, row.path
+        if isinstance(row.chunks, fmt.TrialShards):
+            assert f'TrialShards("{row.chunks.axis}", "{row.chunks.option}")' in doc, row.path
 
 
 @pytest.mark.parametrize("version", fmt.SUPPORTED_FORMAT_VERSIONS)
@@ -59,12 +66,13 @@ def test_golden_store_has_the_documented_layout_in_plain_zarr(version):
     root = zarr.open_group(str(DATA / f"golden-v{version}.zarr"), mode="r")
     attrs = root.attrs[fmt.ATTRS_KEY]
     assert attrs["format_version"] == version and attrs["complete"] is True
-    for variable, dims in fmt.DIMENSIONS.items():
+    spec = fmt.spec(version)
+    for variable, dims in spec.dimensions.items():
         assert root[variable].metadata.dimension_names == dims
     ids = root[fmt.TRIAL_ID][:]
     for tier in attrs["tiers"]:
         index = root[f"index/{tier}"]
-        assert index.metadata.dimension_names == fmt.INDEX_DIMENSIONS
+        assert index.metadata.dimension_names == (("position",) if version < 3 else (f"{tier}_position",))
         positions = index[:]
         assert np.all(np.diff(positions) > 0) and np.all(np.diff(ids[positions]) > 0)
     if version == 1:
@@ -78,3 +86,17 @@ def test_golden_store_has_the_documented_layout_in_plain_zarr(version):
 
 def test_current_version_has_a_golden_store():
     assert (DATA / f"golden-v{fmt.FORMAT_VERSION}.zarr").is_dir(), "run tests/data/make_golden.py"
+
+
+@pytest.mark.parametrize("version", fmt.SUPPORTED_FORMAT_VERSIONS)
+def test_one_size_per_dimension_name_from_version_3(version):
+    root = zarr.open_group(str(DATA / f"golden-v{version}.zarr"), mode="r", use_consolidated=False)
+    arrays = [(p, a.metadata.dimension_names, a.shape) for p, a in root.members(max_depth=None)
+              if isinstance(a, zarr.Array)]
+    conflicts = fmt.dimension_conflicts(arrays)
+    if version >= 3:
+        assert conflicts == []
+        assert zarr.open_group(str(DATA / f"golden-v{version}.zarr"), mode="r").metadata.consolidated_metadata
+    else:
+        # What version 3 fixed: one 'position' name for tier indexes of different lengths.
+        assert any(c.startswith("dimension 'position' has size") for c in conflicts), conflicts

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from helpers import REPO, small_spec
 from sensorium_zarr._store import open_store
 from sensorium_zarr.converter import convert_mouse, verify
 from sensorium_zarr.converter._cli import main as cli_main
-from sensorium_zarr.errors import IncompleteStoreError
+from sensorium_zarr.errors import IncompleteStoreError, StoreFormatError
 from sensorium_zarr.testing import write_mouse
 
 
@@ -131,3 +132,20 @@ def test_verify_passes_and_cli_says_ok(converted, capsys):
     source, store = converted
     assert cli_main(["verify", str(source), str(store)]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_verify_compares_the_consolidated_metadata_with_the_arrays(converted, tmp_path):
+    source, store = converted
+    changed = shutil.copytree(store, tmp_path / store.name)
+    shutil.rmtree(changed / "has_responses")
+    meta = json.loads((changed / "tier" / "zarr.json").read_text())
+    meta["attributes"] = {"edited": True}
+    (changed / "tier" / "zarr.json").write_text(json.dumps(meta))
+    problems = verify(source, changed)
+    assert "has_responses: in the consolidated metadata, not in the store" in problems
+    assert "tier: its consolidated metadata differs from its zarr.json" in problems
+    root = json.loads((changed / "zarr.json").read_text())
+    del root["consolidated_metadata"]
+    (changed / "zarr.json").write_text(json.dumps(root))
+    with pytest.raises(StoreFormatError, match="no consolidated metadata"):
+        verify(source, changed)

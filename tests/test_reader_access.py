@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from helpers import reconsolidate
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+from zarr.codecs import Crc32cCodec
 from zarr.storage import LocalStore
 
 from sensorium_zarr import (
@@ -26,6 +28,7 @@ from sensorium_zarr import (
 )
 from sensorium_zarr.converter._chunking import Chunking
 from sensorium_zarr.converter._convert import convert_mouse
+from sensorium_zarr.format import FORMAT_VERSION
 from sensorium_zarr.testing import sample_spec, write_mouse
 
 VARIABLES = ("videos", "responses", "behavior", "pupil_center")
@@ -113,6 +116,52 @@ def test_open_and_split_read_no_data_and_one_trial_reads_its_chunk_only(store):
     other = [key for key in counting.chunk_keys() if not key.startswith(wanted)]
     assert other == [], "no other variable is read"
     np.testing.assert_array_equal(one, split.responses.compute()[k])
+
+
+@pytest.mark.parametrize("which", ["converted", "golden-v3"])
+def test_opening_a_version_3_store_is_one_metadata_read(store, which):
+    """Consolidated metadata: the root's zarr.json is the only metadata read, however many
+    trials and tiers (24 trials and 6 tiers here, 8 and 6 in the golden store); the rest
+    are the small per-trial and tier index arrays' one chunk each."""
+    path = store if which == "converted" else Path(__file__).parent / "data" / "golden-v3.zarr"
+    counting = CountingStore(path)
+    mouse = open_mouse(counting)
+    assert mouse.attrs.format_version == 3
+    metadata = [key for key, _ in counting.reads if key.endswith("zarr.json")]
+    assert metadata == ["zarr.json"]
+    chunks = counting.chunk_keys()
+    assert len(chunks) == len(counting.reads) - 1 == 4 + len(mouse.attrs.tiers), chunks
+    counting.reads.clear()
+    mouse.split("train").responses[0].compute()
+    # The first data read opens the variable for the engine, from its own zarr.json.
+    assert [key for key, _ in counting.reads if key.endswith("zarr.json")] == ["responses/zarr.json"]
+
+
+def test_version_2_store_reads_every_arrays_metadata():
+    counting = CountingStore(Path(__file__).parent / "data" / "golden-v2.zarr")
+    mouse = open_mouse(counting)
+    metadata = [key for key, _ in counting.reads if key.endswith("zarr.json")]
+    assert len(metadata) == 1 + len(VARIABLES) + len(PER_TRIAL) - 1 + len(mouse.attrs.tiers)
+
+
+def test_version_3_store_without_consolidated_metadata_is_refused(store, tmp_path):
+    plain = _copy(store, tmp_path)
+    meta = json.loads((plain / "zarr.json").read_text())
+    del meta["consolidated_metadata"]
+    (plain / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreFormatError, match="no consolidated metadata in zarr.json, which format version 3") as e:
+        open_mouse(plain)
+    _one_line(e)
+
+
+def test_variable_changed_behind_the_consolidated_metadata_is_refused(store, tmp_path):
+    changed = _copy(store, tmp_path)
+    meta = json.loads((changed / "responses" / "zarr.json").read_text())
+    meta["attributes"] = {"edited": True}
+    (changed / "responses" / "zarr.json").write_text(json.dumps(meta))
+    split = open_mouse(changed).split("train")  # checked from the consolidated copy
+    with pytest.raises(StoreFormatError, match="the consolidated metadata of 'responses' differs from its zarr.json"):
+        split.responses[0].compute()
 
 
 def test_reader_never_writes(store):
@@ -250,6 +299,7 @@ def test_unknown_format_version(store, tmp_path):
 def test_damaged_store_names_the_missing_array(store, tmp_path):
     damaged = _copy(store, tmp_path)
     shutil.rmtree(damaged / "has_responses")
+    reconsolidate(damaged)
     with pytest.raises(StoreFormatError, match="no array 'has_responses'") as e:
         open_mouse(damaged)
     _one_line(e)
@@ -261,7 +311,7 @@ def test_damaged_store_names_the_missing_array(store, tmp_path):
         (lambda p: p[::-1], "'index/train' is not in ascending position and trial id order"),
         (
             lambda p: np.concatenate([p[:1], p[2:]]),
-            "'index/train' is not one consecutive range of trials, as format version 2 requires",
+            f"'index/train' is not one consecutive range of trials, as format version {FORMAT_VERSION} requires",
         ),
     ],
     ids=["shuffled", "gap"],
@@ -271,10 +321,12 @@ def test_tier_index_out_of_order_is_refused(store, tmp_path, edit, match):
     broken = _copy(store, tmp_path)
     index = zarr.open_array(str(broken / "index" / "train"), mode="r")
     edited = edit(index[...])
+    # Rewritten as the converter writes it (checksummed), so only the order is wrong.
     replaced = zarr.open_group(str(broken / "index"), mode="r+").create_array(
         "train", shape=edited.shape, dtype=edited.dtype, overwrite=True,
-        dimension_names=index.metadata.dimension_names)
+        dimension_names=index.metadata.dimension_names, compressors=[Crc32cCodec()])
     replaced[...] = edited
+    reconsolidate(broken)
     with pytest.raises(StoreFormatError, match=match) as e:
         open_mouse(broken)
     _one_line(e)
@@ -329,6 +381,7 @@ def test_bad_split_options(store):
 def test_missing_provided_statistic(store, tmp_path):
     lacking = _copy(store, tmp_path)
     shutil.rmtree(lacking / "meta/statistics/videos/all/std")
+    reconsolidate(lacking)
     mouse = open_mouse(lacking)
     message = r"provides no meta/statistics/videos/all/std; use statistics='recomputed'"
     with pytest.raises(StoreFormatError, match=message) as e:

@@ -1,0 +1,115 @@
+"""The sensorium-zarr on-disk format, defined once for the converter and the reader.
+
+Pure data and validation, no I/O: the converter writes what this package names and the
+reader checks what it finds against it. ``docs/FORMAT.md`` is the prose version; keep
+both in step (a test checks that every name here appears there).
+
+- ``_names``: attribute keys, variables, tiers and splits, group paths, trial order;
+- ``_attrs``: the root attributes (``MouseAttrs``), one strict ``parse_<field>`` each,
+  and the one completion rule (``is_complete``);
+- ``_arrays``: the table of every array (``ARRAYS``), bound per version by ``spec``
+  (``FormatSpec``); everything that differs between versions lives there.
+
+Format versions (each entry is its changelog):
+
+- 1: first release. One Zarr v3 group per mouse: the four per-trial variables stacked on a
+  ``trial`` axis, per-trial index arrays, per-tier index arrays, the source ``meta/``
+  arrays as they were, and statistics recomputed from the ``train`` tier.
+- 2: trials are stored tier-major (``stored_trial_order``): grouped by tier in experiment
+  order, ascending trial id within a tier, so every tier is one contiguous range of the
+  ``trial`` axis. Reading a tier then decodes no chunk of another tier (one neuron across
+  the ``train`` trials decoded 720 chunks in version 1, 350 now). Nothing else changed;
+  version 1 stores (ascending trial id throughout) stay readable.
+- 3: every dimension name has one size in the whole store, so xarray opens it
+  (``open_zarr``, ``open_datatree``): ``index/<tier>`` has dimension ``<tier>_position``
+  (was ``position`` for all), behavior and pupil_center have ``behavior_channel`` and
+  ``pupil_center_channel`` (were both ``channel``), and a ``meta/`` axis takes a shared
+  name only at that name's size, else one named after its array (was ``dim_<i>``). The
+  root holds consolidated metadata (written before ``complete: true``), so opening a
+  store is one metadata read. Medians are filled with NaN like every float array (were
+  0). Version 1 and 2 stores stay readable (``ARRAYS_V2``).
+"""
+
+from ._arrays import (
+    ARRAYS,
+    ARRAYS_V2,
+    AS_SOURCE,
+    BY_STAT,
+    DIMENSIONS,
+    META_DIMS,
+    META_TIERS,
+    NAN_IF_FLOAT,
+    SPECS,
+    STATISTIC_DIMS,
+    STORED,
+    STRING,
+    TRIAL_ARRAYS,
+    ZARR_DEFAULT,
+    ArraySpec,
+    ChunkRule,
+    Expected,
+    FormatSpec,
+    TrialBlocks,
+    TrialShards,
+    Whole,
+    array_problems,
+    check_array,
+    dimension_conflicts,
+    spec,
+    time_axis,
+)
+from ._attrs import PARSERS, MouseAttrs, is_complete, parse_format_version, require_complete
+from ._names import (
+    ATTRS_KEY,
+    BEHAVIOR,
+    CHANNELS,
+    FORMAT_VERSION,
+    FRAME_RATE_HZ,
+    GRANULARITIES,
+    HAS_RESPONSES,
+    INDEX_GROUP,
+    META_GROUP,
+    META_NEURONS,
+    META_STATISTICS,
+    META_TRIALS,
+    NONE_TIER,
+    ORACLE,
+    OVER_TRIALS,
+    OVER_TRIALS_AND_TIME,
+    PUPIL_CENTER,
+    RESPONSES,
+    SOURCE_DTYPE_KEY,
+    SOURCE_TO_STORED_AXES,
+    SPLITS,
+    STATISTICS,
+    STATISTICS_GROUP,
+    STATISTICS_TIER,
+    SUPPORTED_FORMAT_VERSIONS,
+    TEST_TIERS,
+    TIER,
+    TIERS,
+    TRAIN,
+    TRIAL_ID,
+    VALID_FRAMES,
+    VARIABLES,
+    VIDEOS,
+    ordered_tiers,
+    parse_tiers,
+    provided_statistics_path,
+    statistics_path,
+    stored_trial_order,
+)
+
+__all__ = [
+    "ARRAYS", "ARRAYS_V2", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "META_DIMS", "META_TIERS", "NAN_IF_FLOAT",
+    "SPECS", "STATISTIC_DIMS", "STORED", "STRING", "TRIAL_ARRAYS", "ZARR_DEFAULT", "ArraySpec", "ChunkRule",
+    "Expected", "FormatSpec", "TrialBlocks", "TrialShards", "Whole", "array_problems", "check_array",
+    "dimension_conflicts", "spec", "time_axis",
+    "PARSERS", "MouseAttrs", "is_complete", "parse_format_version", "require_complete",
+    "ATTRS_KEY", "BEHAVIOR", "CHANNELS", "FORMAT_VERSION", "FRAME_RATE_HZ", "GRANULARITIES", "HAS_RESPONSES",
+    "INDEX_GROUP", "META_GROUP", "META_NEURONS", "META_STATISTICS", "META_TRIALS", "NONE_TIER", "ORACLE", "OVER_TRIALS",
+    "OVER_TRIALS_AND_TIME", "PUPIL_CENTER", "RESPONSES", "SOURCE_DTYPE_KEY", "SOURCE_TO_STORED_AXES", "SPLITS",
+    "STATISTICS", "STATISTICS_GROUP", "STATISTICS_TIER", "SUPPORTED_FORMAT_VERSIONS", "TEST_TIERS", "TIER",
+    "TIERS", "TRAIN", "TRIAL_ID", "VALID_FRAMES", "VARIABLES", "VIDEOS", "ordered_tiers", "parse_tiers",
+    "provided_statistics_path", "statistics_path", "stored_trial_order",
+]

@@ -1,0 +1,248 @@
+"""One flipped bit anywhere in a chunk file fails every read that decodes it, with one line
+naming the array; no read returns wrong values.
+
+Each test flips one bit at many positions of one array's chunk file (for a sharded array:
+the start, middle and checksum of every inner chunk, and fields of the shard index),
+reads through the public API after each flip, and puts the bit back. The store has
+several inner chunks per trial and several trials per shard, so partial reads of shards
+and chunks are what is tested; reads that do not touch the damaged chunk must return the
+stored values exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from conftest import small_spec
+
+import sensorium_zarr as reader
+from sensorium_zarr import format as fmt
+from sensorium_zarr._standardize import required_statistics
+from sensorium_zarr.converter import convert_mouse
+from sensorium_zarr.converter._chunking import Chunking
+from sensorium_zarr.errors import StoreFormatError
+from sensorium_zarr.testing import write_mouse
+
+TRIALS_PER_SHARD = 4
+SHARD = 1  # the damaged shard (or chunk) of a per-trial array: store positions 4..7
+DAMAGED_POSITIONS = range(SHARD * TRIALS_PER_SHARD, (SHARD + 1) * TRIALS_PER_SHARD)
+VARIABLES = list(fmt.VARIABLES)
+STANDARDIZING = ("mean", "std", "count")
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    source = write_mouse(small_spec(), tmp_path_factory.mktemp("src"))
+    chunking = Chunking(trials_per_shard=TRIALS_PER_SHARD, neurons_per_chunk=8, frames_per_video_chunk=8)
+    return convert_mouse(source, tmp_path_factory.mktemp("out"), chunking=chunking, engine="zarr", progress=False)
+
+
+@pytest.fixture(scope="module")
+def store(pristine, tmp_path_factory) -> Path:
+    """A copy the tests damage, one bit at a time, and always mend."""
+    return Path(shutil.copytree(pristine, tmp_path_factory.mktemp("damaged") / pristine.name))
+
+
+@pytest.fixture(scope="module")
+def expected(pristine):
+    mouse = reader.open_mouse(pristine)
+    split = mouse.split(list(mouse.tiers))
+    return {
+        "trials": [split.trial(k) for k in range(split.n_trials)],
+        "arrays": {v: getattr(split, v).compute() for v in VARIABLES},
+        "statistics": mouse.statistics(),
+        "provided": mouse.provided_statistics(),
+    }
+
+
+def chunk_file(store: Path, path: str, index: tuple[int, ...]) -> Path:
+    return store / path / "c" / "/".join(map(str, index))
+
+
+def spread(n_bytes: int, count: int) -> list[int]:
+    """``count`` byte positions spread over ``n_bytes``, always including the first and the
+    last four (the checksum)."""
+    inner = np.linspace(0, n_bytes - 1, num=min(count, n_bytes)).astype(int).tolist()
+    return sorted({*inner, *range(max(0, n_bytes - 4), n_bytes)})
+
+
+def shard_positions(data: bytes, n_inner: int) -> dict[int, int | None]:
+    """Damage positions of one shard -> the inner chunk they damage (None: the index)."""
+    index_size = 16 * n_inner + 4
+    index_start = len(data) - index_size
+    fields = struct.unpack(f"<{2 * n_inner}Q", data[index_start : index_start + 16 * n_inner])
+    positions: dict[int, int | None] = {}
+    for inner in range(n_inner):
+        offset, length = fields[2 * inner], fields[2 * inner + 1]
+        assert offset + length <= index_start, "every inner chunk is stored"
+        for at in (offset, offset + length // 2, offset + length - 1):
+            positions[at] = inner
+    for inner in range(0, n_inner, max(1, n_inner // 4)):
+        for byte in (0, 7, 8, 15):  # low and high bytes of the offset and length fields
+            positions[index_start + 16 * inner + byte] = None
+    for byte in range(index_size - 4, index_size):
+        positions[index_start + byte] = None
+    return positions
+
+
+class Flip:
+    """Flip one bit of ``path`` at ``position`` for the ``with`` block."""
+
+    def __init__(self, path: Path, position: int) -> None:
+        self.path, self.position = path, position
+
+    def _toggle(self) -> None:
+        data = bytearray(self.path.read_bytes())
+        data[self.position] ^= 1 << (self.position % 8)
+        self.path.write_bytes(bytes(data))
+
+    def __enter__(self) -> Flip:
+        self._toggle()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._toggle()
+
+
+def assert_damage_named(error: pytest.ExceptionInfo, array: str) -> None:
+    message = str(error.value)
+    assert f"'{array}' is damaged: a chunk fails its CRC32C checksum" in message, message
+    assert "\n" not in message and "convert the source again" in message, message
+
+
+def raises_naming(array: str, read, *args, **kwargs):
+    with pytest.raises(StoreFormatError) as error:
+        read(*args, **kwargs)
+    assert_damage_named(error, array)
+
+
+@pytest.mark.parametrize("variable", VARIABLES)
+def test_every_read_of_a_damaged_trial_array_fails(store, expected, variable):
+    mouse = reader.open_mouse(store)
+    split = mouse.split(list(mouse.tiers))
+    assert split.positions.tolist() == list(range(mouse.n_trials))
+    array = zarr.open_array(str(store / variable), mode="r")
+    if array.shards is None:
+        per_trial = None
+        path = chunk_file(store, variable, (SHARD,) + (0,) * (array.ndim - 1))
+        damage: dict[int, int | None] = dict.fromkeys(spread(path.stat().st_size, 32))
+    else:
+        grid = [s // c for s, c in zip(array.shards, array.chunks, strict=True)]
+        per_trial = int(np.prod(grid[1:]))
+        path = chunk_file(store, variable, (SHARD,) + (0,) * (array.ndim - 1))
+        damage = shard_positions(path.read_bytes(), int(np.prod(grid)))
+    assert len(damage) >= 24
+    for position, inner in damage.items():
+        with Flip(path, position):
+            hit = DAMAGED_POSITIONS if inner is None or per_trial is None else [
+                SHARD * TRIALS_PER_SHARD + inner // per_trial
+            ]
+            for k in DAMAGED_POSITIONS:
+                if k in hit:
+                    raises_naming(variable, split.trial, k)
+                    raises_naming(variable, getattr(split, variable)[k].compute)
+                else:
+                    np.testing.assert_array_equal(split.trial(k)[variable], expected["trials"][k][variable])
+                    np.testing.assert_array_equal(
+                        getattr(split, variable)[k].compute(), expected["arrays"][variable][k]
+                    )
+            raises_naming(variable, getattr(split, variable).compute)
+    np.testing.assert_array_equal(getattr(split, variable).compute(), expected["arrays"][variable])
+
+
+SMALL = [fmt.TRIAL_ID, fmt.TIER, fmt.VALID_FRAMES, fmt.HAS_RESPONSES]
+
+
+def only_chunk(store: Path, path: str) -> Path:
+    (chunk,) = (p for p in (store / path / "c").rglob("*") if p.is_file())
+    return chunk
+
+
+@pytest.mark.parametrize("engine", ["zarr", "zarrs"])
+@pytest.mark.parametrize("array", SMALL + ["index"])
+def test_a_damaged_trial_index_fails_opening(store, engine, array):
+    paths = [array] if array != "index" else [f"{fmt.INDEX_GROUP}/{t}" for t in reader.open_mouse(store).tiers]
+    for path in paths:
+        chunk = only_chunk(store, path)
+        for position in spread(chunk.stat().st_size, 24):
+            with Flip(chunk, position):
+                raises_naming(path, reader.open_mouse, store, engine=engine)
+    assert reader.open_mouse(store, engine=engine).n_trials == 20
+
+
+def _arrays_under(store: Path, group: str) -> list[str]:
+    root = zarr.open_group(str(store / group), mode="r")
+    return sorted(f"{group}/{path}" for path, node in root.members(max_depth=None) if isinstance(node, zarr.Array))
+
+
+def _standardizes(path: str, variable: str) -> bool:
+    """Whether ``split`` reads the statistic at ``path`` to standardize ``variable``."""
+    stat = path.split("/")[-1]
+    if path.startswith("meta/"):
+        return stat in required_statistics(variable)
+    return f"/{fmt.OVER_TRIALS_AND_TIME}/" in path and stat in STANDARDIZING
+
+
+@pytest.mark.parametrize("engine", ["zarr", "zarrs"])
+def test_every_read_of_a_damaged_statistic_fails(store, expected, engine):
+    recomputed = _arrays_under(store, "statistics")
+    provided = _arrays_under(store, "meta/statistics")
+    assert len(recomputed) == len(VARIABLES) * len(fmt.GRANULARITIES) * len(fmt.STATISTICS) and provided
+    mouse = reader.open_mouse(store, engine=engine)
+    for path in recomputed + provided:
+        chunk = only_chunk(store, path)
+        variable = next(v for v in VARIABLES if f"/{v}/" in path)
+        source = reader.PROVIDED if path.startswith("meta/") else reader.RECOMPUTED
+        size = chunk.stat().st_size
+        # The first byte, the middle and the checksum: three flips per array (68 arrays,
+        # each flip re-reads them all), one for zarrs, which decodes whole chunks here.
+        positions = [0, size // 2, size - 1] if engine == "zarr" else [size // 2]
+        for position in positions:
+            with Flip(chunk, position):
+                if source == reader.PROVIDED:
+                    raises_naming(path, mouse.provided_statistics)
+                else:
+                    raises_naming(path, mouse.statistics)
+                if _standardizes(path, variable):
+                    # A new Mouse: standardization parameters are read once per handle.
+                    split = reader.open_mouse(store, engine=engine).split("train", statistics=source)
+                    raises_naming(path, split.trial, 0)
+                    raises_naming(path, getattr(split, variable)[0].compute)
+    mouse = reader.open_mouse(store, engine=engine)
+    _assert_nested_equal(mouse.statistics(), expected["statistics"])
+    _assert_nested_equal(mouse.provided_statistics(), expected["provided"])
+
+
+def _assert_nested_equal(got, want) -> None:
+    if isinstance(want, dict):
+        assert got.keys() == want.keys()
+        for key in want:
+            _assert_nested_equal(got[key], want[key])
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("variable", ["responses", "behavior"])
+def test_zarrs_skips_checksums_on_partial_reads(store, pristine, variable):
+    """What the README must not claim: the zarrs engine returns some damaged chunks as
+    wrong values when a read covers part of a shard (or chunk). If this starts failing,
+    zarrs checks partial reads now: update the engine docs and the README."""
+    mouse = reader.open_mouse(store, engine="zarrs")
+    split = mouse.split(list(mouse.tiers), standardize=False)
+    k = SHARD * TRIALS_PER_SHARD
+    stored = zarr.open_array(str(pristine / variable), mode="r")[k]
+    path = chunk_file(store, variable, (SHARD,) + (0,) * (len(split.shapes[variable]) - 1))
+    wrong = 0
+    for position in spread(path.stat().st_size, 48):
+        with Flip(path, position):
+            try:
+                values = getattr(split, variable)[k].compute()
+            except StoreFormatError:
+                continue
+            wrong += not np.array_equal(values, stored, equal_nan=True)
+    assert wrong > 0

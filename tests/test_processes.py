@@ -1,0 +1,75 @@
+"""Splits read in real worker processes: forked (multiprocessing, PyTorch's default, Dask's
+processes scheduler set to fork) and spawned (PyTorch spawn, Dask's default processes
+scheduler, dask.distributed), with every engine, before and after the parent has read.
+
+Each scenario runs in its own Python process (tests/process_scenarios.py), whose process
+group is killed on a timeout, so a hang fails the test instead of blocking the run.
+A forked child inherits the parent's thread pools without their threads; the store has
+several inner chunks per trial, so each read needs a pool that works.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import small_spec
+
+from sensorium_zarr.converter import convert_mouse
+from sensorium_zarr.converter._chunking import Chunking
+from sensorium_zarr.testing import write_mouse
+
+SPAWNED = ("dask_processes", "distributed", "torch_spawn")
+SCRIPT = Path(__file__).with_name("process_scenarios.py")
+TIMEOUT = 240
+ENGINES = ["zarr", "zarrs"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    source = write_mouse(small_spec(), tmp_path_factory.mktemp("src"))
+    chunking = Chunking(trials_per_shard=4, neurons_per_chunk=8, frames_per_video_chunk=8)
+    return convert_mouse(source, tmp_path_factory.mktemp("out"), chunking=chunking, engine="zarr", progress=False)
+
+
+def run_scenario(scenario: str, store: Path, engine: str) -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), scenario, str(store), engine],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=TIMEOUT)
+        hung = False
+    except subprocess.TimeoutExpired:
+        hung = True
+    finally:
+        # The scenario's workers too, whether it hung or left one behind.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if hung:
+        out, err = process.communicate()
+        pytest.fail(f"{scenario} with engine={engine} hung (killed after {TIMEOUT} s); it printed: {out!r}")
+    assert process.returncode == 0, f"{scenario} with engine={engine} failed:\n{out}\n{err[-3000:]}"
+    assert out.count("ok: ") == (1 if scenario in SPAWNED else 2), out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("scenario", ["pool_fork", "dask_processes", "dask_processes_fork", "distributed"])
+def test_workers_read_every_trial(store, scenario, engine):
+    run_scenario(scenario, store, engine)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("scenario", ["torch_fork", "torch_spawn", "torch_persistent"])
+def test_torch_dataloader_workers_read_every_trial(store, scenario, engine):
+    pytest.importorskip("torch")
+    run_scenario(scenario, store, engine)
