@@ -269,7 +269,10 @@ if __name__ == "__main__":
     # Resume from the state saved mid-epoch with workers running ahead.
     sampler = MouseBatchSampler(dataset, 3, seed=0, interleave="proportional")
     sampler.load_state_dict(state)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=2, multiprocessing_context=context, timeout=60)
+    # (Spawned workers take seconds to start: the resumed loader runs them under fork only.)
+    workers = 2 if context == "fork" else 0
+    options = dict(multiprocessing_context=context, timeout=60) if workers else {}
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, **options)
     resumed = [[b["mouse"][0], b["trial_id"].tolist(), b["start"].tolist()] for b in loader]
     print(json.dumps({"serial": serial, "parallel": parallel, "resumed": resumed, "state": state}))
 """
