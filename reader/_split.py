@@ -151,7 +151,8 @@ class Split:
 
         The same read and standardization as the Dask arrays' tasks, for per-trial
         consumers (a PyTorch ``Dataset.__getitem__``) where building and scheduling a
-        graph per item would cost more than the read.
+        graph per item would cost more than the read. ``frames`` (a slice, counted within
+        this split's frames) reads only that window's chunks.
         """
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(self) <= index < len(self):
             raise SelectionError(f"{self._handle.where}: trial index {index!r} outside 0..{len(self) - 1}")

@@ -17,7 +17,7 @@ import pytest
 from helpers import REAL_METADATA, REPO
 
 import sensorium_zarr
-from benchmarks import rows, runner, sides
+from benchmarks import rows, runner, sides, training
 from benchmarks.report import COLUMNS
 from benchmarks.sides import Sides
 from sensorium_zarr import _standardize as std_
@@ -106,7 +106,7 @@ def test_tiny_benchmark_prints_every_row(tmp_path, capsys, responses):
     work = tmp_path / "work"
     argv = ["--metadata", str(TWIN), "--scale", "0.02", "--repeats", "1", "--convert-repeats", "1",
             "--shards", "2", "--codec-trials", "1", "--work", str(work), "--markdown", str(table),
-            "--responses", responses]
+            "--responses", responses, "--loader-batches", "2", "--peer-probe-timeout", "10"]
     assert runner.main(argv) == 0
     captured = capsys.readouterr()
     text = table.read_text()
@@ -119,6 +119,9 @@ def test_tiny_benchmark_prints_every_row(tmp_path, capsys, responses):
     printed = [_cells(line) for line in text.splitlines() if re.match(r"\| \d", line)]
     cold_missing = re.search(r"cold rows \(3c, 4ac, 4bc\) missing:", text) is not None
     expected = [r for r in rows.ROWS if not (cold_missing and r.cache == "cold")]
+    if not training.torch_available():
+        assert "training rows (7, 7c, 7w, 7p, 7m) missing: torch is not installed" in text
+        expected = [r for r in expected if not r.id.startswith("7")]
     assert [row[0] for row in printed] == [r.shown for r in expected]
     number = r"\d+(\.\d+)?"
     for r, row in zip(expected, printed, strict=True):
@@ -295,3 +298,43 @@ def test_layout_benchmark_runs(folder_mouse):
     table = [_cells(line) for line in done.stdout.splitlines() if line.startswith("| 8 |")]
     assert [row[1] for row in table] == ["zarr", "zarrs"]
     assert all(re.match(r"\d+(\.\d+)?", cell) for row in table for cell in row[2:5])
+
+
+# --------------------------------------------------------------------------- rows 7: training loaders
+
+
+@pytest.fixture(scope="module")
+def tiny_tree(tmp_path_factory) -> tuple:
+    _need_twin()
+    folder = tmp_path_factory.mktemp("bench-training")
+    source = write_mouse(twin_spec(TWIN, neuron_scale=0.02, trial_scale=0.02), folder / "source")
+    return source, convert_mouse(source, folder / "store", progress=False)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "neuralpredictors"])
+def test_training_rows_compare_equal_windows(tiny_tree, kind):
+    """Row 7's two sides give the same sample for the same trial and window (the check
+    the benchmark runs before timing), through the peer or its numpy stand-in."""
+    pytest.importorskip("torch")
+    if kind == "neuralpredictors":
+        pytest.importorskip("neuralpredictors")
+    source, store = tiny_tree
+    training.check_same_window(store, source, "zarr", kind)
+    # ... and the check can fail: a window one frame off differs.
+    ours = training.ours(store, "zarr")
+    trial_id = int(ours.split.trial_ids[ours.trials[0]])
+    peer = training.as_dict(training.make_peer(source, offset=8, kind=kind)[trial_id])
+    assert not np.allclose(ours[(0, 7)]["videos"].numpy(), peer["videos"].numpy())
+    np.testing.assert_allclose(ours[(0, 8)]["videos"].numpy(), peer["videos"].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_numpy_peer_keeps_every_trial_and_draws_inside_the_cut(tiny_tree):
+    pytest.importorskip("torch")
+    source, store = tiny_tree
+    peer = training.NumpyPeer(source)
+    ids = sensorium_zarr.open_mouse(store).split("train").trial_ids.tolist()
+    for trial_id in ids * 2:
+        sample = peer[trial_id]
+        assert sample["videos"].shape[:2] == (1, training.FRAMES)
+        assert not any(bool(sample[v].isnan().any()) for v in ("videos", "behavior", "pupil_center"))
+    assert sorted(peer.cache) == sorted(ids), "the status quo caches every trial it loaded, forever"

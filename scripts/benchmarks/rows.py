@@ -43,6 +43,8 @@ SECONDS = Unit("s", 1.0, 2)
 GIB = Unit("GiB", 2.0**30, 2)
 GB = Unit("GB", 1e9, 3)
 MB_PER_S = Unit("MB/s", 1e6, 0)
+SAMPLES_PER_S = Unit("samples/s", 1.0, 1)
+MIB = Unit("MiB", 2.0**20, 0)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ FLOOR = Ratio("floor/base time", 2)
 OF_MEMCPY = Ratio("ours/memcpy", 3)
 OF_LIMIT = Ratio("ours/limit", 2)
 OF_BOUND = Ratio("ours/bound", 2)
+WORKERS = Ratio("2 workers/0 workers", 2)
+OF_PEER = Ratio("ours/peer", 1, suffix="x")
+GROWTH = Ratio("end/start", 2)
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,18 @@ ROWS: tuple[Row, ...] = (
     Row("5d", "streaming (row 5) as a share of the best any reader can do with this arithmetic: decode limit "
         "and arithmetic sharing the cores, 1 / (1 / 5c limit + 1 / 6d)", "{ours}",
         "{base} (bound; {bound_share:.2f} of the decode limit)", MB_PER_S, OF_BOUND, "higher"),
+    Row("7", "one 50-frame training sample (random train trial and window, 4 variables standardized with the "
+        "provided statistics, tensors): `MouseDataset[i]` vs the peer, each trial new to the peer ({cache})",
+        "{ours}", "{base} ({peer})", MS, TIME, "lower", Target("<=", 0.2), "warm"),
+    Row("7c", "row 7 with every trial already in the peer's in-memory cache, as in its later epochs (info)",
+        "{ours}", "{base}", MS, TIME, "lower", None, "warm"),
+    Row("7w", "DataLoader throughput, batch 8, `MouseDataset` random 50-frame windows: 2 workers ({context}) "
+        "vs 0 workers", "{ours}", "{base}", SAMPLES_PER_S, WORKERS, "higher", Target(">=", 1.7), "warm"),
+    Row("7p", "DataLoader throughput, batch 8: `MouseDataset` with 2 workers vs the peer's best configuration",
+        "{ours}", "{base} ({peer_best})", SAMPLES_PER_S, OF_PEER, "higher", Target(">=", 5), "warm"),
+    Row("7m", "steady memory: RSS of a training process (DataLoader, 0 workers) after two epochs over the train "
+        "split ({samples} samples) vs after the first {first}", "{ours}", "{base}", MIB, GROWTH, "lower",
+        Target("<=", 1.2), "warm"),
 )
 
 _BY_ID = {r.id: r for r in ROWS}

@@ -18,7 +18,7 @@ from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import ENGINES, parse_engine
 from sensorium_zarr.testing import DEFAULT_ACTIVE_FRACTION, RESPONSE_KINDS, twin_spec, write_mouse
 
-from . import measure, rows
+from . import measure, rows, training
 from .cache import bytes_on_disk, check_eviction, evict, files_under, read_all
 from .children import psutil_module
 from .report import Report, machine_lines
@@ -143,6 +143,14 @@ def run(args: argparse.Namespace, report: Report) -> None:
         stream_rate = measure.measure_stream(sides, args.repeats, report)
         limit = measure.measure_codec(args, sides, store, stream_rate, report)
         measure.measure_arithmetic(args, sides, stream_rate, limit, report)
+        training_rows = ", ".join(r.shown for r in rows.ROWS if r.id.startswith("7"))
+        if not args.training:
+            report.note(f"training rows ({training_rows}) skipped: --no-training")
+        elif not training.torch_available():
+            report.note(f"training rows ({training_rows}) missing: torch is not installed "
+                        "(pip install -e '.[torch]')")
+        else:
+            training.measure_training(args, source, store, logs, report)
 
         report.header = machine_lines(args, mouse, n_train, source_bytes)
         report.note(
@@ -201,7 +209,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--arithmetic-trials", type=int, default=32,
                         help="decoded train trials held in memory for row 6d (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random trials and neurons")
+    parser.add_argument("--no-training", dest="training", action="store_false",
+                        help="skip the training-loader rows (7*), which need torch")
+    parser.add_argument("--loader-batches", type=int, default=30,
+                        help="DataLoader batches timed per configuration in rows 7w, 7p (default 30)")
+    parser.add_argument("--loader-context", choices=("fork", "spawn", "forkserver"), default=None,
+                        help="start method of the DataLoader workers in row 7w (default: the platform's)")
+    parser.add_argument("--peer-probe-timeout", type=float, default=30.0,
+                        help="seconds the peer with 2 workers may take for a batch before it counts as hung")
     args = parser.parse_args(argv)
+    if args.loader_batches < 1:
+        parser.error("--loader-batches must be at least 1")
     if args.repeats < 1 or (args.convert_repeats is not None and args.convert_repeats < 1):
         parser.error("--repeats and --convert-repeats must be at least 1")
     if not 0 < args.scale <= 1:
