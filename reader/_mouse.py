@@ -186,7 +186,7 @@ class Mouse:
                 if self._spec.every_chunk_present:
                     for stat in std_.required_statistics(variable):
                         path = fmt.provided_statistics_path(variable, stat)
-                        require_chunks(self._handle.array(path), self._handle.where)
+                        require_chunks(self._handle.node(path), self._handle.where)
             else:
                 for stat in POOLED:
                     array = self._checked(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat))
