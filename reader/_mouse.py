@@ -66,11 +66,18 @@ class Mouse:
         fmt.check_array(self._handle.where, expected, array.metadata.to_dict())
         return array
 
+    def _require_chunks(self, array: zarr.Array[Any]) -> None:
+        try:
+            require_chunks(array, self._handle.where)
+        except StoreFormatError:
+            self._handle.check_unchanged()  # gone because the store is being replaced?
+            raise
+
     def _read_checked(self, path: str) -> np.ndarray:
         array = self._checked(path)
         if self._spec.every_chunk_present:
             # Zarr would read a lost chunk as the fill value: index/oracle as trial 0.
-            require_chunks(array, self._handle.where)
+            self._require_chunks(array)
         values = engine_.read(array, ..., self._handle.where)
         self._handle.check_unchanged()
         return values
@@ -186,12 +193,12 @@ class Mouse:
                 if self._spec.every_chunk_present:
                     for stat in std_.required_statistics(variable):
                         path = fmt.provided_statistics_path(variable, stat)
-                        require_chunks(self._handle.node(path), self._handle.where)
+                        self._require_chunks(self._handle.node(path))
             else:
                 for stat in POOLED:
                     array = self._checked(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat))
                     if self._spec.every_chunk_present:
-                        require_chunks(array, self._handle.where)
+                        self._require_chunks(array)
 
     def statistics(self, tier: str = fmt.STATISTICS_TIER) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """Statistics recomputed from ``tier``: ``[variable][granularity][stat]``, stored layout
