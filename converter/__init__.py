@@ -11,7 +11,7 @@ live in ``sensorium_zarr.testing``.
 """
 
 from ._chunking import Chunking
-from ._cli import main
+from ._cli import main, summarize
 from ._convert import convert_all, convert_mouse
 from ._source import SourceLayout, find_sources, scan_source
 from ._verify import verify
@@ -24,5 +24,6 @@ __all__ = [
     "find_sources",
     "main",
     "scan_source",
+    "summarize",
     "verify",
 ]

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-import sensorium_zarr as reader
-from sensorium_zarr.converter import convert_all, verify
-from sensorium_zarr.converter._cli import summarize
+import sensorium_zarr as sz
+from sensorium_zarr.converter import convert_all, summarize, verify
 from sensorium_zarr.testing import write_sample_tree
 
 
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             return 1
 
-    mice = reader.open_sensorium(args.out / "stores")
+    mice = sz.open_sensorium(args.out / "stores")
     mouse = next(iter(mice.values()))
     train = mouse.split("train", frames=slice(0, mouse.t_pad))
     batch = train.responses[:4].compute()

@@ -99,6 +99,9 @@ class S3Server:
                 weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
                 "-s3", f"-s3.port={self.port}", f"-s3.config={config}",
+                # The Iceberg and Lance listeners have fixed default ports: off, so two
+                # servers (or a leftover one) never collide on them.
+                "-s3.port.iceberg=0", "-s3.port.lance=0",
                 # Every bucket is a collection that grows 7 volumes at its first write;
                 # small volumes keep the many a test session makes cheap.
                 "-volume.max=300", "-master.volumeSizeLimitMB=64",
