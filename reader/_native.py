@@ -153,10 +153,10 @@ def layout_of(metadata: Mapping[str, Any], fill_value: Any) -> Layout | None:
 
 
 def open_native(array: zarr.Array[Any], every_chunk_present: bool = False) -> NativeArray | None:
-    """``array`` (opened by zarr-python) read by this path, or None if its store is not a
-    local folder or its layout is not one this path reads."""
+    """``array`` (opened by zarr-python) read by this path, or None if its store is not
+    zarr's own ``LocalStore`` or its layout is not one this path reads."""
     store = array.store
-    if not isinstance(store, LocalStore):
+    if type(store) is not LocalStore:  # a subclass may change how keys are read
         return None
     layout = layout_of(array.metadata.to_dict(), array.fill_value)
     if layout is None:

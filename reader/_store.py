@@ -248,7 +248,14 @@ class StoreHandle:
         array = self._arrays.get(path)
         if array is None:
             node = self.node(path)
-            array = engine_.open_reader(self.root.store, path, self.engine)
+            try:
+                array = engine_.open_reader(self.root.store, path, self.engine)
+            except (zarr.errors.BaseZarrError, FileNotFoundError) as e:
+                # The consolidated metadata named it, so it is gone: is the store being replaced?
+                self.check_unchanged()
+                raise StoreFormatError(
+                    f"{self.where}: cannot open '{path}' ({e}); the store is damaged, convert the source again"
+                ) from e
             if array.metadata.to_dict() != node.metadata.to_dict():
                 # The checks ran on the consolidated copy; the data must be read by the same rules.
                 raise StoreFormatError(
