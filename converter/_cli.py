@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     convert.add_argument("--verify", action="store_true", help="verify each store against its source after converting")
     convert.add_argument("--engine", choices=ENGINES, default=None,
-                         help="chunk codec pipeline (default: zarrs if installed, else zarr)")
+                         help="codec pipeline that encodes (default: zarr-python's; native reads only)")
 
     check = commands.add_parser("verify", help="compare a store with its source, value by value")
     check.add_argument("source")
