@@ -23,9 +23,10 @@ import os
 import sys
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["PerProcessDict", "per_process_dict", "forked"]
+__all__ = ["PerProcessDict", "PerProcessPool", "per_process_dict", "forked"]
 
 _FORKED = False
 
@@ -42,6 +43,31 @@ def per_process_dict() -> PerProcessDict:
     cache = PerProcessDict()
     _caches[id(cache)] = cache
     return cache
+
+
+class PerProcessPool:
+    """A thread pool made on first use, and made again in a forked child, which inherits
+    the parent's pool without its threads (the parent's is only forgotten there: shutting
+    it down would wait on threads the child lacks)."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size, self.name = size, name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        _pools.add(self)
+
+    def get(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.size, thread_name_prefix=self.name)
+            return self._pool
+
+    def _forget(self) -> None:
+        self._pool = None
+        self._lock = threading.Lock()
+
+
+_pools: weakref.WeakSet[PerProcessPool] = weakref.WeakSet()
 
 
 def forked() -> bool:
@@ -68,6 +94,8 @@ def _after_fork_in_child() -> None:
     _FORKED = True
     for cache in list(_caches.values()):
         cache.clear()
+    for pool in list(_pools):
+        pool._forget()
     _reset_dask_threaded()
 
 

@@ -28,7 +28,7 @@ import struct
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -403,7 +403,7 @@ class NativeArray:
                 groups.append([])
             groups[-1].append(chunk)
             done += chunk.nbytes
-        futures: list[Future[None]] = [_pool().submit(self._decode_group, g, out, fds) for g in groups]
+        futures: list[Future[None]] = [_POOL.get().submit(self._decode_group, g, out, fds) for g in groups]
         errors = [f.exception() for f in futures]
         for error in errors:
             if error is not None:
@@ -510,25 +510,4 @@ def _assign(out: np.ndarray, where: tuple[slice | np.ndarray, ...], values: Any)
 
 
 _POOL_SIZE = max(1, min(8, os.cpu_count() or 1))
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Decoding threads, one pool per process, made on first use (and again in a forked
-    child, which inherits the parent's pool without its threads)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="sensorium-zarr-decode")
-        return _POOL
-
-
-def _forget_pool() -> None:
-    # Only forgotten, not shut down: shutting down would wait on threads the child lacks.
-    global _POOL, _POOL_LOCK
-    _POOL = None
-    _POOL_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+_POOL = _fork.PerProcessPool(_POOL_SIZE, "sensorium-zarr-decode")

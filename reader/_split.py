@@ -11,14 +11,12 @@ the store handle, which pickles as the store location, so graphs run in other pr
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _fork
 from . import _standardize as std_
 from . import format as fmt
 from ._reading import SplitVariable
@@ -162,7 +160,7 @@ class Split:
         for variable in fmt.VARIABLES:
             key: list[Any] = [index] + [slice(None)] * (len(self.shapes[variable]) - 1)
             key[fmt.time_axis(variable)] = window
-            reads[variable] = _pool().submit(self.source(variable).__getitem__, tuple(key))
+            reads[variable] = _POOL.get().submit(self.source(variable).__getitem__, tuple(key))
         return {variable: read.result() for variable, read in reads.items()}
 
     def source(self, variable: str) -> SplitVariable:
@@ -224,26 +222,6 @@ class Split:
         return array
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Threads for ``Split.trial``: the variables decode and rescale in parallel (zarrs and
-    numpy release the GIL), one pool per process, made on first use (and again in a
-    forked child, which inherits the parent's pool without its threads)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(len(fmt.VARIABLES), thread_name_prefix="sensorium-zarr-trial")
-        return _POOL
-
-
-def _forget_pool() -> None:
-    # Only forgotten, not shut down: shutting down would wait on threads the child lacks.
-    global _POOL, _POOL_LOCK
-    _POOL = None
-    _POOL_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+#: Threads for ``Split.trial``: the variables decode and rescale in parallel (the engines
+#: and numpy release the GIL).
+_POOL = _fork.PerProcessPool(len(fmt.VARIABLES), "sensorium-zarr-trial")
