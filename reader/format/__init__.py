@@ -27,7 +27,9 @@ Format versions (each entry is its changelog):
   name only at that name's size, else one named after its array (was ``dim_<i>``). The
   root holds consolidated metadata (written before ``complete: true``), so opening a
   store is one metadata read. Medians are filled with NaN like every float array (were
-  0). Version 1 and 2 stores stay readable (``ARRAYS_V2``).
+  0). Every chunk is written, inner chunks of shards included, even one holding only the
+  fill value (``every_chunk_present``), so a missing chunk is damage. Version 1 and 2
+  stores stay readable (``ARRAYS_V2``).
 """
 
 from ._arrays import (
