@@ -22,12 +22,10 @@ import numpy as np
 from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
+from ._native import NativeArray
 from ._store import StoreHandle
 
 __all__ = ["SplitVariable"]
-
-#: Read a block's whole range of trials when it is at most this many times the trials wanted.
-_MAX_SPAN_FACTOR = 3
 
 # Per axis: what to read (a step-1 slice or an ascending array of distinct indices) and how
 # to pick the key's values from what was read (an int drops the axis; an array picks rows).
@@ -73,6 +71,24 @@ class SplitVariable:
     def __repr__(self) -> str:
         return f"<SplitVariable {self.variable} {self.shape} of {self.handle.where}>"
 
+    def subset(self, axis: int, indices: np.ndarray) -> SplitVariable:
+        """This variable at the ascending distinct ``indices`` of ``axis``: the trial axis,
+        or the neuron axis of ``responses``."""
+        shape = list(self.shape)
+        shape[axis] = len(indices)
+        positions, withheld, neurons = self.positions, self.withheld, self.neurons
+        if axis == 0:
+            positions = positions[indices]
+            withheld = None if withheld is None else withheld[indices]
+        elif axis == 1 and self.variable == fmt.RESPONSES:
+            neurons = indices if neurons is None else _within(neurons, indices)
+        else:
+            raise ValueError(f"{self.variable}: no subset along axis {axis}")
+        return SplitVariable(
+            self.handle, self.variable, positions=positions, frames=self.frames, statistics=self.statistics,
+            withheld=withheld, neurons=neurons, shape=tuple(shape), dtype=self.dtype,
+        )
+
     def __getitem__(self, key: Any) -> np.ndarray:
         axes = [_axis(k, n) for k, n in zip(_expand(key, self.ndim), self.shape, strict=True)]
         reads = [read for read, _ in axes]
@@ -110,22 +126,30 @@ class SplitVariable:
 
     def _read_store(self, trials: np.ndarray, rest: list[Read]) -> np.ndarray:
         array = self.handle.array(self.variable)
-        span = int(trials[-1] - trials[0] + 1)
-        covering = span <= _MAX_SPAN_FACTOR * len(trials)
-        # A slice over the trials' range, then the wanted rows: zarr's integer-array
-        # (orthogonal) indexing costs about 1 ms a trial, a slice a fraction of that.
-        first = slice(int(trials[0]), int(trials[0]) + span) if covering else trials
+        runs = np.split(trials, np.flatnonzero(np.diff(trials) != 1) + 1)
+        # The native engine decodes only an index array's chunks, in one call. zarr-python's
+        # integer-array (orthogonal) indexing costs about 1 ms a trial, a slice a fraction
+        # of that: one slice per run of consecutive trials.
+        if len(runs) == 1:
+            firsts: list[Read] = [slice(int(trials[0]), int(trials[-1]) + 1)]
+        elif isinstance(array, NativeArray):
+            firsts = [trials]
+        else:
+            firsts = [slice(int(run[0]), int(run[-1]) + 1) for run in runs]
         try:
-            data = engine_.read(
-                array, (first, *rest), self.handle.where, f"reading store positions {trials.tolist()}"
-            )
+            parts = [
+                engine_.read(array, (first, *rest), self.handle.where, f"reading store positions {_positions(first)}")
+                for first in firsts
+            ]
         except Exception:
             self.handle.check_unchanged()  # a store replaced under the read: say so, not zarr's error
             raise
         self.handle.check_unchanged()
-        if covering and span != len(trials):
-            data = data[trials - trials[0]]
-        return data
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _positions(read: Read) -> str:
+    return f"{read.start}..{read.stop - 1}" if isinstance(read, slice) else str(read.tolist())
 
 
 def _expand(key: Any, ndim: int) -> list[Any]:

@@ -135,12 +135,13 @@ class Split:
         return std_.destandardize(variable, x, self.standardization_params(variable))
 
     def block_size(self, variable: str) -> int:
-        """Trials per Dask block of ``variable``: one trial's worth of data by default."""
+        """Trials per Dask block of ``variable``: ``trials_per_block``, or by default as
+        many as fit in Dask's ``array.chunk-size`` (128 MiB unless configured)."""
         if self.trials_per_block is not None:
             return self.trials_per_block
-        if variable == fmt.RESPONSES:
-            return max(1, self.shapes[fmt.RESPONSES][1] // _count(self.neurons))
-        return 1
+        from ._daskarray import trials_per_block
+
+        return trials_per_block(self.source(variable))
 
     def trial(self, index: int, frames: slice | None = None) -> dict[str, np.ndarray]:
         """Every variable of the ``index``-th trial of this split as numpy, without Dask;
@@ -192,11 +193,10 @@ class Split:
         return source
 
     def array(self, variable: str) -> dask.array.Array:
-        """``variable`` of this split's trials as a Dask array, one graph layer of one
-        ``getter`` task per block over ``source(variable)``, so that Dask's slice fusion
-        hands any slicing of the array down to the read."""
-        import dask.array as da
-        from dask.base import tokenize
+        """``variable`` of this split's trials as a Dask array (``_daskarray.build``), one
+        graph layer of one ``getter`` task per block over ``source(variable)``, so that
+        Dask's slice fusion hands any slicing of the array down to the read."""
+        from ._daskarray import build
 
         source = self.source(variable)
         built = self.__dict__.setdefault("_arrays", {})
@@ -204,20 +204,7 @@ class Split:
             # Building costs milliseconds (tokenizing, chunk checks): more than reading a trial.
             cached: dask.array.Array = built[source.variable]
             return cached
-        step = self.block_size(source.variable)
-        sizes = tuple(min(step, self.n_trials - lo) for lo in range(0, self.n_trials, step)) or (0,)
-        name = f"{source.variable}-{'standardized' if source.statistics else 'raw'}-{tokenize(source, step)}"
-        # inline_array: one layer of getter tasks holding the (small, picklable) source;
-        # asarray=False, lock=False: it already returns numpy, and blocks may read at once.
-        array: dask.array.Array = da.from_array(  # type: ignore[no-untyped-call]
-            source,
-            chunks=(sizes, *((n,) for n in source.shape[1:])),
-            name=name,
-            lock=False,
-            asarray=False,
-            inline_array=True,
-            meta=np.empty((0,) * source.ndim, source.dtype),
-        )
+        array: dask.array.Array = build(source, self.trials_per_block)
         built[source.variable] = array
         return array
 

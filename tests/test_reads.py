@@ -151,3 +151,75 @@ def test_any_basic_or_orthogonal_key_gives_numpys_values(store, full, key):
     split = open_mouse(store).split("train")
     np.testing.assert_array_equal(split.videos[key].compute(), full["videos"][key])
     np.testing.assert_array_equal(split.source("videos")[key], full["videos"][key])
+
+
+def _mask(n: int, picked: list[int]) -> np.ndarray:
+    mask = np.zeros(n, bool)
+    mask[picked] = True
+    return mask
+
+
+@pytest.mark.parametrize("trials_per_block", [None, 1, 5, 100])
+@pytest.mark.parametrize("index", [[7, 2, 11], [3, 4, 4, 9], [-1, 0], "mask", [5]])
+def test_trial_index_arrays_read_only_those_trials_whatever_the_blocks(store, full, trials_per_block, index):
+    counting, split = _counted(store, trials_per_block=trials_per_block)
+    idx = _mask(len(split), [1, 6, 7]) if index == "mask" else np.array(index)
+    wanted = {i % len(split) for i in np.flatnonzero(idx)} if index == "mask" else {i % len(split) for i in index}
+    values = split.responses[idx].compute()
+    assert len(set(_chunks_read(counting, "responses"))) == len(wanted) * (40 // NEURONS_PER_CHUNK)
+    np.testing.assert_array_equal(values, full["responses"][idx])
+
+
+@pytest.mark.parametrize("trials_per_block", [None, 3])
+def test_neuron_index_arrays_read_only_their_chunks(store, full, trials_per_block):
+    counting, split = _counted(store, trials_per_block=trials_per_block)
+    values = split.responses[:, [13, 2, 30, 2]].compute()  # chunks 1, 0 and 3 of each trial
+    assert len(set(_chunks_read(counting, "responses"))) == 3 * len(split)
+    np.testing.assert_array_equal(values, full["responses"][:, [13, 2, 30, 2]])
+
+
+@pytest.mark.parametrize(
+    ("variable", "key"),
+    [
+        ("responses", (np.array([9, 1]), 5)),
+        ("responses", (np.array([9, 1]), slice(None), slice(3, 9))),
+        ("responses", (4, [3, 1])),
+        ("responses", (slice(2, 9), np.array([0, 39]), 7)),
+        ("responses", (Ellipsis, [2, 0])),
+        ("videos", ([1, 5], slice(2, 4))),
+        ("videos", ([5, 1], Ellipsis, 3)),
+        ("behavior", [0, 3, 3]),
+        ("pupil_center", (slice(None), [1, 0])),
+    ],
+)
+def test_index_arrays_mixed_with_other_keys_index_like_numpy(store, full, variable, key):
+    split = open_mouse(store).split("train", trials_per_block=4)
+    np.testing.assert_array_equal(split.array(variable)[key].compute(), full[variable][key])
+
+
+def test_default_blocks_fill_dasks_chunk_size(store):
+    with dask.config.set({"array.chunk-size": "50KiB"}):
+        split = open_mouse(store).split("train")
+        per_trial = 40 * 30 * 4  # neurons x frames x float32
+        step = 50 * 1024 // per_trial
+        assert split.responses.chunks[0] == tuple(min(step, len(split) - lo) for lo in range(0, len(split), step))
+    # With Dask's default (128 MiB), one neuron across this small split is one task.
+    assert open_mouse(store).split("train").responses[:, 13].npartitions == 1
+
+
+def test_a_pickled_array_keeps_its_type_and_values(store, full):
+    import pickle
+
+    split = open_mouse(store).split("train")
+    array = pickle.loads(pickle.dumps(split.responses))
+    assert type(array) is type(split.responses)  # so its index arrays still read only what they index
+    np.testing.assert_array_equal(array[[8, 3]].compute(), full["responses"][[8, 3]])
+    np.testing.assert_array_equal(array[:, 13].compute(), full["responses"][:, 13])
+
+
+def test_an_index_array_out_of_bounds_is_an_index_error(store):
+    split = open_mouse(store).split("train")
+    with pytest.raises(IndexError, match="out of bounds"):
+        split.responses[[0, len(split)]]
+    with pytest.raises(IndexError, match="out of bounds"):
+        split.responses[:, [40]]

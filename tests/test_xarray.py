@@ -210,3 +210,19 @@ def test_sel_time_window_reads_only_those_frames_chunks(store):
     # One frame chunk (and the shard index), not the 4 chunks of the trial's 30 frames.
     assert len(chunk_reads) <= 2
     np.testing.assert_array_equal(values, ds.videos.values[0, :FRAMES_PER_VIDEO_CHUNK])
+
+
+def test_sel_of_a_trial_list_and_isel_of_a_neuron_list_read_only_those(store):
+    counting, ds = _counted(store)
+    plain = zarr.open_array(str(store / "responses"), mode="r")
+    per_trial = math.ceil(plain.shape[1] / plain.chunks[1])
+    ids = [int(ds.trial.values[i]) for i in (6, 1, 3)]
+    values = ds.responses.sel(trial=ids).values
+    inner = {(key, r.start) for key, r in _shard_reads(counting, "responses") if r is not None and hasattr(r, "start")}
+    assert len(inner) == 3 * per_trial, "the three trials' chunks, no other trial's"
+    np.testing.assert_array_equal(values, ds.responses.values[[6, 1, 3]])
+    counting.reads.clear()
+    neurons = ds.responses.isel(neuron=[9, 1]).values  # chunks 1 and 0 of every trial
+    inner = {(key, r.start) for key, r in _shard_reads(counting, "responses") if r is not None and hasattr(r, "start")}
+    assert len(inner) == 2 * ds.sizes["trial"]
+    np.testing.assert_array_equal(neurons, ds.responses.values[:, [9, 1]])
