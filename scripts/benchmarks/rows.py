@@ -179,7 +179,7 @@ ROWS: tuple[Row, ...] = (
         "{base} ({base_rate_mbs:.0f} MB/s)", SECONDS, TIME, "lower", Target("<=", 1), "warm",
         ours="our_stream", baseline="npy_stream", over="passes", rtol=1e-4, atol=1e-4),
     Row("6a", "raw read through the store's codec pipeline ({engine}), first {trials} trials "
-        "(<= {shards} shards) of responses + videos, `zarr.open_array(...)[a:b]`", _MIX, _MEMCPY,
+        "(<= {shards} shards) of responses + videos, one read of trials a:b", _MIX, _MEMCPY,
         MB_PER_S, OF_MEMCPY, "higher"),
     Row("6b", _CODEC, _MIX, _MEMCPY, MB_PER_S, OF_MEMCPY, "higher"),
     Row("6c", _CODEC, _MIX, _MEMCPY, MB_PER_S, OF_MEMCPY, "higher"),
