@@ -223,3 +223,53 @@ def test_an_index_array_out_of_bounds_is_an_index_error(store):
         split.responses[[0, len(split)]]
     with pytest.raises(IndexError, match="out of bounds"):
         split.responses[:, [40]]
+
+
+# -- the native engine (the default) reads only the selection's bytes ------------------------
+# The counting store above goes through zarr-python; the native engine reads shard files
+# with os.pread, which the kernel counts in the process's rchar (/proc/self/io, every
+# thread). It reads small gaps between wanted chunks rather than skip them, so this store's
+# chunks are larger than those gaps: 8 neurons x 640 frames of dense float32.
+
+
+def _rchar() -> int:
+    with open("/proc/self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("rchar:"))
+
+
+def _bytes_read(compute) -> tuple[np.ndarray, int]:
+    before = _rchar()
+    values = compute()
+    return values, _rchar() - before
+
+
+@pytest.fixture(scope="module")
+def long_store(tmp_path_factory) -> Path:
+    spec = small_spec("dynamic00006-1-1-Video-long", n_neurons=40, n_trials=24, t_pad=640, height=16, width=16)
+    source = write_mouse(spec, tmp_path_factory.mktemp("long-src"))
+    chunking = Chunking(neurons_per_chunk=NEURONS_PER_CHUNK, frames_per_video_chunk=FRAMES_PER_CHUNK)
+    return convert_mouse(source, tmp_path_factory.mktemp("long-out"), progress=False, chunking=chunking)
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's /proc/self/io")
+def test_native_engine_reads_only_the_selections_chunks(long_store):
+    split = open_mouse(long_store).split("train")  # the default engine
+    assert type(split.source("responses").handle.array("responses")).__name__ == "NativeArray"
+    split.responses.compute(), split.videos.compute()  # warm up: shard indexes, lazy imports
+    responses, whole = _bytes_read(split.responses.compute)
+    chunks_per_trial = 40 // NEURONS_PER_CHUNK
+    values, one_neuron = _bytes_read(lambda: split.responses[:, 13].compute())
+    np.testing.assert_array_equal(values, responses[:, 13])
+    assert 0 < one_neuron <= 1.2 * whole / chunks_per_trial, (one_neuron, whole)
+    idx = [7, 2, 11]
+    values, three = _bytes_read(lambda: split.responses[idx].compute())
+    np.testing.assert_array_equal(values, responses[idx])
+    assert 0 < three <= 1.2 * whole * len(idx) / len(split), (three, whole)
+    values, two = _bytes_read(lambda: split.responses[:, [30, 2]].compute())
+    np.testing.assert_array_equal(values, responses[:, [30, 2]])
+    assert 0 < two <= 1.2 * 2 * whole / chunks_per_trial, (two, whole)
+    videos, all_videos = _bytes_read(split.videos.compute)
+    values, window = _bytes_read(lambda: split.videos[4, 9:15].compute())  # one 8-frame chunk
+    np.testing.assert_array_equal(values, videos[4, 9:15])
+    frame_chunks = 640 // FRAMES_PER_CHUNK
+    assert 0 < window <= 1.2 * all_videos / (len(split) * frame_chunks), (window, all_videos)
