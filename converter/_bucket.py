@@ -31,9 +31,10 @@ WINDOW_CAP = 64 * 2**20
 #: The most one read may ask for: the only large single reads are a zip's central
 #: directory (tens of bytes per member); a directory claiming more is damage.
 MAX_READ = 512 * 2**20
-#: Bytes a zip's first request fetches from its end: the end records, with a comment of
-#: any length ``zipfile`` looks for, and the central directory of a small archive.
-TAIL = 64 * 2**10 + 98
+#: Bytes a zip's first request fetches from its end: the end records (98 bytes with the
+#: zip64 ones) and a comment, or the central directory of a small archive; a larger
+#: directory (a real mouse's is megabytes) is one more request.
+TAIL = 8 * 2**10 + 98
 
 
 class _Counter:
@@ -137,6 +138,7 @@ class RangedFile(io.RawIOBase):
         self._block_start = 0
         self._block = b""
         self._window = (0, 0)
+        self._short_from: int | None = None
 
     def readable(self) -> bool:
         return True
@@ -154,9 +156,17 @@ class RangedFile(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def expect(self, start: int, stop: int) -> None:
-        """The next reads from ``start`` go up to ``stop``: fetch them in one request."""
+    def expect(self, start: int, stop: int, short_from: int | None = None) -> None:
+        """The next reads from ``start`` go up to ``stop``: fetch them in one request.
+
+        ``short_from``: a read from there on that runs past ``stop`` returns only what is
+        before ``stop`` (a short read, as a file may give). ``zipfile`` reads member data
+        at least 4 kB at a time and takes short reads, so a header-only window fetches
+        just the header, not 4 kB of each member; its header reads, before this offset,
+        always get every byte they ask for.
+        """
         self._window = (start, min(stop, start + WINDOW_CAP))
+        self._short_from = short_from
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -164,6 +174,8 @@ class RangedFile(io.RawIOBase):
         stop = min(size, pos + len(view))
         if stop <= pos:
             return 0
+        if self._short_from is not None and self._short_from <= pos < self._window[1] < stop:
+            stop = self._window[1]
         if stop - pos > MAX_READ:
             raise SourceError(
                 f"{self.name}: a read of {stop - pos} bytes at {pos}, more than {MAX_READ}; "

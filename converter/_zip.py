@@ -54,9 +54,9 @@ _STRONG_ENCRYPTION = 0x40
 _UTF8_NAME = 0x800
 #: A member's local header before its name and extra field.
 _LOCAL_HEADER = 30
-#: Member bytes a header-only open fetches: ``zipfile`` reads at least 4096 bytes of a
-#: member per call (``ZipExtFile.MIN_READ_SIZE``), which holds any usual ``.npy`` header.
-HEAD_BYTES = 4096
+#: Member bytes a header-only open of a remote file fetches: numpy writes headers of 128
+#: bytes (or a multiple of 64 when longer); a longer one costs one more request.
+HEAD_BYTES = 512
 
 
 def reason(e: BaseException) -> str:
@@ -140,7 +140,8 @@ class ZipReader:
                 encoding = "utf-8" if info.flag_bits & _UTF8_NAME else "cp437"
                 start = info.header_offset
                 data = start + _LOCAL_HEADER + len(info.filename.encode(encoding, "replace")) + len(info.extra)
-                file.expect(start, data + (min(info.compress_size, HEAD_BYTES) if header_only else info.compress_size))
+                stop = data + (min(info.compress_size, HEAD_BYTES) if header_only else info.compress_size)
+                file.expect(start, stop, short_from=data)
             return Member(archive.open(name), where)
         except SourceError:
             raise
