@@ -17,13 +17,20 @@ from __future__ import annotations
 import errno
 import io
 import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from sensorium_zarr._fork import PerProcessPool
 from sensorium_zarr._location import Remote, describe, is_storage_error, missing_extra
 from sensorium_zarr.errors import SourceError
 
-__all__ = ["RemoteObject", "RangedFile", "Pins", "list_folder", "find_remote", "FETCHED"]
+__all__ = ["RemoteObject", "RangedFile", "Pins", "list_folder", "find_remote", "in_order", "FETCHED"]
+
+T = TypeVar("T")
+Item = TypeVar("Item")
 
 #: The most one request fetches: a read window larger than this (a member claiming a
 #: huge size) is fetched in pieces, so memory follows what is really read.
@@ -56,6 +63,31 @@ class _Counter:
 
 
 FETCHED = _Counter()
+
+#: Requests in flight while a remote source is scanned or a block of its trials read:
+#: each costs a round trip, so they overlap. One pool per process, so its threads (each
+#: with its own ``ZipFile``, which parses the central directory once) are reused.
+REQUESTS = 16
+_POOL = PerProcessPool(REQUESTS, "sensorium-zarr-source")
+
+
+def in_order(function: Callable[[Item], T], items: Iterable[Item], ahead: int = REQUESTS) -> Iterator[T]:
+    """``function`` over ``items`` on the source pool, at most ``ahead`` in flight, the
+    results in order. When the caller stops (an error), what is queued is cancelled and
+    what runs is waited for: no read lands in a buffer after the caller has moved on."""
+    pool = _POOL.get()
+    pending: deque[Future[T]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        wait(pending)
 
 
 def _obstore(where: str) -> Any:
@@ -186,6 +218,8 @@ class RangedFile(io.RawIOBase):
             data = self._fetch(pos, stop)
         view[: len(data)] = data
         self._pos = stop
+        if stop >= self._block_start + len(self._block):
+            self._block = b""  # read to its end: readers go forward, so free it now
         return len(data)
 
     def _cached(self, pos: int, stop: int) -> memoryview | None:

@@ -17,7 +17,6 @@ import re
 import stat
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -28,7 +27,7 @@ from sensorium_zarr import format as fmt
 from sensorium_zarr._location import Remote, is_url
 from sensorium_zarr.errors import SourceError
 
-from ._bucket import RangedFile, RemoteObject, find_remote, is_zip_url, list_folder, zip_object
+from ._bucket import RangedFile, RemoteObject, find_remote, in_order, is_zip_url, list_folder, zip_object
 from ._npy import NpyHeader, check_size, read_array, read_header
 from ._zip import HEAD_BYTES, ZipReader, check_member, reason
 
@@ -52,9 +51,6 @@ MAX_CONFIG_DEPTH = 64
 _MACOSX = "__MACOSX"
 #: Expected number of dimensions of each per-trial source file (time last).
 _SOURCE_NDIM = {fmt.VIDEOS: 3, fmt.RESPONSES: 2, fmt.BEHAVIOR: 2, fmt.PUPIL_CENTER: 2}
-#: Headers of a source in object storage fetched at once: each is a round trip.
-REMOTE_SCAN_REQUESTS = 16
-
 #: A mouse source: a local folder or zip, or one in object storage.
 Source = Path | Remote
 
@@ -101,14 +97,7 @@ class SourceTree:
     def headers(self, rels: Sequence[str]) -> Iterator[NpyHeader]:
         """Each file's header, checked against its size, in order; a remote source fetches
         them concurrently, a local one reads each when the caller gets to it."""
-        if not self.is_remote:
-            yield from map(self._header, rels)
-            return
-        with ThreadPoolExecutor(REMOTE_SCAN_REQUESTS, thread_name_prefix="sensorium-zarr-scan") as pool:
-            try:
-                yield from pool.map(self._header, rels)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+        yield from (in_order if self.is_remote else map)(self._header, rels)
 
     def _header(self, rel: str) -> NpyHeader:
         with self.open(rel, header_only=True) as fp:
