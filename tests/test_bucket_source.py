@@ -270,3 +270,40 @@ def test_storage_options_still_refused_when_nothing_is_a_url(sources, tmp_path):
 
     with pytest.raises(OutputError, match="storage_options are for URLs"):
         convert_mouse(sources[1], tmp_path / "out", progress=False, storage_options={"region": "x"})
+
+
+def test_a_damaged_file_in_a_bucket_folder_fails_as_the_local_one_does(sources, bucket_url, s3_server, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(sources[0], tmp_path / "src" / sources[0].name))
+    trial = min(int(p.stem) for p in (folder / "data/responses").glob("*.npy"))
+    damaged = folder / f"data/responses/{trial}.npy"
+    damaged.write_bytes(damaged.read_bytes()[:-7])  # truncated
+    with pytest.raises(SourceError, match="truncated") as expected:
+        convert_mouse(folder, tmp_path / "local-out", progress=False)
+    url = f"{bucket_url}/{folder.name}"
+    _upload_folder(folder, url, s3_server)
+    with pytest.raises(SourceError) as caught:
+        convert_mouse(url, tmp_path / "out", progress=False, storage_options=_options(s3_server))
+    assert str(caught.value) == str(expected.value).replace(str(folder), url)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_scanned_bucket_source_pickles_and_an_object_gone_since_is_named(sources, bucket_url, s3_server):
+    import pickle
+
+    from sensorium_zarr.converter import scan_source
+
+    archive = sources[1]
+    _put(bucket_url, archive.name, archive.read_bytes(), s3_server)
+    url = f"{bucket_url}/{archive.name}"
+    layout = scan_source(url, _options(s3_server))
+    local = scan_source(archive)
+    trial = int(layout.trial_ids[0])
+    # As Dask's distributed workers get it: they build their own client and zip reader.
+    again = pickle.loads(pickle.dumps(layout))
+    np.testing.assert_array_equal(again.read_trial("videos", trial), local.read_trial("videos", trial))
+    obstore.delete(Remote.of(bucket_url, _options(s3_server)).objects(), archive.name)
+    with pytest.raises(SourceError, match=f"{url}:.*no such object") as caught:
+        again.read_trial("responses", trial)
+    assert "\n" not in str(caught.value)
