@@ -249,7 +249,7 @@ def test_a_missing_key_or_bucket_and_bad_credentials_are_named(sources, bucket_u
     cases = [
         (f"{bucket_url}/nothing.zip", options, "nothing.zip: no such object"),
         (f"{bucket_url}/nothing/", options, "nothing: no such object or folder"),
-        ("s3://no-such-bucket-here/m.zip", options, "no such"),
+        ("s3://no-such-bucket-here/m.zip", options, "NoSuchBucket: no such bucket"),
         ("s3://no-such-bucket-here/mouse/", options, "NoSuchBucket"),
     ]
     _put(bucket_url, sources[1].name, sources[1].read_bytes(), s3_server)
