@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     convert = commands.add_parser("convert", help="convert mouse folders or zips into Zarr stores")
-    convert.add_argument("sources", nargs="+", help="mouse folder, mouse .zip, or a folder of them")
+    convert.add_argument("sources", nargs="+",
+                         help="mouse folder, mouse .zip, or a folder of them; on disk or a URL "
+                         "(s3://bucket/path/mouse.zip, s3://bucket/path/mouse/, s3://bucket/path/), read by range")
     # A string, not a Path: pathlib would fold "s3://bucket" into "s3:/bucket".
     convert.add_argument("--out", required=True,
                          help="folder or URL (s3://bucket/prefix, gs://, az://) that receives <mouse>.zarr stores; "
@@ -81,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="codec pipeline that encodes (default: zarr-python's; native reads only)")
 
     check = commands.add_parser("verify", help="compare a store with its source, value by value")
-    check.add_argument("source")
+    check.add_argument("source", help="mouse folder or .zip, on disk or a URL")
     check.add_argument("store", help="store folder or URL")
     check.add_argument("--workers", type=_count("--workers"), default=None)
     check.add_argument("--engine", choices=ENGINES, default=None)
@@ -111,12 +113,14 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "convert":
         for source in args.sources:
-            check_url(source, "give a local mouse folder or zip")
+            if not is_url(source):
+                check_url(source, "")  # a folded URL
         check_out(args.out)
         return _convert(args)
     if args.command == "verify":
-        check_url(args.source, "give a local mouse folder or zip")
-        return _verify(Path(args.source), _store_arg(args.store), args.workers, args.engine)
+        if not is_url(args.source):
+            check_url(args.source, "")  # a folded URL
+        return _verify(_store_arg(args.source), _store_arg(args.store), args.workers, args.engine)
     for store in args.stores:
         print(summarize(_store_arg(store)))
     return 0
@@ -150,7 +154,8 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 def _convert(args: argparse.Namespace) -> int:
     chunking = Chunking(trials_per_shard=args.trials_per_shard, neurons_per_chunk=args.neurons_per_chunk)
-    sources = find_sources([Path(s) for s in args.sources])
+    # Strings, not Paths: pathlib would fold "s3://bucket" into "s3:/bucket".
+    sources = find_sources(args.sources)
     options: dict[str, Any] = dict(
         overwrite=args.overwrite,
         skip_existing=args.skip_existing,
@@ -180,7 +185,7 @@ def _convert(args: argparse.Namespace) -> int:
     return status
 
 
-def _verify(source: Path, store: Path | Remote, workers: int | None, engine: str | None) -> int:
+def _verify(source: Path | Remote, store: Path | Remote, workers: int | None, engine: str | None) -> int:
     problems = verify(source, store, workers=workers, engine=engine)
     for problem in problems:
         print(f"mismatch: {problem}")

@@ -34,7 +34,7 @@ from dask.delayed import delayed
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import ZARR, parse_engine
-from sensorium_zarr._location import Remote, describe, is_storage_error
+from sensorium_zarr._location import Remote, describe, is_storage_error, is_url
 from sensorium_zarr._store import is_complete_store
 from sensorium_zarr.errors import OptionError, OutputError, SensoriumZarrError, StoreExistsError
 
@@ -50,7 +50,7 @@ from ._recompute import (
     write_pooled_medians,
 )
 from ._remote import clear_store, remote_lock, store_state
-from ._source import SourceLayout, find_sources, scan_source
+from ._source import SourceLayout, find_sources, is_remote_source, scan_source
 from ._statistics import Moments
 from ._writer import Blueprint, Written, create_store, finish_store, release_buffers, stored_shape, write_block
 
@@ -80,7 +80,7 @@ def stored_dtypes(layout: SourceLayout, float32: bool = False) -> dict[str, np.d
 
 
 def convert_all(
-    sources: Iterable[Path | str], out_dir: Path | str, *, client: Any = None, **options: Any
+    sources: Iterable[Path | str | Remote], out_dir: Path | str, *, client: Any = None, **options: Any
 ) -> list[Path | Remote]:
     """Convert every mouse named by ``sources`` (see ``find_sources``); return the stores.
 
@@ -94,7 +94,7 @@ def convert_all(
     crash converts only what is missing; by default such a store is an error, as
     ``convert_mouse`` says. Progress is logged per mouse: i of n, throughput, ETA.
     """
-    paths = find_sources([Path(s) for s in sources])
+    paths = find_sources(list(sources), options.get("storage_options"))
     tracker = _Progress(len(paths))
     if client is None:
         return [tracker.done(i, convert_mouse(path, out_dir, **options)) for i, path in enumerate(paths)]
@@ -142,7 +142,7 @@ def _store_bytes(store: Path | Remote) -> int:
 
 
 def convert_mouse(
-    source: Path | str,
+    source: Path | str | Remote,
     out_dir: Path | str,
     *,
     overwrite: bool = False,
@@ -157,7 +157,9 @@ def convert_mouse(
 ) -> Path | Remote:
     """Convert one mouse folder or zip into ``out_dir/<mouse>.zarr`` and return its path
     (a ``Remote``, whose ``url`` names it, when ``out_dir`` is a URL such as
-    ``s3://bucket/prefix``; ``storage_options`` as ``open_mouse`` takes them).
+    ``s3://bucket/prefix``; ``storage_options`` as ``open_mouse`` takes them). The
+    source may be a URL too (``s3://bucket/path/mouse.zip`` or ``.../mouse/``), read by
+    ranged requests with the same ``storage_options``, never downloaded whole.
 
     ``workers`` threads run the Dask graph (default: one per core); a
     ``dask.distributed.Client`` as ``client`` runs the same graph on its cluster.
@@ -175,10 +177,12 @@ def convert_mouse(
     chunking = chunking or Chunking()
     if workers is not None:
         positive_int(workers, "workers")
-    out = check_out(out_dir, storage_options)
+    # The options serve a source URL as well as an output URL.
+    out_is_url = isinstance(out_dir, str) and is_url(out_dir)
+    out = check_out(out_dir, storage_options if out_is_url or not is_remote_source(source) else None)
     # zarrs reads and writes object storage through zarr-python's pipeline anyway.
     engine = ZARR if isinstance(out, Remote) and engine is None else parse_engine(engine)
-    layout = scan_source(source)
+    layout = scan_source(source, storage_options)
     if skip_existing and not overwrite:
         existing = out.child(f"{layout.name}.zarr") if isinstance(out, Remote) else out / f"{layout.name}.zarr"
         if is_complete_store(existing):

@@ -158,12 +158,12 @@ def os_error(error: BaseException) -> OSError | None:
     return None
 
 
-def output_error(error: OSError, source: Path, out_dir: Path, final: Path) -> SensoriumZarrError:
+def output_error(error: OSError, source: Path | Remote, out_dir: Path, final: Path) -> SensoriumZarrError:
     """One line for an OSError raised while converting ``source`` into ``final``: a
     SourceError when it names a source file, else an OutputError."""
     filename = str(error.filename or "")
     reason = error.strerror or str(error)
-    if filename and Path(filename).is_relative_to(source):
+    if filename and isinstance(source, Path) and Path(filename).is_relative_to(source):
         return SourceError(f"{filename}: could not be read ({reason}); did the source change while it was converted?")
     if error.errno == errno.ENOSPC:
         return OutputError(f"{out_dir}: no space left on device while writing {final.name}; nothing was kept")

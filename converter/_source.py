@@ -3,6 +3,10 @@
 Entry points: ``find_sources`` (which mice a list of paths names) and ``scan_source``
 (one mouse folder or zip -> a checked ``SourceLayout``). Scanning reads every `.npy`
 header but no trial data, so every structural problem is reported before a store exists.
+
+A source may also be a URL (``s3://bucket/path/mouse.zip``, ``s3://bucket/path/mouse/``,
+or a prefix holding several mice): the same tree, its files read by ranged requests
+(``_bucket``), its headers fetched concurrently since each costs a round trip.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import re
 import stat
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -20,10 +24,12 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from sensorium_zarr import format as fmt
+from sensorium_zarr._location import Remote, is_url
 from sensorium_zarr.errors import SourceError
 
+from ._bucket import RangedFile, RemoteObject, find_remote, in_order, is_zip_url, list_folder, zip_object
 from ._npy import NpyHeader, check_size, read_array, read_header
-from ._zip import ZipReader, check_member, list_members, reason
+from ._zip import HEAD_BYTES, ZipReader, check_member, reason
 
 __all__ = ["SourceTree", "SourceLayout", "find_sources", "open_tree", "scan_source"]
 
@@ -45,31 +51,59 @@ MAX_CONFIG_DEPTH = 64
 _MACOSX = "__MACOSX"
 #: Expected number of dimensions of each per-trial source file (time last).
 _SOURCE_NDIM = {fmt.VIDEOS: 3, fmt.RESPONSES: 2, fmt.BEHAVIOR: 2, fmt.PUPIL_CENTER: 2}
+#: A mouse source: a local folder or zip, or one in object storage.
+Source = Path | Remote
 
 
 class SourceTree:
-    """Files of one mouse, in a folder or a zip, addressed by POSIX paths relative to the
-    mouse folder (``data/videos/0.npy``). Picklable, so Dask workers can open files."""
+    """Files of one mouse, in a folder or a zip, on disk or in object storage, addressed
+    by POSIX paths relative to the mouse folder (``data/videos/0.npy``). Picklable, so
+    Dask workers can open files."""
 
-    def __init__(self, path: Path, name: str, files: dict[str, int], prefix: str = "") -> None:
+    def __init__(
+        self, path: Source, name: str, files: dict[str, int], prefix: str = "", archive: ZipReader | None = None
+    ) -> None:
         self.path = path
         self.name = name
         self.files = files  # relative path -> size in bytes
         self._prefix = prefix  # folder of the mouse inside a zip
-        self.is_zip = path.is_file()
-        self._zip = ZipReader(path) if self.is_zip else None
+        self.is_zip = archive is not None
+        self._zip = archive
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.path, Remote)
 
     def where(self, rel: str) -> str:
-        """How error messages name a file: a real path, or ``archive.zip:member``."""
+        """How error messages name a file: a real path or URL, or ``archive.zip:member``."""
         if self.is_zip:
             return f"{self.path}:{self._prefix}{rel}"
+        if isinstance(self.path, Remote):
+            return f"{self.path.url}/{rel}"
         return str(self.path / rel)
 
-    def open(self, rel: str) -> BinaryIO:
-        """The file ``rel``, for reading; raises ``SourceError`` naming it if that fails."""
+    def open(self, rel: str, header_only: bool = False) -> BinaryIO:
+        """The file ``rel``, for reading; raises ``SourceError`` naming it if that fails.
+        ``header_only``: only its first bytes will be read (a remote source fetches just those)."""
         if self._zip is not None:
-            return self._zip.open(self._prefix + rel, self.where(rel))  # type: ignore[return-value]
+            return self._zip.open(self._prefix + rel, self.where(rel), header_only)  # type: ignore[return-value]
+        if isinstance(self.path, Remote):
+            size = self.files[rel]
+            file = RangedFile(RemoteObject(self.path, rel, size), self.where(rel))
+            file.expect(0, min(size, HEAD_BYTES) if header_only else size)
+            return file  # type: ignore[return-value]
         return _open_regular(self.path / rel)
+
+    def headers(self, rels: Sequence[str]) -> Iterator[NpyHeader]:
+        """Each file's header, checked against its size, in order; a remote source fetches
+        them concurrently, a local one reads each when the caller gets to it."""
+        yield from (in_order if self.is_remote else map)(self._header, rels)
+
+    def _header(self, rel: str) -> NpyHeader:
+        with self.open(rel, header_only=True) as fp:
+            header = read_header(fp, self.where(rel))
+            check_size(header, fp.tell(), self.files[rel], self.where(rel))
+            return header
 
     @property
     def nbytes(self) -> int:
@@ -168,12 +202,19 @@ class SourceLayout:
             return read_array(fp, self.tree.where(rel), self.meta_files[rel])
 
 
-def find_sources(paths: Sequence[Path | str]) -> list[Path]:
+def find_sources(
+    paths: Sequence[Path | str | Remote], storage_options: Mapping[str, Any] | None = None
+) -> list[Source]:
     """Mouse folders and zips named by ``paths``: each is a mouse folder, a mouse zip, or a
-    folder holding several of either. A folder wins over a zip of the same name."""
-    found: list[Path] = []
+    folder holding several of either; on disk, or a URL (``s3://bucket/prefix``, read
+    with ``storage_options``). A folder wins over a zip of the same name."""
+    found: list[Source] = []
     for raw in paths:
-        path = Path(raw)
+        remote = _remote(raw, storage_options)
+        if remote is not None:
+            found.extend(find_remote(remote))
+            continue
+        path = Path(raw)  # type: ignore[arg-type]
         if not path.exists():
             raise SourceError(f"{path}: no such file or folder")
         if _is_mouse(path):
@@ -199,16 +240,34 @@ def _is_mouse(path: Path) -> bool:
     return (path / "data").is_dir()
 
 
-def open_tree(path: Path | str) -> SourceTree:
+def is_remote_source(source: object) -> bool:
+    """Whether ``source`` names a mouse in object storage (a URL or a ``Remote``)."""
+    return isinstance(source, Remote) or (isinstance(source, str) and is_url(source))
+
+
+def _remote(source: object, storage_options: Mapping[str, Any] | None) -> Remote | None:
+    if isinstance(source, Remote):
+        return source
+    if isinstance(source, str) and is_url(source):
+        return Remote.of(source, storage_options)
+    return None
+
+
+def open_tree(path: Path | str | Remote, storage_options: Mapping[str, Any] | None = None) -> SourceTree:
     """List the files of one mouse folder or zip, rejecting unsafe or malformed archives."""
-    path = Path(path)
+    remote = _remote(path, storage_options)
+    if remote is not None:
+        if is_zip_url(remote):
+            return _open_zip(remote, ZipReader(zip_object(remote)))
+        return _checked_folder(remote, _check_name(remote.name, remote), list_folder(remote))
+    path = Path(path)  # type: ignore[arg-type]
     if path.name in ("", ".", ".."):
         # "convert ." inside a mouse folder: the mouse is named after the folder itself.
         path = Path(os.path.abspath(path))
     if path.is_file():
         if path.suffix.lower() != ".zip":
             raise SourceError(f"{path}: not a .zip archive nor a mouse folder")
-        return _open_zip(path)
+        return _open_zip(path, ZipReader(path))
     if not path.is_dir():
         raise SourceError(f"{path}: no such file or folder")
     name = _check_name(path.name, path)
@@ -223,15 +282,21 @@ def open_tree(path: Path | str) -> SourceTree:
             if not stat.S_ISREG(info.st_mode):
                 raise SourceError(f"{full}: {_kind(info.st_mode)}, not a regular file; refusing to read it")
             files[full.relative_to(path).as_posix()] = info.st_size
+    return _checked_folder(path, name, files)
+
+
+def _checked_folder(path: Source, name: str, files: dict[str, int]) -> SourceTree:
     if not files:
+        if isinstance(path, Remote):
+            raise SourceError(f"{path}: no such object or folder (nothing under this prefix)")
         raise SourceError(f"{path}: empty folder, expected a Sensorium mouse (data/, meta/)")
     if not any(rel.startswith("data/") for rel in files):
         raise SourceError(f"{path}: not a Sensorium mouse folder (no data/ folder)")
     return SourceTree(path, name, files)
 
 
-def _open_zip(path: Path) -> SourceTree:
-    infos = list_members(path)
+def _open_zip(path: Source, archive: ZipReader) -> SourceTree:
+    infos = archive.members()
     tops: set[str] = set()
     for info in infos:
         member = PurePosixPath(info.filename)
@@ -264,12 +329,13 @@ def _open_zip(path: Path) -> SourceTree:
         files[rel] = info.file_size
     if not any(rel.startswith("data/") for rel in files):
         raise SourceError(f"{path}: the mouse folder {folders[0]}/ has no data/ folder")
-    return SourceTree(path, folders[0], files, prefix)
+    return SourceTree(path, folders[0], files, prefix, archive)
 
 
-def scan_source(path: Path | str) -> SourceLayout:
-    """Check one mouse folder or zip and describe it, reading headers but no trial data."""
-    tree = open_tree(path)
+def scan_source(path: Path | str | Remote, storage_options: Mapping[str, Any] | None = None) -> SourceLayout:
+    """Check one mouse folder or zip and describe it, reading headers but no trial data;
+    ``path`` may be a URL, read with ``storage_options`` (see ``find_sources``)."""
+    tree = open_tree(path, storage_options)
     warnings: list[str] = []
     ids_by_variable: dict[str, dict[int, str]] = {v: {} for v in fmt.VARIABLES}
     meta_rels: list[str] = []
@@ -308,11 +374,8 @@ def scan_source(path: Path | str) -> SourceLayout:
     dtypes: dict[str, np.dtype] = {}
     seen_dtypes: dict[str, list[str]] = {}
     for variable in fmt.VARIABLES:
-        for trial_id in all_ids:
-            rel = ids_by_variable[variable][trial_id]
-            with tree.open(rel) as fp:
-                header = read_header(fp, tree.where(rel))
-                check_size(header, fp.tell(), tree.files[rel], tree.where(rel))
+        rels = [ids_by_variable[variable][trial_id] for trial_id in all_ids]
+        for trial_id, rel, header in zip(all_ids, rels, tree.headers(rels), strict=True):
             _check_trial_header(tree, rel, variable, header)
             headers[variable, trial_id] = header
         # The shape most files share is the expected one, so one odd file is the one named.
@@ -336,11 +399,9 @@ def scan_source(path: Path | str) -> SourceLayout:
             )
 
     meta_files: dict[str, NpyHeader] = {}
-    for rel in meta_rels:
-        with tree.open(rel) as fp:
-            meta_files[rel] = read_header(fp, tree.where(rel))
-            check_size(meta_files[rel], fp.tell(), tree.files[rel], tree.where(rel))
-        _check_meta_header(tree, rel, meta_files[rel], shapes)
+    for rel, header in zip(meta_rels, tree.headers(meta_rels), strict=True):
+        meta_files[rel] = header
+        _check_meta_header(tree, rel, header, shapes)
 
     trial_ids = np.asarray(all_ids, dtype=np.int64)
     layout = SourceLayout(

@@ -62,15 +62,15 @@ _MEDIAN_AXIS = {fmt.VIDEOS: 2, fmt.RESPONSES: 1, fmt.BEHAVIOR: 1, fmt.PUPIL_CENT
 
 
 def verify(
-    source: Path | str,
+    source: Path | str | Remote,
     store: Path | str | Remote,
     *,
     workers: int | None = None,
     engine: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Every difference between ``source`` (mouse folder or zip) and ``store`` (a folder,
-    or a URL read with ``storage_options``), one line each; an empty list means the store
+    """Every difference between ``source`` (mouse folder or zip, on disk or a URL) and
+    ``store`` (a folder, or a URL), URLs read with ``storage_options``, one line each; an empty list means the store
     holds what the source holds (exactly, or rounded as the store's ``lossy`` attribute
     says)."""
     target: Path | Remote
@@ -81,7 +81,7 @@ def verify(
     else:
         target = Path(store)
     engine = ZARR if isinstance(target, Remote) and engine is None else parse_engine(engine)
-    layout = scan_source(source)
+    layout = scan_source(source, storage_options)
     root, attrs = open_store(target)
     spec = fmt.spec(attrs.format_version)
     problems = _attribute_problems(attrs, layout)

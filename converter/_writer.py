@@ -8,8 +8,10 @@ statistics of its ``train`` trials.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from sensorium_zarr import format as fmt
 from sensorium_zarr._location import Remote
 from sensorium_zarr.errors import SourceError
 
+from ._bucket import in_order
 from ._chunking import Chunking
 from ._source import SourceLayout
 from ._statistics import Moments
@@ -243,9 +246,16 @@ def write_block(
         # read straight into the block; otherwise into a reused buffer, then transposed.
         direct = axes == tuple(range(len(axes)))
         landing = None if direct else _scratch(f"file-{variable}", layout.shapes[variable], layout.dtypes[variable])
-        for i, trial_id in enumerate(trial_ids):
+        sources: Iterator[np.ndarray]
+        if layout.tree.is_remote:
+            # Trials in flight at once, each a round trip; each into its own row or array.
+            read = functools.partial(_read_row, layout, variable, trial_ids, buffer if direct else None)
+            sources = in_order(read, range(n))
+        else:
+            sources = (layout.read_trial(variable, t, out=buffer[i] if direct else landing)
+                       for i, t in enumerate(trial_ids))
+        for i, (trial_id, source) in enumerate(zip(trial_ids, sources, strict=True)):
             row = buffer[i]
-            source = layout.read_trial(variable, trial_id, out=row if direct else landing)
             if source is not row:  # not read in place: transposed, or cast, or Fortran-ordered
                 row[...] = source.transpose(axes)
             valid[i, column] = checked_real_frames(row, time_axis, layout, variable, trial_id)
@@ -257,6 +267,12 @@ def write_block(
     written.valid_frames[start] = valid
     written.has_responses[start] = has_responses
     return written
+
+
+def _read_row(
+    layout: SourceLayout, variable: str, trial_ids: np.ndarray, rows: np.ndarray | None, i: int
+) -> np.ndarray:
+    return layout.read_trial(variable, trial_ids[i], out=None if rows is None else rows[i])
 
 
 _BUFFERS: dict[tuple[int, str, np.dtype], np.ndarray] = {}

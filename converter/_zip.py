@@ -5,6 +5,10 @@ malformed input, raises an open-ended set of exception types from deep inside. H
 member is checked from the central directory before anything is read (method, encryption,
 declared size against compressed size), and every read goes through ``Member``, which
 turns whatever ``zipfile`` raises into a one-line ``SourceError`` naming the member.
+
+A zip in object storage is the same ``zipfile`` over a ``_bucket.RangedFile``: its end
+records and central directory are fetched by range once (and kept), each member's local
+header and data by range when it is opened, so the archive is never downloaded whole.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from sensorium_zarr.errors import SourceError
+
+from ._bucket import Pins, RangedFile, RemoteObject
 
 __all__ = ["ZIP_ERRORS", "Member", "ZipReader", "list_members", "reason"]
 
@@ -45,6 +51,12 @@ DEFLATE_MAX_RATIO = 1032
 DEFLATE_SLACK = 1024
 _ENCRYPTED = 0x1
 _STRONG_ENCRYPTION = 0x40
+_UTF8_NAME = 0x800
+#: A member's local header before its name and extra field.
+_LOCAL_HEADER = 30
+#: Member bytes a header-only open of a remote file fetches: numpy writes headers of 128
+#: bytes (or a multiple of 64 when longer); a longer one costs one more request.
+HEAD_BYTES = 512
 
 
 def reason(e: BaseException) -> str:
@@ -53,13 +65,9 @@ def reason(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def list_members(path: Path) -> list[zipfile.ZipInfo]:
+def list_members(path: Path | RemoteObject) -> list[zipfile.ZipInfo]:
     """Every entry of the zip at ``path``, as its central directory describes them."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.infolist()
-    except ZIP_ERRORS as e:
-        raise SourceError(f"{path}: not a readable zip archive ({reason(e)})") from e
+    return ZipReader(path).members()
 
 
 def check_member(info: zipfile.ZipInfo, where: str) -> None:
@@ -85,18 +93,55 @@ def check_member(info: zipfile.ZipInfo, where: str) -> None:
 
 
 class ZipReader:
-    """Opens members of one zip; one ``ZipFile`` per thread, each with its own position."""
+    """Opens members of one zip (a file, or an object in a bucket); one ``ZipFile`` per
+    thread, each with its own position."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | RemoteObject) -> None:
         self.path = path
         self._local = threading.local()
+        self._pins = _pins(path)
 
-    def open(self, name: str, where: str) -> Member:
+    def _where(self) -> str:
+        return self.path.url if isinstance(self.path, RemoteObject) else str(self.path)
+
+    def _archive(self) -> tuple[zipfile.ZipFile, RangedFile | None]:
+        """This thread's ``ZipFile``, and the ranged file under it for a remote zip."""
+        found: tuple[zipfile.ZipFile, RangedFile | None] | None = getattr(self._local, "zip", None)
+        if found is None:
+            if isinstance(self.path, RemoteObject):
+                file = RangedFile(self.path, self._where(), self._pins)
+                file.recording = True  # the end records and directory, kept for every thread
+                found = zipfile.ZipFile(file), file
+                file.recording = False
+            else:
+                found = zipfile.ZipFile(self.path), None
+            self._local.zip = found
+        return found
+
+    def members(self) -> list[zipfile.ZipInfo]:
+        """Every entry, as the central directory describes them."""
         try:
-            archive = getattr(self._local, "zip", None)
-            if archive is None:
-                archive = self._local.zip = zipfile.ZipFile(self.path)
-            check_member(archive.getinfo(name), where)
+            return self._archive()[0].infolist()
+        except SourceError:
+            raise
+        except ZIP_ERRORS as e:
+            raise SourceError(f"{self._where()}: not a readable zip archive ({reason(e)})") from e
+
+    def open(self, name: str, where: str, header_only: bool = False) -> Member:
+        """Member ``name``; ``header_only``: the caller reads only its first bytes, so a
+        remote zip fetches just those (a local one ignores it)."""
+        try:
+            archive, file = self._archive()
+            info = archive.getinfo(name)
+            check_member(info, where)
+            if file is not None:
+                # Where the member's local header and data lie, from the central directory;
+                # a local extra field longer than the directory's costs one more request.
+                encoding = "utf-8" if info.flag_bits & _UTF8_NAME else "cp437"
+                start = info.header_offset
+                data = start + _LOCAL_HEADER + len(info.filename.encode(encoding, "replace")) + len(info.extra)
+                stop = data + (min(info.compress_size, HEAD_BYTES) if header_only else info.compress_size)
+                file.expect(start, stop, short_from=data)
             return Member(archive.open(name), where)
         except SourceError:
             raise
@@ -109,6 +154,14 @@ class ZipReader:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
         self._local = threading.local()
+        self._pins = _pins(self.path)
+
+
+def _pins(path: Path | RemoteObject) -> Pins:
+    pins = Pins()
+    if isinstance(path, RemoteObject) and path.tail:
+        pins.add(path.size - len(path.tail), path.tail)
+    return pins
 
 
 class Member(io.RawIOBase):
@@ -125,6 +178,8 @@ class Member(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             return int(self._raw.readinto(buffer))
+        except SourceError:
+            raise  # a failed request of a remote zip, already naming the archive
         except ZIP_ERRORS as e:
             # A damaged member often fails only here, when its CRC is checked at its end.
             raise SourceError(f"{self._where}: could not be read ({reason(e)})") from e

@@ -153,9 +153,18 @@ def test_a_url_folded_by_pathlib_is_refused_not_made_a_local_folder(folder_mouse
     assert list(tmp_path.iterdir()) == [], "no local folder named s3:"
 
 
-def test_a_source_in_a_bucket_is_refused(tmp_path):
-    result = _run([*CLI, "convert", "s3://bucket/mouse.zip", "--out", str(tmp_path / "out")], cwd=tmp_path)
-    _one_error_line(result, "s3://bucket/mouse.zip", "object storage is not supported here")
+def test_a_source_in_a_bucket_without_the_s3_extra_names_the_extra(tmp_path):
+    # A real process in which obstore cannot be imported, as without the s3 extra.
+    without_obstore = [sys.executable, "-c", "import sys; sys.modules['obstore'] = None; "
+                       "from sensorium_zarr.converter._cli import main; sys.exit(main())"]
+    result = _run([*without_obstore, "convert", "s3://bucket/mouse.zip", "--out", str(tmp_path / "out")], cwd=tmp_path)
+    _one_error_line(result, "s3://bucket/mouse.zip", "pip install 'sensorium-zarr[s3]'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_source_url_folded_by_pathlib_is_refused(tmp_path):
+    result = _run([*CLI, "convert", "s3:/bucket/mouse.zip", "--out", str(tmp_path / "out")], cwd=tmp_path)
+    _one_error_line(result, "s3:/bucket/mouse.zip", "folded")
     assert list(tmp_path.iterdir()) == []
 
 
