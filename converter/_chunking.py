@@ -4,8 +4,9 @@ The defaults serve two access patterns (see docs/FORMAT.md, "Chunking", for the
 measurements behind them): one whole trial (every variable), and one neuron across all
 trials. Shards group ``trials_per_shard`` consecutive trials so a store has a few hundred
 files, not the source's thousands; inside a shard, a response chunk is one trial by
-``neurons_per_chunk`` neurons by all frames, so reading one neuron decodes only its chunk
-of each trial. Every chunk ends in a CRC32C checksum, so corruption fails loudly on read.
+``neurons_per_chunk`` neurons by all frames (or by ``frames_per_response_chunk`` frames),
+so reading one neuron decodes only its chunk of each trial. Every chunk ends in a CRC32C
+checksum, so corruption fails loudly on read.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Chunking:
     trials_per_shard: int = 8
     neurons_per_chunk: int = 64
     frames_per_video_chunk: int = 64
+    #: Frames per response chunk; None: every frame of the trial in one chunk.
+    frames_per_response_chunk: int | None = None
     cname: Cname = "lz4"
     clevel: int = 5
     shuffle: Shuffle = "shuffle"
@@ -49,6 +52,8 @@ class Chunking:
     def __post_init__(self) -> None:
         for name in ("trials_per_shard", "neurons_per_chunk", "frames_per_video_chunk"):
             positive_int(getattr(self, name), f"Chunking.{name}")
+        if self.frames_per_response_chunk is not None:
+            positive_int(self.frames_per_response_chunk, "Chunking.frames_per_response_chunk")
         if isinstance(self.clevel, bool) or not isinstance(self.clevel, int) or not 0 <= self.clevel <= 9:
             raise OptionError(f"Chunking.clevel must be an integer from 0 to 9, got {self.clevel!r}")
         if self.cname not in _CNAMES:
@@ -86,6 +91,12 @@ class Chunking:
         shard = [trials, *rest]
         chunk[axis] = per_chunk
         shard[axis] = per_chunk * math.ceil(size / per_chunk) if per_chunk else 0
+        frames = getattr(self, rule.time_option) if rule.time_option is not None else None
+        if frames is not None:
+            # The shard still holds every frame of its trials (rounded up to whole chunks).
+            time = dims.index("time")
+            chunk[time] = min(int(frames), shape[time])
+            shard[time] = chunk[time] * math.ceil(shape[time] / chunk[time]) if chunk[time] else 0
         return tuple(chunk), tuple(shard)
 
     def compressors(self, itemsize: int) -> list[Any]:
@@ -95,4 +106,5 @@ class Chunking:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # An unset option is left out, as stores written before it existed have it.
+        return {k: v for k, v in asdict(self).items() if v is not None}

@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="trials per shard file (at most the mouse's trials are used)")
     convert.add_argument("--neurons-per-chunk", type=_count("--neurons-per-chunk"),
                          default=Chunking.neurons_per_chunk)
+    convert.add_argument("--frames-per-response-chunk", type=_count("--frames-per-response-chunk"), default=None,
+                         help="cut response chunks along time too, so a window of frames decodes only its chunks "
+                         "(for training; one neuron across trials then decodes more; default: every frame)")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     convert.add_argument("--verify", action="store_true", help="verify each store against its source after converting")
     convert.add_argument("--engine", choices=ENGINES, default=None,
@@ -153,7 +156,8 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    chunking = Chunking(trials_per_shard=args.trials_per_shard, neurons_per_chunk=args.neurons_per_chunk)
+    chunking = Chunking(trials_per_shard=args.trials_per_shard, neurons_per_chunk=args.neurons_per_chunk,
+                        frames_per_response_chunk=args.frames_per_response_chunk)
     # Strings, not Paths: pathlib would fold "s3://bucket" into "s3:/bucket".
     sources = find_sources(args.sources)
     options: dict[str, Any] = dict(

@@ -37,7 +37,8 @@ def test_format_doc_names_every_format_constant():
     for row in (*fmt.ARRAYS, *fmt.ARRAYS_V2):
         assert f"`{row.path}`" in doc, row.path
         if isinstance(row.chunks, fmt.TrialShards):
-            assert f'TrialShards("{row.chunks.axis}", "{row.chunks.option}")' in doc, row.path
+            time = f', "{row.chunks.time_option}"' if row.chunks.time_option else ""
+            assert f'TrialShards("{row.chunks.axis}", "{row.chunks.option}"{time})' in doc, row.path
 
 
 @pytest.mark.parametrize("version", fmt.SUPPORTED_FORMAT_VERSIONS)

@@ -100,7 +100,9 @@ def _tmpfs(where: Path, options: str) -> Iterator[Path]:
 # Options ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", ["--trials-per-shard", "--neurons-per-chunk", "--workers"])
+@pytest.mark.parametrize(
+    "option", ["--trials-per-shard", "--neurons-per-chunk", "--frames-per-response-chunk", "--workers"]
+)
 @pytest.mark.parametrize("value", ["0", "-1", "eight"])
 def test_numeric_option_out_of_range_is_one_line_at_parse_time(folder_mouse, tmp_path, option, value):
     out = tmp_path / "out"
@@ -114,7 +116,8 @@ def test_verify_workers_zero_is_one_line(folder_mouse, folder_store):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("trials_per_shard", 0), ("neurons_per_chunk", -2), ("frames_per_video_chunk", 0),
+    ("trials_per_shard", 0), ("neurons_per_chunk", -2), ("frames_per_video_chunk", 0), ("frames_per_response_chunk", 0),
+    ("frames_per_response_chunk", 1.5),
     ("trials_per_shard", 2.5), ("trials_per_shard", True), ("clevel", 10), ("cname", "gzip"), ("shuffle", "yes"),
 ])
 def test_chunking_refuses_out_of_range(field, value):

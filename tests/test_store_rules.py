@@ -92,10 +92,13 @@ V3_BROKEN = [
 ]
 
 
+@pytest.mark.parametrize("version", [3, 4])
 @pytest.mark.parametrize("path, change, match", V3_BROKEN, ids=[p for p, _, _ in V3_BROKEN])
-def test_a_broken_rule_of_a_version_3_store_is_refused_from_its_consolidated_metadata(tmp_path, path, change, match):
+def test_a_broken_rule_of_a_version_3_store_is_refused_from_its_consolidated_metadata(
+    tmp_path, path, change, match, version
+):
     store = tmp_path / "golden.zarr"
-    shutil.copytree(DATA / "golden-v3.zarr", store)
+    shutil.copytree(DATA / f"golden-v{version}.zarr", store)
     _edit(store, path, change)
     reconsolidate(store)
     with pytest.raises(StoreFormatError, match=match) as e:

@@ -47,7 +47,7 @@ def test_every_chunk_is_written_even_one_holding_only_the_fill_value(folder_mous
     store = convert_mouse(folder_mouse, tmp_path, progress=False, engine=engine,
                           chunking=Chunking(frames_per_video_chunk=4))
     root = zarr.open_group(str(store), mode="r")
-    assert root.attrs[fmt.ATTRS_KEY]["format_version"] == 3
+    assert root.attrs[fmt.ATTRS_KEY]["format_version"] == fmt.FORMAT_VERSION
     for path, array in _arrays(root):
         assert list(_chunks.missing_chunks(array)) == [], path
     # Padding frames: some inner chunks of videos hold only NaN, and are there all the same.
@@ -60,9 +60,9 @@ def test_every_chunk_is_written_even_one_holding_only_the_fill_value(folder_mous
     assert nan_chunks, "the sample should have an all-padding inner chunk"
 
 
-def test_every_chunk_present_is_the_rule_of_version_3_only():
-    assert [fmt.spec(v).every_chunk_present for v in (1, 2, 3)] == [False, False, True]
-    assert fmt.FORMAT_VERSION == 3 and fmt.SUPPORTED_FORMAT_VERSIONS == (1, 2, 3)
+def test_every_chunk_present_is_the_rule_from_version_3():
+    assert [fmt.spec(v).every_chunk_present for v in (1, 2, 3, 4)] == [False, False, True, True]
+    assert fmt.FORMAT_VERSION == 4 and fmt.SUPPORTED_FORMAT_VERSIONS == (1, 2, 3, 4)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -53,9 +53,9 @@ def _groups(group: zarr.Group) -> list[str]:
 # -- the store in plain xarray -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("which", ["converted", "golden-v3"])
+@pytest.mark.parametrize("which", ["converted", "golden-v3", "golden-v4"])
 def test_store_opens_as_a_datatree_with_the_stores_values(store, which):
-    path = store if which == "converted" else DATA / "golden-v3.zarr"
+    path = store if which == "converted" else DATA / f"{which}.zarr"
     with warnings.catch_warnings():
         # xarray warns when it falls back from consolidated metadata: it must not.
         warnings.simplefilter("error", RuntimeWarning)
@@ -75,9 +75,9 @@ def test_store_opens_as_a_datatree_with_the_stores_values(store, which):
             np.testing.assert_array_equal(values, stored, err_msg=array_path)
 
 
-@pytest.mark.parametrize("which", ["converted", "golden-v3"])
+@pytest.mark.parametrize("which", ["converted", "golden-v3", "golden-v4"])
 def test_root_and_every_group_open_with_open_zarr(store, which):
-    path = store if which == "converted" else DATA / "golden-v3.zarr"
+    path = store if which == "converted" else DATA / f"{which}.zarr"
     root = zarr.open_group(str(path), mode="r")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)

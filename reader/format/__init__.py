@@ -30,11 +30,16 @@ Format versions (each entry is its changelog):
   0). Every chunk is written, inner chunks of shards included, even one holding only the
   fill value (``every_chunk_present``), so a missing chunk is damage. Version 1 and 2
   stores stay readable (``ARRAYS_V2``).
+- 4: a response chunk may cut the time axis as well as the neuron axis: the chunking
+  option ``frames_per_response_chunk`` (absent: every frame, as in version 3), so a
+  training window of frames decodes only its frames' chunks. Nothing else changed;
+  version 3 stores stay readable (``ARRAYS_V3``).
 """
 
 from ._arrays import (
     ARRAYS,
     ARRAYS_V2,
+    ARRAYS_V3,
     AS_SOURCE,
     BY_STAT,
     DIMENSIONS,
@@ -103,7 +108,7 @@ from ._names import (
 )
 
 __all__ = [
-    "ARRAYS", "ARRAYS_V2", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "META_DIMS", "META_TIERS", "NAN_IF_FLOAT",
+    "ARRAYS", "ARRAYS_V2", "ARRAYS_V3", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "META_DIMS", "META_TIERS", "NAN_IF_FLOAT",
     "SPECS", "STATISTIC_DIMS", "STORED", "STRING", "TRIAL_ARRAYS", "ZARR_DEFAULT", "ArraySpec", "ChunkRule",
     "Expected", "FormatSpec", "TrialBlocks", "TrialShards", "Whole", "array_problems", "check_array",
     "dimension_conflicts", "spec", "time_axis",

@@ -46,7 +46,8 @@ from ._names import (
 )
 
 __all__ = [
-    "ARRAYS", "ARRAYS_V2", "AS_SOURCE", "BY_STAT", "STORED", "STRING", "NAN_IF_FLOAT", "ZARR_DEFAULT", "STATISTIC_DIMS",
+    "ARRAYS", "ARRAYS_V3", "ARRAYS_V2",
+    "AS_SOURCE", "BY_STAT", "STORED", "STRING", "NAN_IF_FLOAT", "ZARR_DEFAULT", "STATISTIC_DIMS",
     "META_DIMS", "META_TIERS", "TrialShards", "TrialBlocks", "Whole", "ArraySpec", "Expected", "FormatSpec", "SPECS",
     "spec", "DIMENSIONS", "TRIAL_ARRAYS", "time_axis", "dimension_conflicts", "array_problems", "check_array",
 ]
@@ -77,11 +78,13 @@ META_DIMS = "<named from the source path>"
 @dataclass(frozen=True)
 class TrialShards:
     """Shards of ``trials_per_shard`` trials (the ``chunking`` options); an inner chunk is
-    one trial, with axis ``axis`` cut into pieces of the option ``option``, and every
-    other axis whole."""
+    one trial, with axis ``axis`` cut into pieces of the option ``option``, the ``time``
+    axis cut by the option ``time_option`` where the row has one and the store's
+    ``chunking`` sets it (else whole), and every other axis whole."""
 
     axis: str
     option: str
+    time_option: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,9 @@ def _stat_dtype(stat: str) -> str:
     return {"min": STORED, "max": STORED, "count": "int64"}.get(stat, "float64")
 
 
-def _table(channels: Mapping[str, str], index_dim: str, *, zero_filled_medians: bool) -> tuple[ArraySpec, ...]:
+def _table(
+    channels: Mapping[str, str], index_dim: str, *, zero_filled_medians: bool, response_frames: str | None = None
+) -> tuple[ArraySpec, ...]:
     """The rows of one version's table; what differs between versions is passed in."""
     medians = (
         ArraySpec(f"{STATISTICS_GROUP}/<tier>/<variable>/<granularity>/median", STATISTIC_DIMS, "float64", Whole(),
@@ -140,7 +145,8 @@ def _table(channels: Mapping[str, str], index_dim: str, *, zero_filled_medians: 
     return (
         ArraySpec(VIDEOS, ("trial", "time", "height", "width"), STORED, TrialShards("time", "frames_per_video_chunk"),
                   doc="data/videos/<id>.npy (height, width, time), time moved first"),
-        ArraySpec(RESPONSES, ("trial", "neuron", "time"), STORED, TrialShards("neuron", "neurons_per_chunk"),
+        ArraySpec(RESPONSES, ("trial", "neuron", "time"), STORED,
+                  TrialShards("neuron", "neurons_per_chunk", response_frames),
                   doc="data/responses/<id>.npy (neuron, time)"),
         ArraySpec(BEHAVIOR, ("trial", channels[BEHAVIOR], "time"), STORED, TrialBlocks(),
                   doc="data/behavior/<id>.npy; channel 0 pupil dilation, 1 running speed"),
@@ -161,14 +167,18 @@ def _table(channels: Mapping[str, str], index_dim: str, *, zero_filled_medians: 
     )
 
 
-#: Every array of the current format (version 3). The placeholder rows are expanded per
+_CHANNELS_V3 = {BEHAVIOR: "behavior_channel", PUPIL_CENTER: "pupil_center_channel"}
+#: Every array of the current format (version 4). The placeholder rows are expanded per
 #: store by ``FormatSpec.required``; ``<tier>`` in a dimension name stands for the row's
 #: tier. Each dimension name has one size in the whole store: the two-channel variables
-#: name their channel axes apart, and each tier index its own axis.
+#: name their channel axes apart, and each tier index its own axis. A response chunk may
+#: cut the time axis too (``frames_per_response_chunk``), so a window of frames decodes
+#: only its frames' chunks.
 ARRAYS: tuple[ArraySpec, ...] = _table(
-    {BEHAVIOR: "behavior_channel", PUPIL_CENTER: "pupil_center_channel"}, "<tier>_position",
-    zero_filled_medians=False,
+    _CHANNELS_V3, "<tier>_position", zero_filled_medians=False, response_frames="frames_per_response_chunk"
 )
+#: The table of version 3: a response chunk holds every frame of its trial.
+ARRAYS_V3: tuple[ArraySpec, ...] = _table(_CHANNELS_V3, "<tier>_position", zero_filled_medians=False)
 #: The table of versions 1 and 2: one ``channel`` name for both two-channel variables, one
 #: ``position`` name for every tier index (so ``index/`` held one name at several sizes),
 #: and medians created with Zarr's default fill value, 0.
@@ -461,10 +471,15 @@ def _expand(pattern: str, attrs: MouseAttrs) -> Iterator[str]:
     yield from paths
 
 
+#: The rules every version from 3 keeps.
+_FROM_V3: dict[str, bool] = dict(
+    tier_major=True, consistent_dimensions=True, consolidated=True, every_chunk_present=True
+)
 SPECS: dict[int, FormatSpec] = {
     1: FormatSpec(1, ARRAYS_V2, tier_major=False),
     2: FormatSpec(2, ARRAYS_V2, tier_major=True),
-    3: FormatSpec(3, ARRAYS, tier_major=True, consistent_dimensions=True, consolidated=True, every_chunk_present=True),
+    3: FormatSpec(3, ARRAYS_V3, **_FROM_V3),
+    4: FormatSpec(4, ARRAYS, **_FROM_V3),
 }
 
 

@@ -18,12 +18,14 @@ REPO = Path(__file__).resolve().parents[2]
 CONVERT = """
 import json, logging, sys, time
 from pathlib import Path
-from sensorium_zarr.converter import convert_mouse
+from sensorium_zarr.converter import Chunking, convert_mouse
 # The converter logs its stage times at INFO; they end up in the child's stderr file.
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-source, out, engine = sys.argv[1:4]
+source, out, engine, frames = sys.argv[1:5]
+chunking = Chunking(frames_per_response_chunk=int(frames)) if frames else None
 start = time.perf_counter()
-store = convert_mouse(Path(source), Path(out), overwrite=True, progress=False, engine=engine or None)
+store = convert_mouse(Path(source), Path(out), overwrite=True, progress=False, engine=engine or None,
+                      chunking=chunking)
 print(json.dumps({"seconds": time.perf_counter() - start, "store": str(store)}))
 """
 

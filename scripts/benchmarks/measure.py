@@ -39,7 +39,9 @@ def measure_conversion(args: argparse.Namespace, source: Path, out: Path, logs: 
             reads.append(run_child(children.READ, [str(source)], logs / f"read{k}"))
         if k < args.convert_repeats:
             log(f"converting ({k + 1}/{args.convert_repeats})")
-            converts.append(run_child(children.CONVERT, [str(source), str(out), args.engine], logs / f"convert{k}"))
+            converts.append(run_child(children.CONVERT, [str(source), str(out), args.engine,
+                                                               str(args.frames_per_response_chunk or "")],
+                                      logs / f"convert{k}"))
             log(f"converted in {converts[-1].seconds:.1f} s, peak RSS {converts[-1].peak_rss / rows.GIB.scale:.2f} GiB")
             for line in stage_lines(converts[-1].output["stderr"]):
                 log(f"  converter: {line}")
@@ -146,7 +148,9 @@ def codec_chunks(sides: Sides, chunking: dict[str, Any], n_trials: int) -> dict[
     out: dict[str, list[np.ndarray]] = {fmt.RESPONSES: [], fmt.VIDEOS: []}
     for t in trials:
         r = np.load(source_file(sides.source, fmt.RESPONSES, t))
-        out[fmt.RESPONSES] += [np.ascontiguousarray(r[n:n + per_neuron]) for n in range(0, r.shape[0], per_neuron)]
+        frames = int(chunking.get("frames_per_response_chunk", r.shape[1]))
+        out[fmt.RESPONSES] += [np.ascontiguousarray(r[n:n + per_neuron, f:f + frames])
+                               for n in range(0, r.shape[0], per_neuron) for f in range(0, r.shape[1], frames)]
         v = to_stored(fmt.VIDEOS, np.load(source_file(sides.source, fmt.VIDEOS, t)))
         out[fmt.VIDEOS] += [np.ascontiguousarray(v[f:f + per_frame]) for f in range(0, v.shape[0], per_frame)]
     return out

@@ -204,6 +204,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine", choices=ENGINES, default=None,
                         help="codec pipeline for converter and reader (default: the library's, zarrs if installed)")
     parser.add_argument("--no-cold", dest="cold", action="store_false", help="skip the cold-cache rows")
+    parser.add_argument("--frames-per-response-chunk", type=int, default=None,
+                        help="convert with response chunks cut along time too (the converter's option of "
+                        "that name; default: every frame in a chunk)")
     parser.add_argument("--shards", type=int, default=20, help="shards read in row 6a (default 20)")
     parser.add_argument("--codec-trials", type=int, default=4, help="train trials encoded for rows 6b/6c (default 4)")
     parser.add_argument("--arithmetic-trials", type=int, default=32,

@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from sensorium_zarr import format as fmt  # noqa: E402
-from sensorium_zarr.converter import convert_mouse  # noqa: E402
+from sensorium_zarr.converter import Chunking, convert_mouse  # noqa: E402
 from sensorium_zarr.testing import sample_spec, write_mouse  # noqa: E402
 
 
@@ -33,7 +33,9 @@ def main() -> int:
     spec = sample_spec("dynamic00009-1-1-Video-golden", n_neurons=3, n_trials=8, t_pad=6, height=4, width=5, seed=9)
     with tempfile.TemporaryDirectory() as tmp:
         source = write_mouse(spec, Path(tmp))
-        written = convert_mouse(source, Path(tmp) / "out", progress=False)
+        # Response chunks cut along time too: the layout version 4 introduced.
+        chunking = Chunking(frames_per_response_chunk=4)
+        written = convert_mouse(source, Path(tmp) / "out", progress=False, chunking=chunking)
         tiers = np.load(source / "meta/trials/tiers.npy", allow_pickle=False)
         rank = {tier: k for k, tier in enumerate(fmt.TIERS)}
         ids = sorted(spec.trial_ids, key=lambda i: (rank[str(tiers[i])], i))
