@@ -76,6 +76,9 @@ class CountingProxy:
                     return
                 body = self.rfile.read(length) if length else None
                 status, reason, headers, data = proxy._send(self.command, self.path, self.headers.items(), body)
+                # Recorded before the client can see the answer, so a request always counts
+                # in the block (``counting``) that made it.
+                proxy._record(Request(self.command, self.path, start, time.perf_counter()))
                 self.send_response_only(status, reason)
                 for k, v in headers:
                     if k.lower() not in _HOP and k.lower() != "content-length":
@@ -88,7 +91,6 @@ class CountingProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                proxy._record(Request(self.command, self.path, start, time.perf_counter()))
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
