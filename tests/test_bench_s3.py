@@ -129,6 +129,7 @@ def test_s3_rows_run(tiny, tmp_path):
     assert opened.fields["trials"] != opened.fields["other_trials"]
     counts = {int(c) for c in f"{opened.fields['counts']}/{opened.fields['other_counts']}".split("/")}
     assert counts == {int(opened.ours)} and opened.ours > 0, opened.fields
+    assert report.lines["s3s"].fields["requests"] > 0  # the untimed streaming pass went through the proxy
     assert not (tmp_path / "s3server").exists()  # the server's folder goes with it
 
 

@@ -235,7 +235,8 @@ ROWS += (
         "{ours} ({requests} requests)", "{base} (local disk)", MS, S3_TIME, "lower", Target("<=", 3), "warm",
         ours="our_trial", baseline="our_trial", over="trials", group="s3"),
     Row("s3s", f"stream the train split (row 5's arithmetic), {_S3} ({{cache}})",
-        "{ours} ({rate_mbs:.0f} MB/s decoded)", "{base} ({base_rate_mbs:.0f} MB/s, local disk)", SECONDS, S3_RATE,
+        "{ours} ({rate_mbs:.0f} MB/s decoded; {requests} requests, at most {in_flight} in flight)",
+        "{base} ({base_rate_mbs:.0f} MB/s, local disk)", SECONDS, S3_RATE,
         "higher", Target(">=", 0.5), "warm",
         ours="our_stream", baseline="our_stream", over="passes", group="s3"),
     Row("c1", "convert {mice} twins (scale {scale:g}, dense; {source_gb:.2f} GB of .npy) on a {workers}-worker "
