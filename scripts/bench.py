@@ -4,7 +4,8 @@
     python scripts/bench.py [--metadata DIR | --source MOUSE_DIR] [--scale F] [--repeats N]
                             [--convert-repeats N] [--work DIR] [--keep] [--markdown FILE]
                             [--engine zarr|zarrs] [--no-cold] [--shards N] [--codec-trials N]
-                            [--arithmetic-trials N] [--seed N]
+                            [--arithmetic-trials N] [--seed N] [--s3] [--cluster]
+                            [--cluster-mice N] [--cluster-scale F] [--cluster-workers N]
 
 The benchmark itself is the package beside this file, ``benchmarks`` (its rows, with
 their baselines and targets, are in ``benchmarks/rows.py``); running this file puts

