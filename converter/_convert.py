@@ -194,16 +194,15 @@ def convert_mouse(
     chunking = chunking.for_trials(layout.n_trials)
     dtypes = stored_dtypes(layout, float32)
     _check_memory(layout, chunking, dtypes, _parallelism(workers, client))
+    job = _Job(layout, chunking, dtypes, float32, engine, workers, client, progress)
     if isinstance(out, Remote):
-        return _convert_remote(layout, out, overwrite, chunking, dtypes, float32, engine, workers, client, progress,
-                               started)
+        return _convert_remote(job, out, overwrite, started)
     out_dir = out
     final = out_dir / f"{layout.name}.zarr"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with output_lock(final):
-            attrs = _convert_locked(layout, final, overwrite, chunking, dtypes, float32, engine, workers, client,
-                                    progress)
+            attrs = _convert_locked(job, final, overwrite)
     except SensoriumZarrError:
         raise
     except (OSError, RuntimeError) as e:
@@ -218,21 +217,23 @@ def convert_mouse(
     return final
 
 
-def _convert_remote(
-    layout: SourceLayout,
-    out: Remote,
-    overwrite: bool,
-    chunking: Chunking,
-    dtypes: dict[str, np.dtype],
-    float32: bool,
-    engine: str,
-    workers: int | None,
-    client: Any,
-    progress: bool | None,
-    started: float,
-) -> Remote:
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What one conversion writes, and how: everything but where."""
+
+    layout: SourceLayout
+    chunking: Chunking
+    dtypes: dict[str, np.dtype]
+    float32: bool
+    engine: str
+    workers: int | None
+    client: Any
+    progress: bool | None
+
+
+def _convert_remote(job: _Job, out: Remote, overwrite: bool, started: float) -> Remote:
     """``convert_mouse`` into object storage, by the protocol of ``_remote``."""
-    final = out.child(f"{layout.name}.zarr")
+    final = out.child(f"{job.layout.name}.zarr")
     try:
         with remote_lock(final):
             state = store_state(final)
@@ -244,7 +245,7 @@ def _convert_remote(
                     log.warning("%s: incomplete store from an earlier run, converting again", final)
                 clear_store(final)
             try:
-                attrs = _write(layout, final, chunking, dtypes, float32, engine, workers, client, progress)
+                attrs = _write(job, final)
             except BaseException:
                 try:
                     clear_store(final)
@@ -259,23 +260,12 @@ def _convert_remote(
         raise OutputError(f"{final}: {describe(e)}; nothing complete was left") from e
     log.info(
         "%s: %d trials, %d neurons -> %s in %.1f s",
-        layout.name, attrs.n_trials, attrs.n_neurons, final, time.perf_counter() - started,
+        job.layout.name, attrs.n_trials, attrs.n_neurons, final, time.perf_counter() - started,
     )
     return final
 
 
-def _convert_locked(
-    layout: SourceLayout,
-    final: Path,
-    overwrite: bool,
-    chunking: Chunking,
-    dtypes: dict[str, np.dtype],
-    float32: bool,
-    engine: str,
-    workers: int | None,
-    client: Any,
-    progress: bool | None,
-) -> fmt.MouseAttrs:
+def _convert_locked(job: _Job, final: Path, overwrite: bool) -> fmt.MouseAttrs:
     """The conversion proper, under the output lock; see the module's docstring."""
     recovered = recover(final)
     if recovered:
@@ -290,7 +280,7 @@ def _convert_locked(
                                    "(or --skip-existing to keep it)")
         log.warning("%s: incomplete store from an earlier run, converting again", final)
     try:
-        attrs = _write(layout, partial, chunking, dtypes, float32, engine, workers, client, progress)
+        attrs = _write(job, partial)
         publish(partial, final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -323,19 +313,12 @@ def _check_memory(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np
         )
 
 
-def _write(
-    layout: SourceLayout,
-    path: Path | Remote,
-    chunking: Chunking,
-    dtypes: dict[str, np.dtype],
-    float32: bool,
-    engine: str,
-    workers: int | None,
-    client: Any,
-    progress: bool | None,
-) -> fmt.MouseAttrs:
-    run = functools.partial(_compute, workers=workers, client=client, progress=progress)
-    attrs = _attrs(layout, chunking, dtypes, float32)
+def _write(job: _Job, path: Path | Remote) -> fmt.MouseAttrs:
+    layout, chunking, dtypes, engine, workers, client = (
+        job.layout, job.chunking, job.dtypes, job.engine, job.workers, job.client
+    )
+    run = functools.partial(_compute, workers=workers, client=client, progress=job.progress)
+    attrs = _attrs(layout, chunking, dtypes, job.float32)
     blueprint = Blueprint.of(layout, attrs, chunking)
     root = create_store(path, blueprint)
     root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
