@@ -224,12 +224,13 @@ def _pieces(axis: slice | np.ndarray, size: int) -> list[_Piece]:
 class _Chunk:
     """One inner chunk a read needs: where it is stored and where its values go."""
 
-    __slots__ = ("number", "pieces", "whole", "offset", "nbytes")
+    __slots__ = ("number", "pieces", "whole", "basic", "offset", "nbytes")
 
-    def __init__(self, number: int, pieces: tuple[_Piece, ...], whole: bool) -> None:
+    def __init__(self, number: int, pieces: tuple[_Piece, ...], whole: bool, basic: bool) -> None:
         self.number = number  # its position in the shard index (C order)
         self.pieces = pieces  # per axis: (chunk number along the axis, output part, chunk part)
         self.whole = whole  # it fills its output part with every value it holds
+        self.basic = basic  # its parts, in the output and in the chunk, are slices on every axis
         self.offset = 0
         self.nbytes = 0
 
@@ -317,25 +318,29 @@ class NativeArray:
         # each with its share of the chunk's number in the shard index (C order) and
         # whether it covers the chunk along that axis: every chunk of a shard is then one
         # product of pieces, with no per-chunk arithmetic on coordinates.
-        by_axis: list[dict[int, list[tuple[_Piece, int, bool]]]] = []
+        by_axis: list[dict[int, list[tuple[_Piece, int, bool, bool]]]] = []
         stride = 1
         strides = []
         for k in reversed(layout.per_shard):
             strides.append(stride)
             stride *= k
         for (a, _), size, k, step in zip(axes, layout.inner, layout.per_shard, reversed(strides), strict=True):
-            groups: dict[int, list[tuple[_Piece, int, bool]]] = {}
+            groups: dict[int, list[tuple[_Piece, int, bool, bool]]] = {}
             for piece in _pieces(a, size):
-                c, _, inside = piece
-                whole = isinstance(piece[1], slice) and isinstance(inside, slice) and inside.stop - inside.start == size
-                groups.setdefault(c // k, []).append((piece, (c % k) * step, whole))
+                c, where, inside = piece
+                basic = isinstance(where, slice) and isinstance(inside, slice)
+                whole = basic and inside.stop - inside.start == size  # type: ignore[union-attr]
+                groups.setdefault(c // k, []).append((piece, (c % k) * step, whole, basic))
             by_axis.append(groups)
         fds: dict[tuple[int, ...], int] = {}
         try:
             stored: list[tuple[tuple[int, ...], _Chunk]] = []
             for shard in itertools.product(*(sorted(g) for g in by_axis)):
                 chunks = [
-                    _Chunk(sum(p[1] for p in combo), tuple(p[0] for p in combo), all(p[2] for p in combo))
+                    _Chunk(
+                        sum(p[1] for p in combo), tuple(p[0] for p in combo), all(p[2] for p in combo),
+                        all(p[3] for p in combo),
+                    )
                     for combo in itertools.product(*(g[c] for g, c in zip(by_axis, shard, strict=True)))
                 ]
                 stored.extend((shard, c) for c in self._locate(shard, chunks, out, fds))
@@ -471,24 +476,26 @@ class NativeArray:
             data = _read_buffer(reach - first.offset)
             if _read_into(fds[shard], data, first.offset) != len(data):
                 raise ChunkDecodeError(f"shard {_name(path)} was cut short while being read")
+            view = data.data
             for _, chunk in chunks[start:end]:
-                self._decode(chunk, data, chunk.offset - first.offset, path, out, scratch)
+                self._decode(chunk, data, view, chunk.offset - first.offset, path, out, scratch)
             start = end
 
     def _decode(
-        self, chunk: _Chunk, data: np.ndarray, at: int, path: str, out: np.ndarray, scratch: np.ndarray
+        self, chunk: _Chunk, data: np.ndarray, view: memoryview, at: int, path: str, out: np.ndarray,
+        scratch: np.ndarray,
     ) -> None:
-        """Check and decode ``chunk``, whose bytes start at ``at`` in ``data``, into its
-        part of ``out``."""
+        """Check and decode ``chunk``, whose bytes start at ``at`` in ``data`` (``view``: the
+        same bytes as a memoryview), into its part of ``out``."""
         if chunk.nbytes < _CRC + _BLOSC_HEADER:
             raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)} is too short for Blosc")
         # A numpy view: google_crc32c takes no memoryview.
         payload = data[at : at + chunk.nbytes - _CRC]
-        (stored_crc,) = _UINT32.unpack_from(data, at + len(payload))
+        (stored_crc,) = _UINT32.unpack_from(view, at + len(payload))
         if google_crc32c.value(payload) != stored_crc:
             raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
         # Blosc's header: version bytes, flags, typesize, then nbytes, blocksize, cbytes (uint32).
-        nbytes, _, cbytes = _SIZES.unpack_from(data, at + 4)
+        nbytes, _, cbytes = _SIZES.unpack_from(view, at + 4)
         if nbytes != self._chunk_nbytes or cbytes != len(payload):
             raise ChunkDecodeError(
                 f"chunk {chunk.coords} in {_name(path)} decodes to {nbytes} bytes in {cbytes}, "
@@ -505,7 +512,10 @@ class NativeArray:
         except RuntimeError as e:
             raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)}: {e}") from e
         if target is None:
-            _assign(out, chunk.out, _take(scratch, chunk.inside))
+            if chunk.basic:
+                out[chunk.out] = scratch[chunk.inside]
+            else:
+                _assign(out, chunk.out, _take(scratch, chunk.inside))
 
 
 def _file_order(item: tuple[tuple[int, ...], _Chunk]) -> tuple[tuple[int, ...], int]:
@@ -539,7 +549,7 @@ def _read_buffer(nbytes: int) -> np.ndarray:
 def _read_into(fd: int, buffer: np.ndarray, offset: int) -> int:
     """Bytes of ``fd`` from ``offset`` read into ``buffer``, up to its length: how many."""
     if _PREADV:
-        return os.preadv(fd, [memoryview(buffer)], offset)
+        return os.preadv(fd, [buffer.data], offset)
     data = os.pread(fd, len(buffer), offset)
     buffer[: len(data)] = np.frombuffer(data, np.uint8)
     return len(data)

@@ -116,7 +116,8 @@ def _standardize_blocked(variable: str, x: np.ndarray, params: StandardizationPa
     centred = _SUBTRACTS_MEAN[variable]
     if np.broadcast_shapes(x.shape, params.mean.shape, params.scale.shape) != x.shape:
         # Parameters with more axes than x (not the reader's case): the plain expression.
-        return _keep_dtype(((x - params.mean) if centred else x) / params.scale, x)
+        plain: np.ndarray = _keep_dtype(((x - params.mean) if centred else x) / params.scale, x)
+        return plain
     dtype = np.result_type(x.dtype, params.mean.dtype, params.scale.dtype) if centred else np.result_type(
         x.dtype, params.scale.dtype
     )
