@@ -11,9 +11,11 @@ Why a reader of its own: zarr-python's per-chunk overhead, not decompression, do
 a read of one trial (hundreds of small inner chunks), and zarrs, which is fast, does not
 check the checksum of chunks it reads in part. This path reads each shard's index once
 per process (checked against its CRC32C, then cached for as long as the file's identity
-is unchanged), reads each contiguous run of the inner chunks a selection touches with
-one ``os.pread``, checks every chunk's CRC32C before decoding it, and decodes with Blosc
-(which, like the CRC32C of ``google_crc32c``, releases the GIL) on a small thread pool.
+is unchanged), reads each contiguous run of the inner chunks a selection touches (up to
+``_MAX_RUN`` bytes) with one ``os.preadv`` into a buffer each thread reuses, checks every
+chunk's CRC32C before decoding it, and decodes with Blosc (which, like the CRC32C of
+``google_crc32c``, releases the GIL) straight into the output where a whole chunk fills
+one contiguous block of it, on a small thread pool.
 
 Absent chunks (an inner chunk indexed 2^64-1, a missing shard file) read as the fill
 value, as zarr reads them, unless the array is opened with ``every_chunk_present``.
