@@ -429,7 +429,7 @@ class NativeArray:
     ) -> None:
         if not chunks:
             return
-        # In file order, so that each contiguous run of a shard is one pread.
+        # In file order, so that each contiguous run of a shard is one read.
         chunks.sort(key=_file_order)
         total = sum(c.nbytes for _, c in chunks)
         if total < _BYTES_PER_THREAD:
@@ -447,8 +447,17 @@ class NativeArray:
                 groups.append([])
             groups[-1].append(item)
             done += item[1].nbytes
+        # A thread other than the main one decodes its last group itself rather than wait
+        # idle for the pool (Blosc gives it a context of its own).
+        inline = groups.pop() if threading.current_thread() is not threading.main_thread() else None
         futures: list[Future[None]] = [_POOL.get().submit(self._decode_group, g, out, fds) for g in groups]
-        errors = [f.exception() for f in futures]
+        errors: list[BaseException | None] = []
+        if inline is not None:
+            try:
+                self._decode_group(inline, out, fds)
+            except Exception as e:  # raised once the pool's groups are done with the files
+                errors.append(e)
+        errors.extend(f.exception() for f in futures)
         for error in errors:
             if error is not None:
                 raise error
@@ -457,7 +466,7 @@ class NativeArray:
         self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], int]
     ) -> None:
         """Read and decode ``chunks`` (in file order), one contiguous run of a shard per
-        ``os.pread``."""
+        system call."""
         scratch = _scratch(self.layout.inner, self.layout.dtype)
         start = 0
         while start < len(chunks):
