@@ -11,9 +11,11 @@ Why a reader of its own: zarr-python's per-chunk overhead, not decompression, do
 a read of one trial (hundreds of small inner chunks), and zarrs, which is fast, does not
 check the checksum of chunks it reads in part. This path reads each shard's index once
 per process (checked against its CRC32C, then cached for as long as the file's identity
-is unchanged), reads each contiguous run of the inner chunks a selection touches with
-one ``os.pread``, checks every chunk's CRC32C before decoding it, and decodes with Blosc
-(which, like the CRC32C of ``google_crc32c``, releases the GIL) on a small thread pool.
+is unchanged), reads each contiguous run of the inner chunks a selection touches (up to
+``_MAX_RUN`` bytes) with one ``os.preadv`` into a buffer each thread reuses, checks every
+chunk's CRC32C before decoding it, and decodes with Blosc (which, like the CRC32C of
+``google_crc32c``, releases the GIL) straight into the output where a whole chunk fills
+one contiguous block of it, on a small thread pool.
 
 Absent chunks (an inner chunk indexed 2^64-1, a missing shard file) read as the fill
 value, as zarr reads them, unless the array is opened with ``every_chunk_present``.
@@ -27,7 +29,7 @@ import os
 import struct
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,9 @@ _NUMERIC = {
 #: Gaps between the inner chunks of one read up to this many bytes are read, not skipped:
 #: one system call less costs more than copying a few kB.
 _MAX_GAP = 16 * 1024
+#: A contiguous run read with one system call is at most this many bytes (unless one chunk
+#: is larger): each decoding thread keeps a buffer of this size for its reads.
+_MAX_RUN = 1024 * 1024
 #: A read decodes on several threads only when it has at least this many compressed bytes
 #: per thread; below, handing work to the pool costs more than it saves.
 _BYTES_PER_THREAD = 512 * 1024
@@ -218,17 +223,31 @@ def _pieces(axis: slice | np.ndarray, size: int) -> list[_Piece]:
     return pieces
 
 
-@dataclass
 class _Chunk:
     """One inner chunk a read needs: where it is stored and where its values go."""
 
-    shard: tuple[int, ...]
-    number: int  # its position in the shard index (C order)
-    coords: tuple[int, ...]  # its position in the array's grid of inner chunks
-    out: tuple[slice | np.ndarray, ...]
-    inside: tuple[slice | np.ndarray, ...]
-    offset: int = 0
-    nbytes: int = 0
+    __slots__ = ("number", "pieces", "whole", "basic", "offset", "nbytes")
+
+    def __init__(self, number: int, pieces: tuple[_Piece, ...], whole: bool, basic: bool) -> None:
+        self.number = number  # its position in the shard index (C order)
+        self.pieces = pieces  # per axis: (chunk number along the axis, output part, chunk part)
+        self.whole = whole  # it fills its output part with every value it holds
+        self.basic = basic  # its parts, in the output and in the chunk, are slices on every axis
+        self.offset = 0
+        self.nbytes = 0
+
+    @property
+    def coords(self) -> tuple[int, ...]:
+        """Its position in the array's grid of inner chunks."""
+        return tuple(p[0] for p in self.pieces)
+
+    @property
+    def out(self) -> tuple[slice | np.ndarray, ...]:
+        return tuple(p[1] for p in self.pieces)
+
+    @property
+    def inside(self) -> tuple[slice | np.ndarray, ...]:
+        return tuple(p[2] for p in self.pieces)
 
 
 class NativeArray:
@@ -242,6 +261,7 @@ class NativeArray:
         self.layout = layout
         self.every_chunk_present = every_chunk_present
         self._indexes = _fork.per_process_dict()
+        self._paths: dict[tuple[int, ...], str] = {}
         self._chunk_nbytes = math.prod(layout.inner) * layout.dtype.itemsize
 
     @property
@@ -296,31 +316,48 @@ class NativeArray:
         kept = tuple(n for (_, keep), n in zip(axes, full_shape, strict=True) if keep)
         if out.size == 0:
             return out.reshape(kept)
-        per_axis = [_pieces(a, size) for (a, _), size in zip(axes, layout.inner, strict=True)]
-        per_shard = layout.per_shard
-        by_shard: dict[tuple[int, ...], list[_Chunk]] = {}
-        for combo in itertools.product(*per_axis):
-            coords = tuple(p[0] for p in combo)
-            shard = tuple(c // k for c, k in zip(coords, per_shard, strict=True))
-            number = 0
-            for c, k in zip(coords, per_shard, strict=True):
-                number = number * k + c % k
-            chunk = _Chunk(shard, number, coords, tuple(p[1] for p in combo), tuple(p[2] for p in combo))
-            by_shard.setdefault(shard, []).append(chunk)
+        # Per axis, the chunks' pieces grouped by the shard they fall in along that axis,
+        # each with its share of the chunk's number in the shard index (C order) and
+        # whether it covers the chunk along that axis: every chunk of a shard is then one
+        # product of pieces, with no per-chunk arithmetic on coordinates.
+        by_axis: list[dict[int, list[tuple[_Piece, int, bool, bool]]]] = []
+        stride = 1
+        strides = []
+        for k in reversed(layout.per_shard):
+            strides.append(stride)
+            stride *= k
+        for (a, _), size, k, step in zip(axes, layout.inner, layout.per_shard, reversed(strides), strict=True):
+            groups: dict[int, list[tuple[_Piece, int, bool, bool]]] = {}
+            for piece in _pieces(a, size):
+                c, where, inside = piece
+                basic = isinstance(where, slice) and isinstance(inside, slice)
+                whole = basic and inside.stop - inside.start == size  # type: ignore[union-attr]
+                groups.setdefault(c // k, []).append((piece, (c % k) * step, whole, basic))
+            by_axis.append(groups)
         fds: dict[tuple[int, ...], int] = {}
         try:
-            stored: list[_Chunk] = []
-            for shard, chunks in by_shard.items():
-                stored.extend(self._locate(shard, chunks, out, fds))
+            stored: list[tuple[tuple[int, ...], _Chunk]] = []
+            for shard in itertools.product(*(sorted(g) for g in by_axis)):
+                chunks = [
+                    _Chunk(
+                        sum(p[1] for p in combo), tuple(p[0] for p in combo), all(p[2] for p in combo),
+                        all(p[3] for p in combo),
+                    )
+                    for combo in itertools.product(*(g[c] for g, c in zip(by_axis, shard, strict=True)))
+                ]
+                stored.extend((shard, c) for c in self._locate(shard, chunks, out, fds))
             self._decode_all(stored, out, fds)
         finally:
             for fd in fds.values():
                 os.close(fd)
         return out.reshape(kept)
 
-    def _shard_file(self, shard: tuple[int, ...]) -> Path:
-        sep = self.layout.separator
-        return self.folder / ("c" + sep + sep.join(map(str, shard)))
+    def _shard_file(self, shard: tuple[int, ...]) -> str:
+        path = self._paths.get(shard)
+        if path is None:
+            sep = self.layout.separator
+            path = self._paths[shard] = str(self.folder / ("c" + sep + sep.join(map(str, shard))))
+        return path
 
     def _locate(
         self, shard: tuple[int, ...], chunks: list[_Chunk], out: np.ndarray, fds: dict[tuple[int, ...], int]
@@ -339,29 +376,32 @@ class NativeArray:
             for chunk in chunks:
                 chunk.offset, chunk.nbytes = 0, size
             return chunks
-        index = self._index(fd, str(path))
+        offsets, lengths = self._index(fd, path)
         stored: list[_Chunk] = []
         for chunk in chunks:
-            if index[chunk.number, 0] == _ABSENT:
+            offset = offsets[chunk.number]
+            if offset == _ABSENT:
                 self._absent(chunk, path, out)
                 continue
-            chunk.offset, chunk.nbytes = int(index[chunk.number, 0]), int(index[chunk.number, 1])
+            chunk.offset, chunk.nbytes = offset, lengths[chunk.number]
             stored.append(chunk)
         return stored
 
-    def _absent(self, chunk: _Chunk, path: Path, out: np.ndarray) -> None:
+    def _absent(self, chunk: _Chunk, path: str, out: np.ndarray) -> None:
         if self.every_chunk_present:
-            raise ChunkDecodeError(f"chunk {chunk.coords} is missing from {path.name}, which the format forbids")
+            raise ChunkDecodeError(f"chunk {chunk.coords} is missing from {_name(path)}, which the format forbids")
         _assign(out, chunk.out, self.layout.fill_value)
 
-    def _index(self, fd: int, key: str) -> np.ndarray:
-        """The checked (number of inner chunks, 2) index of the open shard ``fd``."""
+    def _index(self, fd: int, key: str) -> tuple[list[int], list[int]]:
+        """The checked index of the open shard ``fd``: each inner chunk's offset and length
+        (as lists: a read looks up every chunk it needs, and a list lookup costs less than
+        a numpy scalar's)."""
         stat = os.fstat(fd)
         identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         cached = self._indexes.get(key)
         if cached is not None and cached[0] == identity:
-            index: np.ndarray = cached[1]
-            return index
+            found: tuple[list[int], list[int]] = cached[1]
+            return found
         n = math.prod(self.layout.per_shard)
         nbytes = n * _INDEX_ENTRY + _CRC
         if stat.st_size < nbytes:
@@ -380,13 +420,18 @@ class NativeArray:
             or np.any(lengths > stat.st_size - offsets)
         ):
             raise ChunkDecodeError(f"the index of shard {Path(key).name} points outside the file")
-        self._indexes[key] = (identity, index)
-        return index
+        lists = (index[:, 0].tolist(), index[:, 1].tolist())
+        self._indexes[key] = (identity, lists)
+        return lists
 
-    def _decode_all(self, chunks: list[_Chunk], out: np.ndarray, fds: dict[tuple[int, ...], int]) -> None:
+    def _decode_all(
+        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], int]
+    ) -> None:
         if not chunks:
             return
-        total = sum(c.nbytes for c in chunks)
+        # In file order, so that each contiguous run of a shard is one read.
+        chunks.sort(key=_file_order)
+        total = sum(c.nbytes for _, c in chunks)
         if total < _BYTES_PER_THREAD:
             self._decode_group(chunks, out, fds)
             return
@@ -395,70 +440,105 @@ class NativeArray:
         # Consecutive chunks (in file order) per thread, about the same bytes each, so each
         # thread reads its own contiguous runs.
         threads = max(1, min(_POOL_SIZE, total // _BYTES_PER_THREAD, len(chunks)))
-        chunks = sorted(chunks, key=lambda c: (c.shard, c.offset))
-        groups: list[list[_Chunk]] = [[]]
+        groups: list[list[tuple[tuple[int, ...], _Chunk]]] = [[]]
         share, done = total / threads, 0
-        for chunk in chunks:
+        for item in chunks:
             if done >= share * len(groups) and len(groups) < threads:
                 groups.append([])
-            groups[-1].append(chunk)
-            done += chunk.nbytes
+            groups[-1].append(item)
+            done += item[1].nbytes
+        # A thread other than the main one decodes its last group itself rather than wait
+        # idle for the pool (Blosc gives it a context of its own).
+        inline = groups.pop() if threading.current_thread() is not threading.main_thread() else None
         futures: list[Future[None]] = [_POOL.get().submit(self._decode_group, g, out, fds) for g in groups]
-        errors = [f.exception() for f in futures]
+        errors: list[BaseException | None] = []
+        if inline is not None:
+            try:
+                self._decode_group(inline, out, fds)
+            except Exception as e:  # raised once the pool's groups are done with the files
+                errors.append(e)
+        errors.extend(f.exception() for f in futures)
         for error in errors:
             if error is not None:
                 raise error
 
-    def _decode_group(self, chunks: list[_Chunk], out: np.ndarray, fds: dict[tuple[int, ...], int]) -> None:
-        for path, run in self._runs(chunks, fds):
-            for chunk, data in run:
-                self._decode(chunk, data, path, out)
+    def _decode_group(
+        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], int]
+    ) -> None:
+        """Read and decode ``chunks`` (in file order), one contiguous run of a shard per
+        system call."""
+        scratch = _scratch(self.layout.inner, self.layout.dtype)
+        start = 0
+        while start < len(chunks):
+            shard, first = chunks[start]
+            end, reach = start + 1, first.offset + first.nbytes
+            while end < len(chunks):
+                next_shard, chunk = chunks[end]
+                if (
+                    next_shard != shard or chunk.offset < reach or chunk.offset - reach > _MAX_GAP
+                    or chunk.offset + chunk.nbytes - first.offset > _MAX_RUN
+                ):
+                    break
+                reach = chunk.offset + chunk.nbytes
+                end += 1
+            path = self._shard_file(shard)
+            # Into this thread's reused buffer: a fresh bytes object per read costs more in
+            # page faults than the read itself.
+            data = _read_buffer(reach - first.offset)
+            if _read_into(fds[shard], data, first.offset) != len(data):
+                raise ChunkDecodeError(f"shard {_name(path)} was cut short while being read")
+            view = data.data
+            for _, chunk in chunks[start:end]:
+                self._decode(chunk, data, view, chunk.offset - first.offset, path, out, scratch)
+            start = end
 
-    def _runs(
-        self, chunks: list[_Chunk], fds: dict[tuple[int, ...], int]
-    ) -> Iterator[tuple[Path, list[tuple[_Chunk, np.ndarray]]]]:
-        """Each chunk with its bytes, read one contiguous run of a shard at a time."""
-        chunks = sorted(chunks, key=lambda c: (c.shard, c.offset))
-        for shard, in_shard in itertools.groupby(chunks, key=lambda c: c.shard):
-            path, fd = self._shard_file(shard), fds[shard]
-            run: list[_Chunk] = []
-            for chunk in [*in_shard, None]:
-                if run and (chunk is None or chunk.offset - (run[-1].offset + run[-1].nbytes) > _MAX_GAP
-                            or chunk.offset < run[-1].offset + run[-1].nbytes):
-                    start = run[0].offset
-                    length = max(c.offset + c.nbytes for c in run) - start
-                    # numpy views: google_crc32c takes no memoryview.
-                    data = np.frombuffer(os.pread(fd, length, start), np.uint8)
-                    if len(data) != length:
-                        raise ChunkDecodeError(f"shard {path.name} was cut short while being read")
-                    yield path, [(c, data[c.offset - start : c.offset - start + c.nbytes]) for c in run]
-                    run = []
-                if chunk is not None:
-                    run.append(chunk)
-
-    def _decode(self, chunk: _Chunk, data: np.ndarray, path: Path, out: np.ndarray) -> None:
-        payload = data[:-_CRC]
-        if google_crc32c.value(payload) != int.from_bytes(data[-_CRC:].tobytes(), "little"):
-            raise ChecksumError(f"chunk {chunk.coords} in {path.name} fails its CRC32C checksum")
-        if len(payload) < _BLOSC_HEADER:
-            raise ChunkDecodeError(f"chunk {chunk.coords} in {path.name} is too short for Blosc")
+    def _decode(
+        self, chunk: _Chunk, data: np.ndarray, view: memoryview, at: int, path: str, out: np.ndarray,
+        scratch: np.ndarray,
+    ) -> None:
+        """Check and decode ``chunk``, whose bytes start at ``at`` in ``data`` (``view``: the
+        same bytes as a memoryview), into its part of ``out``."""
+        if chunk.nbytes < _CRC + _BLOSC_HEADER:
+            raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)} is too short for Blosc")
+        # A numpy view: google_crc32c takes no memoryview.
+        payload = data[at : at + chunk.nbytes - _CRC]
+        (stored_crc,) = _UINT32.unpack_from(view, at + len(payload))
+        if google_crc32c.value(payload) != stored_crc:
+            raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
         # Blosc's header: version bytes, flags, typesize, then nbytes, blocksize, cbytes (uint32).
-        nbytes, _, cbytes = struct.unpack_from("<III", payload.data, 4)
+        nbytes, _, cbytes = _SIZES.unpack_from(view, at + 4)
         if nbytes != self._chunk_nbytes or cbytes != len(payload):
             raise ChunkDecodeError(
-                f"chunk {chunk.coords} in {path.name} decodes to {nbytes} bytes in {cbytes}, "
+                f"chunk {chunk.coords} in {_name(path)} decodes to {nbytes} bytes in {cbytes}, "
                 f"expected {self._chunk_nbytes} in {len(payload)}"
             )
-        target = _direct_target(out, chunk, self.layout.inner)
+        target = None
+        if chunk.whole:
+            # A whole chunk decodes straight into the output when its part is one block.
+            target = out[chunk.out]
+            if not target.flags.c_contiguous:
+                target = None
         try:
-            if target is not None:
-                numcodecs.blosc.decompress(payload, target)
-                return
-            values = _scratch(self.layout.inner, self.layout.dtype)
-            numcodecs.blosc.decompress(payload, values)
+            numcodecs.blosc.decompress(payload, scratch if target is None else target)
         except RuntimeError as e:
-            raise ChunkDecodeError(f"chunk {chunk.coords} in {path.name}: {e}") from e
-        _assign(out, chunk.out, _take(values, chunk.inside))
+            raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)}: {e}") from e
+        if target is None:
+            if chunk.basic:
+                out[chunk.out] = scratch[chunk.inside]
+            else:
+                _assign(out, chunk.out, _take(scratch, chunk.inside))
+
+
+def _file_order(item: tuple[tuple[int, ...], _Chunk]) -> tuple[tuple[int, ...], int]:
+    return item[0], item[1].offset
+
+
+def _name(path: str) -> str:
+    return os.path.basename(path)
+
+
+_UINT32 = struct.Struct("<I")
+_SIZES = struct.Struct("<III")
 
 
 def _check(data: bytes, what: str) -> None:
@@ -467,6 +547,26 @@ def _check(data: bytes, what: str) -> None:
 
 
 _local = threading.local()
+
+
+def _read_buffer(nbytes: int) -> np.ndarray:
+    """``nbytes`` of the calling thread's read buffer (reused: its contents are garbage)."""
+    buffer: np.ndarray | None = getattr(_local, "read", None)
+    if buffer is None or len(buffer) < nbytes:
+        buffer = _local.read = np.empty(max(nbytes, _MAX_RUN), np.uint8)
+    return buffer[:nbytes]
+
+
+def _read_into(fd: int, buffer: np.ndarray, offset: int) -> int:
+    """Bytes of ``fd`` from ``offset`` read into ``buffer``, up to its length: how many."""
+    if _PREADV:
+        return os.preadv(fd, [buffer.data], offset)
+    data = os.pread(fd, len(buffer), offset)
+    buffer[: len(data)] = np.frombuffer(data, np.uint8)
+    return len(data)
+
+
+_PREADV = hasattr(os, "preadv")
 
 
 def _scratch(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
@@ -479,18 +579,6 @@ def _scratch(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
     if buffer is None:
         buffer = buffers[(shape, dtype)] = np.empty(shape, dtype)
     return buffer
-
-
-def _direct_target(out: np.ndarray, chunk: _Chunk, inner: tuple[int, ...]) -> np.ndarray | None:
-    """The part of ``out`` a whole chunk fills, if it is one contiguous block (so the
-    chunk decodes straight into it)."""
-    for s, n in zip(chunk.inside, inner, strict=True):
-        if not isinstance(s, slice) or s.start != 0 or s.stop != n:
-            return None
-    if not all(isinstance(s, slice) for s in chunk.out):
-        return None
-    target = out[chunk.out]
-    return target if target.flags.c_contiguous and target.shape == inner else None
 
 
 def _take(values: np.ndarray, inside: tuple[slice | np.ndarray, ...]) -> np.ndarray:

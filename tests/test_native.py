@@ -95,6 +95,25 @@ def test_the_reader_selections_match(store, variable):
     assert n_trials == 14
 
 
+@pytest.mark.parametrize("preadv", [True, False])
+def test_small_runs_thread_groups_and_plain_pread_read_the_same(store, monkeypatch, preadv):
+    """Runs cut at a few hundred bytes (several reads per shard, some of a single chunk),
+    decoding split over the thread pool, and the ``os.pread`` fallback for systems without
+    ``os.preadv``: the same values as zarr."""
+    from sensorium_zarr import _native
+
+    monkeypatch.setattr(_native, "_MAX_RUN", 300)
+    monkeypatch.setattr(_native, "_BYTES_PER_THREAD", 1)
+    monkeypatch.setattr(_native, "_PREADV", preadv)
+    for variable in fmt.VARIABLES:
+        reference, native = _pair(store, variable)
+        np.testing.assert_array_equal(native[...], reference[...])
+        selection = (np.array([1, 6, 13]),) + (slice(2, None),) * (reference.ndim - 1)
+        np.testing.assert_array_equal(
+            native.get_orthogonal_selection(selection), reference.get_orthogonal_selection(selection)
+        )
+
+
 def test_out_of_bounds_indices_raise_like_zarr(store):
     _, native = _pair(store, fmt.RESPONSES)
     with pytest.raises(IndexError):

@@ -25,3 +25,38 @@ def test_inplace_refuses_centred_variables():
     params = StandardizationParams(np.zeros((1, 1, 1)), np.ones((1, 1, 1)), time_axis=0)
     with pytest.raises(ValueError, match="subtracts a mean"):
         standardize_inplace("videos", np.ones((2, 3, 4, 5), np.float32), params)
+
+
+def _whole_array(variable, x, params):
+    """The plain expression ``standardize`` computes a block at a time for large arrays."""
+    out = x - params.mean if variable in ("videos", "pupil_center") else x
+    return (out / params.scale).astype(x.dtype)
+
+
+@pytest.mark.parametrize(
+    ("variable", "shape", "params_shape"),
+    [
+        ("videos", (2, 150, 36, 64), (1, 1, 1)),  # one trial's worth of blocks of frames
+        ("videos", (150, 36, 64), (150, 1, 1)),  # per-frame parameters, no trial axis
+        ("pupil_center", (3, 2, 40000), (2, 40000)),  # rows longer than a block
+        ("behavior", (70, 2, 324), (2, 1)),  # rescaled only
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_blocked_standardize_equals_the_whole_array_expression_to_the_bit(variable, shape, params_shape, dtype):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(shape) * 60 + 100).astype(dtype)
+    x.reshape(-1)[::89] = np.nan
+    params = StandardizationParams(
+        rng.standard_normal(params_shape) * 50, rng.uniform(0.5, 80, params_shape), time_axis=0
+    )
+    for data in (x, x[..., ::3]):  # contiguous and strided
+        cut = (
+            params
+            if data is x or params_shape[-1] == 1
+            else StandardizationParams(params.mean[..., ::3], params.scale[..., ::3], 0)
+        )
+        got = standardize(variable, data, cut)
+        expected = _whole_array(variable, data, cut)
+        assert got.dtype == dtype and got.shape == data.shape
+        np.testing.assert_array_equal(got, expected)
