@@ -21,8 +21,8 @@ from pathlib import Path
 from sensorium_zarr.converter import Chunking, convert_mouse
 # The converter logs its stage times at INFO; they end up in the child's stderr file.
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-source, out, engine, frames = sys.argv[1:5]
-chunking = Chunking(frames_per_response_chunk=int(frames)) if frames else None
+source, out, engine, options = sys.argv[1:5]
+chunking = Chunking(**json.loads(options)) if options else None
 start = time.perf_counter()
 store = convert_mouse(Path(source), Path(out), overwrite=True, progress=False, engine=engine or None,
                       chunking=chunking)

@@ -5,6 +5,7 @@ that a target is out of reach asks the rows table for it."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -40,7 +41,7 @@ def measure_conversion(args: argparse.Namespace, source: Path, out: Path, logs: 
         if k < args.convert_repeats:
             log(f"converting ({k + 1}/{args.convert_repeats})")
             converts.append(run_child(children.CONVERT, [str(source), str(out), args.engine,
-                                                               str(args.frames_per_response_chunk or "")],
+                                                               chunking_options(args)],
                                       logs / f"convert{k}"))
             log(f"converted in {converts[-1].seconds:.1f} s, peak RSS {converts[-1].peak_rss / rows.GIB.scale:.2f} GiB")
             for line in stage_lines(converts[-1].output["stderr"]):
@@ -121,6 +122,13 @@ def measure_stream(sides: Sides, repeats: int, report: Report) -> float:
     t_ours, t_base = compare(sides, "5", range(repeats))
     report.add("5", t_ours, t_base, rate_mbs=nbytes / t_ours / 1e6, base_rate_mbs=nbytes / t_base / 1e6)
     return nbytes / t_ours
+
+
+def chunking_options(args: argparse.Namespace) -> str:
+    """The converter's chunking options the command line asked for, as JSON ("" for none)."""
+    options = {name: getattr(args, name) for name in ("neurons_per_chunk", "frames_per_response_chunk")
+               if getattr(args, name, None) is not None}
+    return json.dumps(options) if options else ""
 
 
 def store_read_rate(store: Path, engine: str, variable: str, n_shards: int, repeats: int) -> tuple[float, int, int]:

@@ -243,6 +243,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine", choices=ENGINES, default=None,
                         help="codec pipeline for converter and reader (default: the library's, zarrs if installed)")
     parser.add_argument("--no-cold", dest="cold", action="store_false", help="skip the cold-cache rows")
+    parser.add_argument("--neurons-per-chunk", type=int, default=None,
+                        help="convert with this many neurons per response chunk (the converter's option)")
     parser.add_argument("--frames-per-response-chunk", type=int, default=None,
                         help="convert with response chunks cut along time too (the converter's option of "
                         "that name; default: every frame in a chunk)")
