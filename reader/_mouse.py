@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from .errors import IncompleteStoreError, SelectionError, StoreFormatError, Stor
 
 __all__ = ["Mouse", "open_mouse", "open_sensorium"]
 
+#: Requests to a bucket issued at once when opening a mouse (one per small array).
+_REQUESTS_IN_FLIGHT = 16
+
 class Mouse:
     """A converted mouse: its attributes, trial index and tiers, and lazy access to its data
     through ``split``."""
@@ -39,16 +43,16 @@ class Mouse:
         self.shapes: dict[str, tuple[int, ...]] = {}
         for variable in fmt.VARIABLES:
             self.shapes[variable] = tuple(self._checked(variable).shape)
-        trial_ids = self._read_checked(fmt.TRIAL_ID).astype(np.int64)
-        tier = self._read_checked(fmt.TIER)
+        indexes = {tier_name: f"{fmt.INDEX_GROUP}/{tier_name}" for tier_name in attrs.tiers}
+        small = self._read_all_checked([fmt.TRIAL_ID, fmt.TIER, fmt.VALID_FRAMES, fmt.HAS_RESPONSES, *indexes.values()])
+        trial_ids = small[fmt.TRIAL_ID].astype(np.int64)
         # Zarr returns variable-width strings; fixed-width ones compare and pickle plainly.
-        self.trial_tiers: np.ndarray = np.array(tier.tolist(), dtype=str)
-        self.valid_frames: np.ndarray = self._read_checked(fmt.VALID_FRAMES).astype(np.int32)
-        self.has_responses: np.ndarray = self._read_checked(fmt.HAS_RESPONSES).astype(bool)
+        self.trial_tiers: np.ndarray = np.array(small[fmt.TIER].tolist(), dtype=str)
+        self.valid_frames: np.ndarray = small[fmt.VALID_FRAMES].astype(np.int32)
+        self.has_responses: np.ndarray = small[fmt.HAS_RESPONSES].astype(bool)
         self.trial_ids: np.ndarray = trial_ids
         self.positions_by_tier: dict[str, np.ndarray] = {
-            tier_name: self._read_checked(f"{fmt.INDEX_GROUP}/{tier_name}").astype(np.int64)
-            for tier_name in attrs.tiers
+            tier_name: small[path].astype(np.int64) for tier_name, path in indexes.items()
         }
         self._spec.check_tier_index(
             handle.where, attrs.n_trials, trial_ids, self.trial_tiers, self.positions_by_tier
@@ -74,11 +78,30 @@ class Mouse:
             raise
 
     def _read_checked(self, path: str) -> np.ndarray:
-        array = self._checked(path)
-        if self._spec.every_chunk_present:
-            # Zarr would read a lost chunk as the fill value: index/oracle as trial 0.
-            self._require_chunks(array)
-        values = engine_.read(array, ..., self._handle.where)
+        return self._read_all_checked([path])[path]
+
+    def _read_all_checked(self, paths: Sequence[str]) -> dict[str, np.ndarray]:
+        """The small arrays at ``paths``, checked and read whole, then one check that the
+        store was not replaced meanwhile. From a bucket, where each request is a round
+        trip, the existence checks go out at once, then the reads."""
+        arrays = {path: self._checked(path) for path in paths}
+
+        def require(array: zarr.Array[Any]) -> None:
+            if self._spec.every_chunk_present:
+                # Zarr would read a lost chunk as the fill value: index/oracle as trial 0.
+                self._require_chunks(array)
+
+        def read(array: zarr.Array[Any]) -> np.ndarray:
+            return engine_.read(array, ..., self._handle.where)
+
+        if isinstance(self._handle.source, Remote) and len(arrays) > 1:
+            with ThreadPoolExecutor(min(_REQUESTS_IN_FLIGHT, len(arrays))) as pool:
+                list(pool.map(require, arrays.values()))
+                values = dict(zip(arrays, pool.map(read, arrays.values()), strict=True))
+        else:
+            for array in arrays.values():
+                require(array)
+            values = {path: read(array) for path, array in arrays.items()}
         self._handle.check_unchanged()
         return values
 
@@ -210,11 +233,14 @@ class Mouse:
             raise SelectionError(
                 f"{self._handle.where}: no statistics recomputed from tier {tier!r}; available: {available}"
             )
+        values = self._read_all_checked([
+            fmt.statistics_path(variable, granularity, stat, tier)
+            for variable in fmt.VARIABLES for granularity in fmt.GRANULARITIES for stat in fmt.STATISTICS
+        ])
         return {
             variable: {
                 granularity: {
-                    stat: self._read_checked(fmt.statistics_path(variable, granularity, stat, tier))
-                    for stat in fmt.STATISTICS
+                    stat: values[fmt.statistics_path(variable, granularity, stat, tier)] for stat in fmt.STATISTICS
                 }
                 for granularity in fmt.GRANULARITIES
             }
