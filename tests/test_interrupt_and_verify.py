@@ -34,10 +34,17 @@ def _midway(source: Path, out: Path) -> tuple[Path, subprocess.Popen]:
     few shards: its hidden partial store, and the still running process."""
     command = [sys.executable, str(REPO / "scripts/convert_sensorium.py"), str(source), "--out", str(out),
                "--trials-per-shard", "1", "--workers", "1", "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job inherits SIGINT ignored, and Python then leaves it ignored
+    # (no KeyboardInterrupt): the child gets the default disposition, as under a terminal.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_default_sigint)
     partial = out / f".{source.name}.zarr.partial"
     _wait_for_shards(partial, process)
     return partial, process
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_shards(partial: Path, process: subprocess.Popen, timeout: float = 60.0) -> None:
