@@ -84,19 +84,19 @@ class Chunking:
         if isinstance(rule, fmt.TrialBlocks):
             # behavior and pupil_center are a few kB per trial: one plain chunk per shard of trials.
             return (trials, *rest), None
-        axis = dims.index(rule.axis)
-        size = shape[axis]
-        per_chunk = min(int(getattr(self, rule.option)), size)
         chunk = [1, *rest]
         shard = [trials, *rest]
-        chunk[axis] = per_chunk
-        shard[axis] = per_chunk * math.ceil(size / per_chunk) if per_chunk else 0
-        frames = getattr(self, rule.time_option) if rule.time_option is not None else None
-        if frames is not None:
-            # The shard still holds every frame of its trials (rounded up to whole chunks).
-            time = dims.index("time")
-            chunk[time] = min(int(frames), shape[time])
-            shard[time] = chunk[time] * math.ceil(shape[time] / chunk[time]) if chunk[time] else 0
+        cuts = [(rule.axis, getattr(self, rule.option))]
+        if rule.time_option is not None:
+            cuts.append(("time", getattr(self, rule.time_option)))
+        for name, per in cuts:
+            if per is None:  # an unset option: the axis stays whole
+                continue
+            # A shard holds the whole axis of its trials, rounded up to whole chunks.
+            axis = dims.index(name)
+            size = shape[axis]
+            chunk[axis] = min(int(per), size)
+            shard[axis] = chunk[axis] * math.ceil(size / chunk[axis]) if chunk[axis] else 0
         return tuple(chunk), tuple(shard)
 
     def compressors(self, itemsize: int) -> list[Any]:
