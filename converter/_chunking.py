@@ -12,6 +12,7 @@ checksum, so corruption fails loudly on read.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, get_args
 
@@ -47,7 +48,11 @@ class Chunking:
     frames_per_response_chunk: int | None = None
     cname: Cname = "lz4"
     clevel: int = 5
+    #: Blosc's shuffle for every per-trial variable but responses.
     shuffle: Shuffle = "shuffle"
+    #: Blosc's shuffle for responses: byte shuffle makes float traces with full-entropy
+    #: mantissas (dense, or mostly zero like deconvolved ones) larger and slower to decode.
+    response_shuffle: Shuffle = "noshuffle"
 
     def __post_init__(self) -> None:
         for name in ("trials_per_shard", "neurons_per_chunk", "frames_per_video_chunk"):
@@ -58,8 +63,19 @@ class Chunking:
             raise OptionError(f"Chunking.clevel must be an integer from 0 to 9, got {self.clevel!r}")
         if self.cname not in _CNAMES:
             raise OptionError(f"Chunking.cname must be one of {', '.join(_CNAMES)}, got {self.cname!r}")
-        if self.shuffle not in _SHUFFLES:
-            raise OptionError(f"Chunking.shuffle must be one of {', '.join(_SHUFFLES)}, got {self.shuffle!r}")
+        for name in ("shuffle", "response_shuffle"):
+            if getattr(self, name) not in _SHUFFLES:
+                raise OptionError(
+                    f"Chunking.{name} must be one of {', '.join(_SHUFFLES)}, got {getattr(self, name)!r}"
+                )
+
+    @classmethod
+    def recorded(cls, options: Mapping[str, Any]) -> Chunking:
+        """The chunking a store's ``chunking`` attribute records. Stores written before
+        ``response_shuffle`` existed shuffled responses as every other variable."""
+        options = dict(options)
+        options.setdefault("response_shuffle", options.get("shuffle", "shuffle"))
+        return cls(**options)
 
     def for_trials(self, n_trials: int) -> Chunking:
         """This chunking with shards of at most ``n_trials`` trials: zarr holds a whole
@@ -99,9 +115,11 @@ class Chunking:
             shard[axis] = chunk[axis] * math.ceil(size / chunk[axis]) if chunk[axis] else 0
         return tuple(chunk), tuple(shard)
 
-    def compressors(self, itemsize: int) -> list[Any]:
+    def compressors(self, variable: str, itemsize: int) -> list[Any]:
+        """The codecs after ``bytes`` of the per-trial ``variable``."""
+        shuffle = self.response_shuffle if variable == fmt.RESPONSES else self.shuffle
         return [
-            BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=self.shuffle, typesize=itemsize),
+            BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=shuffle, typesize=itemsize),
             Crc32cCodec(),
         ]
 

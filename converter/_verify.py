@@ -33,6 +33,7 @@ import numpy as np
 import zarr
 from dask.base import compute
 from dask.delayed import delayed
+from zarr.codecs import BloscCodec
 
 from sensorium_zarr import _chunks
 from sensorium_zarr import format as fmt
@@ -178,7 +179,7 @@ def _attribute_problems(attrs: fmt.MouseAttrs, layout: SourceLayout) -> list[str
     if FLOAT32_OPTION in attrs.lossy and not rounded:
         problems.append(f"attribute lossy: lists {FLOAT32_OPTION!r}, but no variable is stored rounded")
     try:
-        chunking = Chunking(**attrs.chunking)
+        chunking = Chunking.recorded(attrs.chunking)
     except (TypeError, ValueError) as e:
         problems.append(f"attribute chunking: {e}")
     else:
@@ -220,7 +221,7 @@ def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayo
         if expected.path not in present:
             problems.append(f"{expected.path}: missing from the store")
     try:
-        chunking: Chunking | None = Chunking(**attrs.chunking)
+        chunking: Chunking | None = Chunking.recorded(attrs.chunking)
     except (TypeError, ValueError):
         chunking = None  # reported with the attributes
     for path, array in present.items():
@@ -240,7 +241,24 @@ def _layout_problems(root: zarr.Group, attrs: fmt.MouseAttrs, layout: SourceLayo
                     f"{path}: chunks {array.chunks} in shards {array.shards}, "
                     f"the chunking attribute says {chunks} in {shards}"
                 )
+            problems.extend(_codec_problems(path, array, chunking))
     return problems
+
+
+def _codec_problems(path: str, array: zarr.Array[Any], chunking: Chunking) -> list[str]:
+    """Whether the Blosc options of the per-trial array at ``path`` (of its inner chunks,
+    where sharded) are those its store's ``chunking`` attribute records."""
+    wanted = chunking.compressors(path, array.dtype.itemsize)[0]
+    found = next((c for c in array.compressors if isinstance(c, BloscCodec)), None)
+    if found is None:
+        return []  # the format table's own codec check reports it
+    if _blosc_options(found) != _blosc_options(wanted):
+        return [f"{path}: Blosc {_blosc_options(found)}; the chunking attribute says {_blosc_options(wanted)}"]
+    return []
+
+
+def _blosc_options(codec: BloscCodec) -> str:
+    return f"{codec.cname.value} level {codec.clevel}, {codec.shuffle.value}"
 
 
 def _dimension_names(array: zarr.Array[Any]) -> tuple[str | None, ...]:

@@ -94,7 +94,7 @@ class Blueprint:
         compressors = None
         if not isinstance(expected.chunks, fmt.Whole):
             chunks, shards = self.chunking.layout_rule(expected.chunks, expected.dims, shape)
-            compressors = self.chunking.compressors(np.dtype(dtype).itemsize)
+            compressors = self.chunking.compressors(path, np.dtype(dtype).itemsize)
         array_attrs = dict(attrs or {})
         if expected.attributes:
             array_attrs[fmt.ATTRS_KEY] = {**array_attrs.get(fmt.ATTRS_KEY, {}), **expected.attributes}

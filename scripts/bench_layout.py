@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from numcodecs import Blosc
+from numcodecs import blosc as numcodecs_blosc
 
 import sensorium_zarr as reader
 from benchmarks.timing import median_time, memcpy_rate
@@ -34,6 +35,7 @@ CODECS = {
     "blosc zstd 3 shuffle": Blosc("zstd", 3, Blosc.SHUFFLE),
     "blosc zstd 1 bitshuffle": Blosc("zstd", 1, Blosc.BITSHUFFLE),
     "blosc lz4 5 shuffle": Blosc("lz4", 5, Blosc.SHUFFLE),
+    "blosc lz4 5 noshuffle": Blosc("lz4", 5, Blosc.NOSHUFFLE),
     "blosc lz4 5 bitshuffle": Blosc("lz4", 5, Blosc.BITSHUFFLE),
     "blosc zstd 9 bitshuffle (best effort)": Blosc("zstd", 9, Blosc.BITSHUFFLE),
 }
@@ -46,8 +48,11 @@ def _encode_all(codec: Blosc, chunks: Sequence[np.ndarray]) -> list[bytes]:
     return [codec.encode(c) for c in chunks]
 
 
-def _decode_all(codec: Blosc, encoded: Sequence[bytes]) -> list[Any]:
-    return [codec.decode(e) for e in encoded]
+def _decode_all(encoded: Sequence[bytes], outs: Sequence[np.ndarray]) -> None:
+    # Into buffers already written once, with Blosc's own threads off, as the reader
+    # decodes: a fresh output per chunk would time page faults, not the codec.
+    for e, out in zip(encoded, outs, strict=True):
+        numcodecs_blosc.decompress(e, out)
 
 
 def _read_trial(array: Any, positions: Iterator[int]) -> None:
@@ -66,14 +71,17 @@ def _load_neuron(folder: Path, trial_ids: Sequence[int], neuron: int) -> list[np
 
 
 def codec_table(mouse: Path, trials: list[int], repeats: int) -> list[str]:
+    """Each codec on inner chunks of the default shapes, from the first 8 of ``trials``."""
     layout = scan_source(mouse)
+    per_chunk = Chunking().neurons_per_chunk
     chunks = {
-        "responses": [layout.read_trial("responses", t)[n:n + 256].copy()
-                      for t in trials[:8] for n in range(0, layout.n_neurons, 256)],
+        "responses": [layout.read_trial("responses", t)[n:n + per_chunk].copy()
+                      for t in trials[:8] for n in range(0, layout.n_neurons, per_chunk)],
         "videos": [np.ascontiguousarray(layout.read_trial("videos", t).transpose(2, 0, 1)[f:f + 64])
                    for t in trials[:8] for f in range(0, layout.t_pad, 64)],
     }
     memcpy = memcpy_rate(repeats) / 1e9
+    numcodecs_blosc.use_threads = False
     rows = [f"memcpy: {memcpy:.2f} GB/s (one core)", "",
             "| codec | variable | size / raw | encode GB/s | decode GB/s | decode / memcpy |",
             "|---|---|---|---|---|---|"]
@@ -82,7 +90,8 @@ def codec_table(mouse: Path, trials: list[int], repeats: int) -> list[str]:
             raw = sum(c.nbytes for c in data)
             encoded = [codec.encode(c) for c in data]
             t_enc = median_time(partial(_encode_all, codec, data), max(1, repeats // 2))
-            t_dec = median_time(partial(_decode_all, codec, encoded), repeats)
+            outs = [np.zeros_like(c) for c in data]
+            t_dec = median_time(partial(_decode_all, encoded, outs), repeats)
             size = sum(len(e) for e in encoded) / raw
             rows.append(f"| {name} | {variable} | {size:.3f} | {raw / t_enc / 1e9:.2f} | "
                         f"{raw / t_dec / 1e9:.2f} | {raw / t_dec / 1e9 / memcpy:.2f} |")
@@ -121,12 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=48, help="trials copied into the chunk study (default 48)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--per-chunk", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--codecs-only", action="store_true", help="measure the codecs, not the chunk shapes")
     args = parser.parse_args(argv)
     layout = scan_source(args.mouse)
     trials = [int(t) for t in layout.trial_ids[: args.trials]]
     print(f"# Layout measurements on {layout.name}: {layout.n_neurons} neurons, T_pad {layout.t_pad}\n")
     print("## Codecs\n")
     print("\n".join(codec_table(args.mouse, trials, args.repeats)))
+    if args.codecs_only:
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-layout-") as tmp:
         work = Path(tmp)
         subset = _subset(layout, trials, work)

@@ -119,6 +119,7 @@ def test_verify_workers_zero_is_one_line(folder_mouse, folder_store):
     ("trials_per_shard", 0), ("neurons_per_chunk", -2), ("frames_per_video_chunk", 0), ("frames_per_response_chunk", 0),
     ("frames_per_response_chunk", 1.5),
     ("trials_per_shard", 2.5), ("trials_per_shard", True), ("clevel", 10), ("cname", "gzip"), ("shuffle", "yes"),
+    ("response_shuffle", "bitshuffles"),
 ])
 def test_chunking_refuses_out_of_range(field, value):
     with pytest.raises(OptionError, match=f"Chunking.{field} must be"):

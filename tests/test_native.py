@@ -127,7 +127,7 @@ def _sharded(tmp_path: Path) -> tuple[zarr.Array, np.ndarray]:
     the index) and a whole shard never written (so no file)."""
     array = zarr.create_array(
         str(tmp_path / "a"), shape=(12, 10, 6), dtype="float32", chunks=(1, 4, 6), shards=(4, 12, 6),
-        compressors=CHUNKING.compressors(4), fill_value=np.nan,
+        compressors=CHUNKING.compressors("responses", 4), fill_value=np.nan,
     )
     values = np.full(array.shape, np.nan, np.float32)
     values[0:2] = np.arange(2 * 10 * 6, dtype=np.float32).reshape(2, 10, 6)
@@ -167,7 +167,7 @@ def test_other_layouts_and_stores_fall_back_to_zarr(tmp_path):
 
     memory = zarr.storage.MemoryStore()
     in_memory = zarr.create_array(memory, shape=(4, 3), dtype="float32", chunks=(2, 3),
-                                  compressors=CHUNKING.compressors(4))
+                                  compressors=CHUNKING.compressors("responses", 4))
     assert open_native(in_memory) is None  # not a local folder
 
     strings = zarr.create_array(str(tmp_path / "s"), shape=(2,), dtype=str, chunks=(2,))

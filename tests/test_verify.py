@@ -202,3 +202,38 @@ def test_a_version_2_store_missing_a_chunk_that_held_values_is_reported(golden_v
     assert "behavior: chunk c/0/0/0 is missing though the source holds values there" in problems
     # A version 2 reader cannot tell: zarr reads it as the fill value.
     assert open_mouse(store).valid_frames.max() == 0
+
+
+def _blosc(array: zarr.Array) -> dict:
+    codecs = array.metadata.to_dict()["codecs"]
+    if codecs[0]["name"] == "sharding_indexed":
+        codecs = codecs[0]["configuration"]["codecs"]
+    return next(c["configuration"] for c in codecs if c["name"] == "blosc")
+
+
+@pytest.mark.parametrize("store", ["converted", *(f"golden-v{v}" for v in fmt.SUPPORTED_FORMAT_VERSIONS)])
+def test_the_chunking_attribute_records_each_variables_blosc_shuffle(converted, store):
+    """Responses are stored without byte shuffle by default and everything else with it;
+    stores written before ``response_shuffle`` existed record the same shuffle for both."""
+    path = converted[1] if store == "converted" else Path(__file__).parent / "data" / f"{store}.zarr"
+    root = zarr.open_group(str(path), mode="r")
+    chunking = Chunking.recorded(root.attrs[fmt.ATTRS_KEY].get("chunking", {}))
+    if store == "converted":
+        assert (chunking.shuffle, chunking.response_shuffle) == ("shuffle", "noshuffle")
+    else:
+        assert chunking.response_shuffle == chunking.shuffle == "shuffle"
+    for variable in fmt.VARIABLES:
+        assert _blosc(root[variable])["shuffle"] == (
+            chunking.response_shuffle if variable == "responses" else chunking.shuffle
+        ), variable
+
+
+def test_verify_reports_a_codec_the_chunking_attribute_does_not_record(converted):
+    source, store = converted
+    assert verify(source, store) == []
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"][fmt.ATTRS_KEY]["chunking"]["response_shuffle"] = "bitshuffle"
+    meta_path.write_text(json.dumps(meta))
+    problems = "\n".join(verify(source, store))
+    assert "responses: Blosc lz4 level 5, noshuffle; the chunking attribute says lz4 level 5, bitshuffle" in problems

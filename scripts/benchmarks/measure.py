@@ -20,6 +20,7 @@ from numcodecs import blosc as numcodecs_blosc
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import open_reader
+from sensorium_zarr.converter import Chunking
 
 from . import children, rows
 from .cache import bytes_on_disk, files_under
@@ -164,6 +165,10 @@ def codec_chunks(sides: Sides, chunking: dict[str, Any], n_trials: int) -> dict[
     return out
 
 
+_BLOSC_SHUFFLES = {"shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": numcodecs.Blosc.BITSHUFFLE,
+                   "noshuffle": numcodecs.Blosc.NOSHUFFLE}
+
+
 def codec_rate(chunks: list[np.ndarray], codec: numcodecs.Blosc, threads: int, repeats: int) -> float:
     """Decoded bytes/s of the bare codec on ``chunks``, spread over ``threads`` Python threads."""
     encoded = [codec.encode(c) for c in chunks]
@@ -196,17 +201,21 @@ def measure_codec(args: argparse.Namespace, sides: Sides, store: Path, stream_ra
     report.add("6a", pipeline, memcpy, engine=args.engine, trials=reads[fmt.RESPONSES][2], shards=args.shards,
                responses_mbs=reads[fmt.RESPONSES][0] / 1e6, videos_mbs=reads[fmt.VIDEOS][0] / 1e6)
 
-    shuffle_name = chunking.get("shuffle", "shuffle")
-    shuffle = {"shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": numcodecs.Blosc.BITSHUFFLE,
-               "noshuffle": numcodecs.Blosc.NOSHUFFLE}[shuffle_name]
-    codec = numcodecs.Blosc(cname=chunking.get("cname", "lz4"), clevel=int(chunking.get("clevel", 5)), shuffle=shuffle)
+    recorded = Chunking.recorded(chunking)
+    shuffles = {fmt.RESPONSES: recorded.response_shuffle, fmt.VIDEOS: recorded.shuffle}
+    codecs = {
+        variable: numcodecs.Blosc(cname=recorded.cname, clevel=recorded.clevel, shuffle=_BLOSC_SHUFFLES[name])
+        for variable, name in shuffles.items()
+    }
+    label = (f"Blosc {recorded.cname} {recorded.clevel}, responses {shuffles[fmt.RESPONSES]}, "
+             f"videos {shuffles[fmt.VIDEOS]}")
     chunks = codec_chunks(sides, chunking, args.codec_trials)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # Blosc's own thread pool off: parallelism comes from the Python threads, as in a Dask read.
     previous = numcodecs_blosc.use_threads
     numcodecs_blosc.use_threads = False
     try:
-        per_threads = {threads: {v: codec_rate(c, codec, threads, args.repeats) for v, c in chunks.items()}
+        per_threads = {threads: {v: codec_rate(c, codecs[v], threads, args.repeats) for v, c in chunks.items()}
                        for threads in (1, cores)}
     finally:
         numcodecs_blosc.use_threads = previous
@@ -216,7 +225,7 @@ def measure_codec(args: argparse.Namespace, sides: Sides, store: Path, stream_ra
     for row_id, threads in (("6b", 1), ("6c", cores)):
         rate = per_threads[threads]
         mixes[row_id] = mixed_rate(rate, streamed)
-        report.add(row_id, mixes[row_id], memcpy, codec=f"Blosc {codec.cname} {codec.clevel} {shuffle_name}",
+        report.add(row_id, mixes[row_id], memcpy, codec=label,
                    threads=threads, codec_trials=args.codec_trials,
                    responses_mbs=rate[fmt.RESPONSES] / 1e6, videos_mbs=rate[fmt.VIDEOS] / 1e6)
     # The limit is the best the bare codec did, on one thread or on all of them.
