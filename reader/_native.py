@@ -30,7 +30,6 @@ import struct
 import sys
 import threading
 from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -448,16 +447,23 @@ class NativeArray:
             groups[-1].append(item)
             done += item[1].nbytes
         # A thread other than the main one decodes its last group itself rather than wait
-        # idle for the pool (Blosc gives it a context of its own).
+        # idle for the pool (Blosc gives it a context of its own). Then it takes back the
+        # groups no pool thread has started (the pool may be busy with other reads, such
+        # as the other tasks of a Dask graph): waiting for them would leave it idle.
         inline = groups.pop() if threading.current_thread() is not threading.main_thread() else None
-        futures: list[Future[None]] = [_POOL.get().submit(self._decode_group, g, out, fds) for g in groups]
+        pending = [(g, _POOL.get().submit(self._decode_group, g, out, fds)) for g in groups]
         errors: list[BaseException | None] = []
         if inline is not None:
             try:
                 self._decode_group(inline, out, fds)
-            except Exception as e:  # raised once the pool's groups are done with the files
+                for group, future in reversed(pending):
+                    if future.cancel():
+                        self._decode_group(group, out, fds)
+            except Exception as e:  # raised once the pool's started groups are done with the files
                 errors.append(e)
-        errors.extend(f.exception() for f in futures)
+                for _, future in pending:
+                    future.cancel()
+        errors.extend(f.exception() for _, f in pending if not f.cancelled())
         for error in errors:
             if error is not None:
                 raise error
