@@ -32,7 +32,7 @@ from ._statistics import Moments
 
 __all__ = [
     "Blueprint", "Written", "create_array", "create_store", "finish_store", "open_array", "open_for_writing",
-    "release_buffers", "store_shapes", "stored_shape", "write_block", "write_bundle", "bundle_values",
+    "release_buffers", "store_shapes", "stored_shape", "write_block", "write_bundle", "bundle_paths", "bundle_values",
 ]
 
 
@@ -143,18 +143,22 @@ def create_array(
     )
 
 
-def bundle_values(root: zarr.Group, attrs: fmt.MouseAttrs) -> dict[str, np.ndarray]:
-    """What the bundle of the store at ``root`` must hold, read back from the arrays it
-    duplicates (so it holds what they hold): the required members, then the optional ones
-    if the store has all of them and they are small enough."""
-    values = {path: np.asarray(_whole(root, path)[...]) for path in fmt.bundle_required(attrs)}
+def bundle_paths(root: zarr.Group, attrs: fmt.MouseAttrs) -> list[str]:
+    """The arrays the bundle of the store at ``root`` holds, from metadata alone: the
+    required members, then the optional ones if the store has all of them and they are
+    small enough (``format.BUNDLE_PROVIDED_BYTES``)."""
+    paths = fmt.bundle_required(attrs)
     optional = fmt.bundle_optional()
     if all(path in root for path in optional):
-        arrays = {path: _whole(root, path) for path in optional}
-        nbytes = sum(a.nbytes for a in arrays.values() if a.dtype != np.dtype("O"))
-        if nbytes <= fmt.BUNDLE_PROVIDED_BYTES:
-            values.update({path: np.asarray(a[...]) for path, a in arrays.items()})
-    return values
+        if sum(_whole(root, path).nbytes for path in optional) <= fmt.BUNDLE_PROVIDED_BYTES:
+            paths += optional
+    return paths
+
+
+def bundle_values(root: zarr.Group, attrs: fmt.MouseAttrs) -> dict[str, np.ndarray]:
+    """What the bundle of the store at ``root`` must hold (``bundle_paths``), read back from
+    the arrays it duplicates, so it holds what they hold."""
+    return {path: np.asarray(_whole(root, path)[...]) for path in bundle_paths(root, attrs)}
 
 
 def _whole(root: zarr.Group, path: str) -> zarr.Array[Any]:
