@@ -155,7 +155,7 @@ def _bundle_problems(root: zarr.Group, attrs: fmt.MouseAttrs, array: zarr.Array[
     if data is None:
         return problems
     try:
-        members = fmt.unpack_bundle(where, data, (array.attrs.get(fmt.ATTRS_KEY) or {}).get(fmt.MEMBERS_KEY))
+        members = fmt.unpack_bundle(where, data, fmt.listed_members(array.attrs))
         wanted = bundle_paths(root, attrs)
     except (StoreFormatError, KeyError, TypeError) as e:
         return [f"{fmt.BUNDLE}: {e}"]

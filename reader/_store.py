@@ -289,7 +289,7 @@ class StoreHandle:
                 values = self._bundle
                 if values is None:
                     array = self.node(fmt.BUNDLE)
-                    listed = (array.attrs.get(fmt.ATTRS_KEY) or {}).get(fmt.MEMBERS_KEY)
+                    listed = fmt.listed_members(array.attrs)
                     try:
                         values = fmt.unpack_bundle(self.where, engine_.read(array, ..., self.where), listed)
                     except StoreFormatError:

@@ -260,7 +260,8 @@ def test_every_read_of_a_damaged_statistic_fails(store, expected, engine):
     assert len(recomputed) == len(VARIABLES) * len(fmt.GRANULARITIES) * len(fmt.STATISTICS) and provided
     mouse = reader.open_mouse(store, engine=engine)
     bundled = set(mouse._handle.bundle())
-    assert {p for p in recomputed + provided if _standardizes(p, next(v for v in VARIABLES if f"/{v}/" in p))} <= bundled
+    variable_of = {p: next(v for v in VARIABLES if f"/{v}/" in p) for p in recomputed + provided}
+    assert {p for p, v in variable_of.items() if _standardizes(p, v)} <= bundled
     for path in recomputed + provided:
         chunk = only_chunk(store, path)
         variable = next(v for v in VARIABLES if f"/{v}/" in path)

@@ -154,7 +154,8 @@ def test_version_3_store_without_consolidated_metadata_is_refused(store, tmp_pat
     meta = json.loads((plain / "zarr.json").read_text())
     del meta["consolidated_metadata"]
     (plain / "zarr.json").write_text(json.dumps(meta))
-    with pytest.raises(StoreFormatError, match=f"no consolidated metadata in zarr.json, which format version {FORMAT_VERSION}") as e:
+    refused = f"no consolidated metadata in zarr.json, which format version {FORMAT_VERSION}"
+    with pytest.raises(StoreFormatError, match=refused) as e:
         open_mouse(plain)
     _one_line(e)
 

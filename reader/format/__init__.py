@@ -74,6 +74,7 @@ from ._arrays import (
     spec,
     time_axis,
 )
+from ._attrs import PARSERS, MouseAttrs, is_complete, parse_format_version, require_complete
 from ._bundle import (
     ALIGN,
     BUNDLE,
@@ -85,11 +86,11 @@ from ._bundle import (
     PROVIDED_IN_BUNDLE,
     bundle_optional,
     bundle_required,
+    listed_members,
     pack_bundle,
     require_members,
     unpack_bundle,
 )
-from ._attrs import PARSERS, MouseAttrs, is_complete, parse_format_version, require_complete
 from ._names import (
     ATTRS_KEY,
     BEHAVIOR,
@@ -132,12 +133,13 @@ from ._names import (
 )
 
 __all__ = [
-    "ARRAYS", "ARRAYS_V2", "ARRAYS_V3", "ARRAYS_V4", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "META_DIMS", "META_TIERS", "NAN_IF_FLOAT",
+    "ARRAYS", "ARRAYS_V2", "ARRAYS_V3", "ARRAYS_V4", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "META_DIMS", "META_TIERS",
+    "NAN_IF_FLOAT",
     "SPECS", "STATISTIC_DIMS", "STORED", "STRING", "TRIAL_ARRAYS", "ZARR_DEFAULT", "ArraySpec", "ChunkRule",
     "Expected", "FormatSpec", "TrialBlocks", "TrialShards", "Whole", "array_problems", "check_array",
     "dimension_conflicts", "spec", "time_axis",
     "ALIGN", "BUNDLE", "BUNDLE_DIM", "BUNDLE_PROVIDED_BYTES", "MAGIC", "MEMBERS_KEY", "POOLED", "PROVIDED_IN_BUNDLE",
-    "bundle_optional", "bundle_required", "pack_bundle", "require_members", "unpack_bundle",
+    "bundle_optional", "bundle_required", "listed_members", "pack_bundle", "require_members", "unpack_bundle",
     "PARSERS", "MouseAttrs", "is_complete", "parse_format_version", "require_complete",
     "ATTRS_KEY", "BEHAVIOR", "CHANNELS", "FORMAT_VERSION", "FRAME_RATE_HZ", "GRANULARITIES", "HAS_RESPONSES",
     "INDEX_GROUP", "META_GROUP", "META_NEURONS", "META_STATISTICS", "META_TRIALS", "NONE_TIER", "ORACLE", "OVER_TRIALS",

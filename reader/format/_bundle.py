@@ -37,6 +37,7 @@ from ._names import (
 __all__ = [
     "BUNDLE", "BUNDLE_DIM", "MAGIC", "ALIGN", "MEMBERS_KEY", "POOLED", "PROVIDED_IN_BUNDLE", "BUNDLE_PROVIDED_BYTES",
     "bundle_required", "bundle_optional", "pack_bundle", "unpack_bundle", "require_members",
+    "listed_members",
 ]
 
 #: Path and dimension name of the bundle array.
@@ -133,7 +134,9 @@ def unpack_bundle(where: str, data: np.ndarray, listed: Any) -> dict[str, np.nda
     raw = np.asarray(data, dtype=np.uint8).reshape(-1)
     if raw.size < len(MAGIC) or raw[: len(MAGIC)].tobytes() != MAGIC:
         what = "is missing (its chunk reads as the fill value)" if not raw.any() else "does not start with its magic"
-        raise StoreFormatError(f"{where}: chunk c/0 of '{BUNDLE}' {what}; the store is damaged, convert the source again")
+        raise StoreFormatError(
+            f"{where}: chunk c/0 of '{BUNDLE}' {what}; the store is damaged, convert the source again"
+        )
     out: dict[str, np.ndarray] = {}
     end = len(MAGIC)
     for path, dtype, shape, offset in _members(where, listed):
@@ -150,6 +153,12 @@ def unpack_bundle(where: str, data: np.ndarray, listed: Any) -> dict[str, np.nda
             f"{where}: '{BUNDLE}' holds {raw.size} bytes, its members end at {end}; convert the source again"
         )
     return out
+
+
+def listed_members(attributes: Any) -> Any:
+    """The members list of a bundle array's attributes (``array.attrs``), None if absent."""
+    own = attributes.get(ATTRS_KEY) if isinstance(attributes, Mapping) else None
+    return own.get(MEMBERS_KEY) if isinstance(own, Mapping) else None
 
 
 def require_members(where: str, found: Sequence[str], attrs: MouseAttrs) -> None:
