@@ -214,6 +214,13 @@ def test_opening_is_a_few_requests_whatever_the_trials_and_tiers_and_split_adds_
                 want = on_disk.split("train", statistics=statistics)
                 for variable, got_params in params.items():
                     np.testing.assert_array_equal(got_params.scale, want.standardization_params(variable).scale)
+                # Unpickled (as in a worker process), a split reopens the root and reads the
+                # bundle once again: three requests for every variable's parameters.
+                clone = pickle.loads(pickle.dumps(split))
+                with proxy.counting() as got:
+                    for variable in params:
+                        clone.standardization_params(variable)
+                assert request_keys(got, url.rsplit("/", 1)[-1]) == ["GET zarr.json", "GET bundle/c/0", "HEAD zarr.json"]
     assert len(reader.open_mouse(stores[20][0]).tiers) == 6 and len(reader.open_mouse(stores[60][0]).tiers) == 2
     assert opened[20] == opened[60], opened
     assert len(opened[20]) <= OPEN_REQUESTS, opened[20]
