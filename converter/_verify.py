@@ -17,6 +17,9 @@ read (its CRC32C checked). In a format version 3 store a missing chunk file or a
 chunk a shard index marks empty is damage; in a version 1 or 2 store a chunk equal to the
 fill value was legitimately not written, so an absent one is reported only where the
 source says it holds something else. Reading every chunk checks its checksum too.
+
+The bundle (format version 5) must hold exactly the members the format bundles for the
+store, each equal to the array it duplicates (which is compared with the source).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Opening reads the root attributes and the small per-trial and per-tier index arrays only
 (from format version 5, the one bundle that duplicates them and the statistics
-standardization uses); every variable and statistic is read when asked for. A ``Mouse`` pickles as its store
-location plus those small arrays, and reopens Zarr on first use in the new process.
+standardization uses); every variable and statistic is read when asked for. A ``Mouse``
+pickles as its store location plus those small arrays, and reopens Zarr on first use in
+the new process.
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ class Mouse:
         if not self._handle.bundled:
             return False
         members = self._handle.bundle()
-        return path in members and self._bundled(path, self._handle.node(path), members) is not None
+        if path not in members:
+            return False
+        self._bundled(path, self._handle.node(path), members)  # refuses a member of another shape
+        return True
 
     def _require_chunks(self, array: zarr.Array[Any]) -> None:
         try:

@@ -220,7 +220,8 @@ def test_opening_is_a_few_requests_whatever_the_trials_and_tiers_and_split_adds_
                 with proxy.counting() as got:
                     for variable in params:
                         clone.standardization_params(variable)
-                assert request_keys(got, url.rsplit("/", 1)[-1]) == ["GET zarr.json", "GET bundle/c/0", "HEAD zarr.json"]
+                reopened = request_keys(got, url.rsplit("/", 1)[-1])
+                assert reopened == ["GET zarr.json", "GET bundle/c/0", "HEAD zarr.json"], reopened
     assert len(reader.open_mouse(stores[20][0]).tiers) == 6 and len(reader.open_mouse(stores[60][0]).tiers) == 2
     assert opened[20] == opened[60], opened
     assert len(opened[20]) <= OPEN_REQUESTS, opened[20]
