@@ -52,7 +52,16 @@ from ._recompute import (
 from ._remote import clear_store, remote_lock, store_state
 from ._source import SourceLayout, find_sources, is_remote_source, scan_source
 from ._statistics import Moments
-from ._writer import Blueprint, Written, create_store, finish_store, release_buffers, stored_shape, write_block
+from ._writer import (
+    Blueprint,
+    Written,
+    create_store,
+    finish_store,
+    release_buffers,
+    stored_shape,
+    write_block,
+    write_bundle,
+)
 
 __all__ = ["convert_mouse", "convert_all", "converter_version", "stored_dtypes"]
 
@@ -340,6 +349,8 @@ def _write(job: _Job, path: Path | Remote) -> fmt.MouseAttrs:
         moments = written.moments[variable] if written.moments else Moments.empty(stored_shape(layout, variable)[1:])
         create_statistics(root, variable, moments, blueprint)
     _write_medians(root, path, train, engine, run)
+    if fmt.spec(attrs.format_version).bundle:
+        write_bundle(root, blueprint)
     complete = dataclasses.replace(attrs, complete=True)
     finish_store(path, complete)
     return complete

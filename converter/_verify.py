@@ -17,6 +17,9 @@ read (its CRC32C checked). In a format version 3 store a missing chunk file or a
 chunk a shard index marks empty is damage; in a version 1 or 2 store a chunk equal to the
 fill value was legitimately not written, so an absent one is reported only where the
 source says it holds something else. Reading every chunk checks its checksum too.
+
+The bundle (format version 5) must hold exactly the members the format bundles for the
+store, each equal to the array it duplicates (which is compared with the source).
 """
 
 from __future__ import annotations
@@ -40,12 +43,12 @@ from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import ZARR, open_array, parse_engine
 from sensorium_zarr._location import Remote, is_url
 from sensorium_zarr._store import open_store
-from sensorium_zarr.errors import SensoriumZarrError
+from sensorium_zarr.errors import SensoriumZarrError, StoreFormatError
 
 from ._chunking import Chunking
 from ._source import SourceLayout, scan_source
 from ._statistics import Moments
-from ._writer import real_frames, responses_withheld, store_shapes, stored_shape
+from ._writer import bundle_paths, real_frames, responses_withheld, store_shapes, stored_shape
 
 __all__ = ["verify", "FLOAT32_OPTION", "STATISTICS_RTOL"]
 
@@ -135,10 +138,49 @@ def verify(
             continue
         problems.extend(_compare(path, stored, values, layout, meta=path in meta_paths))
         problems.extend(_chunk_problems(path, missing.get(path, []), values, spec.every_chunk_present))
+    if spec.bundle and fmt.BUNDLE in present:
+        lost = missing.get(fmt.BUNDLE, [])
+        if lost:
+            problems.extend(_chunk_problems(fmt.BUNDLE, lost, np.ones(1, np.uint8), spec.every_chunk_present))
+        else:
+            problems.extend(_bundle_problems(root, attrs, present[fmt.BUNDLE], str(target)))
     for path in present:
-        if path not in expected and path not in fmt.VARIABLES:
+        if path not in expected and path not in fmt.VARIABLES and path != fmt.BUNDLE:
             _read(opener, path, problems)  # not derivable (already reported): still check its checksums
     return problems
+
+
+def _bundle_problems(root: zarr.Group, attrs: fmt.MouseAttrs, array: zarr.Array[Any], where: str) -> list[str]:
+    """What the bundle (format version 5) breaks: unreadable, other members than the
+    format bundles for this store, or a member whose values are not those of the array
+    it duplicates (which were compared with the source above)."""
+    problems: list[str] = []
+    data = _read(root, fmt.BUNDLE, problems)
+    if data is None:
+        return problems
+    try:
+        members = fmt.unpack_bundle(where, data, fmt.listed_members(array.attrs))
+        wanted = bundle_paths(root, attrs)
+    except (StoreFormatError, KeyError, TypeError) as e:
+        return [f"{fmt.BUNDLE}: {e}"]
+    problems += [f"{fmt.BUNDLE}: lacks member '{p}' (in {where})" for p in wanted if p not in members]
+    problems += [f"{fmt.BUNDLE}: holds '{p}', which it must not (in {where})" for p in members if p not in wanted]
+    for path in wanted:
+        if path not in members:
+            continue
+        stored = _read(root, path, [])  # an unreadable array is reported above
+        if stored is not None and not _same(members[path], stored):
+            problems.append(f"{fmt.BUNDLE}: member '{path}' differs from the array it duplicates (in {where})")
+    return problems
+
+
+def _same(member: np.ndarray, stored: np.ndarray) -> bool:
+    if stored.dtype.kind in "OTU":
+        text = np.asarray(stored.tolist() if stored.size else [], dtype=str).reshape(stored.shape)
+        return member.dtype.kind == "U" and member.shape == text.shape and bool(np.all(member == text))
+    if member.dtype != stored.dtype or member.shape != stored.shape:
+        return False
+    return bool(np.array_equal(member, stored, equal_nan=stored.dtype.kind in "fc"))
 
 
 # -- attributes -------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ._statistics import Moments
 
 __all__ = [
     "Blueprint", "Written", "create_array", "create_store", "finish_store", "open_array", "open_for_writing",
-    "release_buffers", "store_shapes", "stored_shape", "write_block",
+    "release_buffers", "store_shapes", "stored_shape", "write_block", "write_bundle", "bundle_paths", "bundle_values",
 ]
 
 
@@ -141,6 +141,39 @@ def create_array(
         attributes=attrs or {},
         config={"write_empty_chunks": every_chunk},
     )
+
+
+def bundle_paths(root: zarr.Group, attrs: fmt.MouseAttrs) -> list[str]:
+    """The arrays the bundle of the store at ``root`` holds, from metadata alone: the
+    required members, then the optional ones if the store has all of them and they are
+    small enough (``format.BUNDLE_PROVIDED_BYTES``)."""
+    paths = fmt.bundle_required(attrs)
+    optional = fmt.bundle_optional()
+    if all(path in root for path in optional):
+        if sum(_whole(root, path).nbytes for path in optional) <= fmt.BUNDLE_PROVIDED_BYTES:
+            paths += optional
+    return paths
+
+
+def bundle_values(root: zarr.Group, attrs: fmt.MouseAttrs) -> dict[str, np.ndarray]:
+    """What the bundle of the store at ``root`` must hold (``bundle_paths``), read back from
+    the arrays it duplicates, so it holds what they hold."""
+    return {path: np.asarray(_whole(root, path)[...]) for path in bundle_paths(root, attrs)}
+
+
+def _whole(root: zarr.Group, path: str) -> zarr.Array[Any]:
+    node = root[path]
+    if not isinstance(node, zarr.Array):
+        raise TypeError(f"{path}: a group where the format has an array")
+    return node
+
+
+def write_bundle(root: zarr.Group, blueprint: Blueprint) -> None:
+    """Write the bundle (format version 5) of the store at ``root``, whose every other
+    array is written; before ``finish_store``, so the consolidated metadata holds it."""
+    data, members = fmt.pack_bundle(bundle_values(root, blueprint.attrs))
+    array = blueprint.create(root, fmt.BUNDLE, shape=data.shape, attrs={fmt.ATTRS_KEY: {fmt.MEMBERS_KEY: members}})
+    array[...] = data
 
 
 def writable(store_path: Path | Remote) -> Any:

@@ -1,8 +1,10 @@
 """One converted mouse, opened read-only. Entry points: ``open_mouse``, ``open_sensorium``.
 
-Opening reads the root attributes and the small per-trial and per-tier index arrays only;
-every variable and statistic is read when asked for. A ``Mouse`` pickles as its store
-location plus those small arrays, and reopens Zarr on first use in the new process.
+Opening reads the root attributes and the small per-trial and per-tier index arrays only
+(from format version 5, the one bundle that duplicates them and the statistics
+standardization uses); every variable and statistic is read when asked for. A ``Mouse``
+pickles as its store location plus those small arrays, and reopens Zarr on first use in
+the new process.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class Mouse:
         for variable in fmt.VARIABLES:
             self.shapes[variable] = tuple(self._checked(variable).shape)
         indexes = {tier_name: f"{fmt.INDEX_GROUP}/{tier_name}" for tier_name in attrs.tiers}
-        small = self._read_all_checked([fmt.TRIAL_ID, fmt.TIER, fmt.VALID_FRAMES, fmt.HAS_RESPONSES, *indexes.values()])
+        paths = [fmt.TRIAL_ID, fmt.TIER, fmt.VALID_FRAMES, fmt.HAS_RESPONSES, *indexes.values()]
+        handle.bundled = self._spec.bundle
+        small = self._from_bundle(paths) if handle.bundled else self._read_all_checked(paths)
         trial_ids = small[fmt.TRIAL_ID].astype(np.int64)
         # Zarr returns variable-width strings; fixed-width ones compare and pickle plainly.
         self.trial_tiers: np.ndarray = np.array(small[fmt.TIER].tolist(), dtype=str)
@@ -69,6 +73,35 @@ class Mouse:
         expected = self._spec.expected(path, self.attrs, self.shapes, source_shape=tuple(array.shape))
         fmt.check_array(self._handle.where, expected, array.metadata.to_dict())
         return array
+
+    def _from_bundle(self, paths: Sequence[str]) -> dict[str, np.ndarray]:
+        """The small arrays at ``paths``, their metadata checked, their values from the
+        bundle: one read, whose magic and checksum stand for the arrays' existence checks."""
+        arrays = {path: self._checked(path) for path in paths}
+        self._checked(fmt.BUNDLE)
+        members = self._handle.bundle()
+        fmt.require_members(self._handle.where, list(members), self.attrs)
+        return {path: self._bundled(path, array, members) for path, array in arrays.items()}
+
+    def _bundled(self, path: str, array: zarr.Array[Any], members: Mapping[str, np.ndarray]) -> np.ndarray:
+        values = members[path]
+        if values.shape != tuple(array.shape):
+            raise StoreFormatError(
+                f"{self._handle.where}: '{fmt.BUNDLE}' member '{path}' has shape {values.shape}, the array "
+                f"{tuple(array.shape)}; convert the source again"
+            )
+        return values
+
+    def _in_bundle(self, path: str) -> bool:
+        """Whether the bundle holds ``path`` (its values are then read from there, and its
+        chunk needs no existence check)."""
+        if not self._handle.bundled:
+            return False
+        members = self._handle.bundle()
+        if path not in members:
+            return False
+        self._bundled(path, self._handle.node(path), members)  # refuses a member of another shape
+        return True
 
     def _require_chunks(self, array: zarr.Array[Any]) -> None:
         try:
@@ -218,11 +251,13 @@ class Mouse:
                 if self._spec.every_chunk_present:
                     for stat in std_.required_statistics(variable):
                         path = fmt.provided_statistics_path(variable, stat)
-                        self._require_chunks(self._handle.node(path))
+                        if not self._in_bundle(path):
+                            self._require_chunks(self._handle.node(path))
             else:
                 for stat in POOLED:
-                    array = self._checked(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat))
-                    if self._spec.every_chunk_present:
+                    path = fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat)
+                    array = self._checked(path)
+                    if self._spec.every_chunk_present and not self._in_bundle(path):
                         self._require_chunks(array)
 
     def statistics(self, tier: str = fmt.STATISTICS_TIER) -> dict[str, dict[str, dict[str, np.ndarray]]]:

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: The pooled (``trials_time``) statistics the recomputed standardization is derived from.
-POOLED = ("mean", "std", "count")
+POOLED = fmt.POOLED
 
 
 def store_name(store: Store) -> str:
@@ -183,6 +183,8 @@ class StoreHandle:
     unpickling. ``identity`` is ``store_identity`` when the store was opened (None: a
     Zarr store given by hand, not checked); ``check_unchanged`` compares it with the
     store's now. A ``Remote`` pickles as its URL and options, never a live client.
+    ``bundled`` (set by ``Mouse`` for a format version 5 store) says the store has the
+    bundle, whose members are then read from it (``value``), one read per process.
     """
 
     def __init__(
@@ -195,6 +197,9 @@ class StoreHandle:
         self.source = source
         self.engine = engine
         self.identity = identity
+        self.bundled = False
+        self._bundle: dict[str, np.ndarray] | None = None
+        self._bundle_lock = threading.Lock()
         self.where = str(source) if isinstance(source, (Path, Remote)) else store_name(source)
         self._lock = threading.Lock()
         self._arrays: dict[str, engine_.Readable] = _fork.per_process_dict()
@@ -204,10 +209,14 @@ class StoreHandle:
             self.__dict__["root"] = root
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"source": self.source, "where": self.where, "engine": self.engine, "identity": self.identity}
+        return {
+            "source": self.source, "where": self.where, "engine": self.engine, "identity": self.identity,
+            "bundled": self.bundled,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["source"], engine=state["engine"], identity=state.get("identity"))  # type: ignore[misc]
+        self.bundled = bool(state.get("bundled", False))
 
     def __dask_tokenize__(self) -> tuple[str, ...]:
         return ("sensorium-zarr-store", self.where)
@@ -270,6 +279,35 @@ class StoreHandle:
         self.check_unchanged()
         return values
 
+    def bundle(self) -> dict[str, np.ndarray]:
+        """The bundle's members by path, read once per process (one request, then one
+        replaced-store check); StoreFormatError naming the store if it is missing or
+        damaged. Only for a store with the bundle (``bundled``)."""
+        values = self._bundle
+        if values is None:
+            with self._bundle_lock:
+                values = self._bundle
+                if values is None:
+                    array = self.node(fmt.BUNDLE)
+                    listed = fmt.listed_members(array.attrs)
+                    try:
+                        values = fmt.unpack_bundle(self.where, engine_.read(array, ..., self.where), listed)
+                    except StoreFormatError:
+                        self.check_unchanged()  # gone because the store is being replaced?
+                        raise
+                    self.check_unchanged()
+                    self._bundle = values
+        return values
+
+    def value(self, path: str) -> np.ndarray:
+        """The small array at ``path`` read whole: from the bundle where it holds it, else
+        read (``read``)."""
+        if self.bundled:
+            values = self.bundle().get(path)
+            if values is not None:
+                return values
+        return self.read(path)
+
     def check_unchanged(self) -> None:
         """StoreReplacedError if the store at this path is no longer the one opened: after
         an ``--overwrite`` the path holds other trials, and during its swap none at all
@@ -308,11 +346,11 @@ class StoreHandle:
         if statistics == std_.PROVIDED:
             self.require_provided(variable)
             stats = {
-                s: self.read(fmt.provided_statistics_path(variable, s))
+                s: self.value(fmt.provided_statistics_path(variable, s))
                 for s in std_.required_statistics(variable)
             }
             return std_.provided_params(variable, stats.get("mean"), stats["std"])
-        stats = {s: self.read(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, s)) for s in POOLED}
+        stats = {s: self.value(fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, s)) for s in POOLED}
         return std_.recomputed_params(variable, stats)
 
     def require_provided(self, variable: str) -> None:

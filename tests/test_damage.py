@@ -7,6 +7,10 @@ reads through the public API after each flip, and puts the bit back. The store h
 several inner chunks per trial and several trials per shard, so partial reads of shards
 and chunks are what is tested; reads that do not touch the damaged chunk must return the
 stored values exactly.
+
+From format version 5 opening reads the bundle, one chunk duplicating the small arrays:
+damage in it fails opening, and damage in an array it duplicates is not read there (a
+version 4 store, the committed golden one, shows the per-array checks it replaces).
 """
 
 from __future__ import annotations
@@ -171,16 +175,69 @@ def only_chunk(store: Path, path: str) -> Path:
     return chunk
 
 
+GOLDEN_V4 = Path(__file__).parent / "data" / "golden-v4.zarr"
+
+
+@pytest.fixture(scope="module")
+def store_v4(tmp_path_factory) -> Path:
+    """A copy of the committed version 4 store, which has no bundle: opening reads each
+    small array itself."""
+    return Path(shutil.copytree(GOLDEN_V4, tmp_path_factory.mktemp("v4") / GOLDEN_V4.name))
+
+
 @pytest.mark.parametrize("engine", ["native", "zarr", "zarrs"])
 @pytest.mark.parametrize("array", SMALL + ["index"])
-def test_a_damaged_trial_index_fails_opening(store, engine, array):
-    paths = [array] if array != "index" else [f"{fmt.INDEX_GROUP}/{t}" for t in reader.open_mouse(store).tiers]
+def test_a_damaged_trial_index_of_a_version_4_store_fails_opening(store_v4, engine, array):
+    paths = [array] if array != "index" else [f"{fmt.INDEX_GROUP}/{t}" for t in reader.open_mouse(store_v4).tiers]
     for path in paths:
-        chunk = only_chunk(store, path)
+        chunk = only_chunk(store_v4, path)
         for position in spread(chunk.stat().st_size, 24):
             with Flip(chunk, position):
-                raises_naming(path, reader.open_mouse, store, engine=engine)
+                raises_naming(path, reader.open_mouse, store_v4, engine=engine)
+    assert reader.open_mouse(store_v4, engine=engine).n_trials == 8
+
+
+@pytest.mark.parametrize("engine", ["native", "zarr", "zarrs"])
+def test_a_damaged_bundle_fails_opening(store, engine):
+    """A flipped bit anywhere in the bundle's one chunk (its start, the members, the
+    checksum) fails opening with one line naming it, whatever the engine."""
+    chunk = only_chunk(store, fmt.BUNDLE)
+    positions = spread(chunk.stat().st_size, 64)
+    assert len(positions) >= 64
+    for position in positions:
+        with Flip(chunk, position):
+            raises_naming(fmt.BUNDLE, reader.open_mouse, store, engine=engine)
     assert reader.open_mouse(store, engine=engine).n_trials == 20
+
+
+def test_a_deleted_bundle_chunk_fails_opening(store, tmp_path):
+    broken = Path(shutil.copytree(store, tmp_path / store.name))
+    only_chunk(broken, fmt.BUNDLE).unlink()
+    with pytest.raises(StoreFormatError) as error:
+        reader.open_mouse(broken)
+    message = str(error.value)
+    assert message.startswith(f"{broken}: chunk c/0 of 'bundle' is missing"), message
+    assert "\n" not in message and "the store is damaged, convert the source again" in message
+
+
+@pytest.mark.parametrize("array", SMALL + ["index"])
+def test_opening_reads_the_bundle_not_the_arrays_it_duplicates(store, pristine, array):
+    """Version 5 opens from the bundle: a damaged chunk of an array it duplicates is not
+    read (``verify`` reports it), and what opening gives is the stored values."""
+    want = reader.open_mouse(pristine)
+    paths = [array] if array != "index" else [f"{fmt.INDEX_GROUP}/{t}" for t in want.tiers]
+    for path in paths:
+        chunk = only_chunk(store, path)
+        for position in spread(chunk.stat().st_size, 4):
+            with Flip(chunk, position):
+                got = reader.open_mouse(store)
+                np.testing.assert_array_equal(got.trial_ids, want.trial_ids)
+                np.testing.assert_array_equal(got.trial_tiers, want.trial_tiers)
+                np.testing.assert_array_equal(got.valid_frames, want.valid_frames)
+                np.testing.assert_array_equal(got.has_responses, want.has_responses)
+                assert {t: p.tolist() for t, p in got.positions_by_tier.items()} == {
+                    t: p.tolist() for t, p in want.positions_by_tier.items()
+                }
 
 
 def _arrays_under(store: Path, group: str) -> list[str]:
@@ -202,6 +259,9 @@ def test_every_read_of_a_damaged_statistic_fails(store, expected, engine):
     provided = _arrays_under(store, "meta/statistics")
     assert len(recomputed) == len(VARIABLES) * len(fmt.GRANULARITIES) * len(fmt.STATISTICS) and provided
     mouse = reader.open_mouse(store, engine=engine)
+    bundled = set(mouse._handle.bundle())
+    variable_of = {p: next(v for v in VARIABLES if f"/{v}/" in p) for p in recomputed + provided}
+    assert {p for p, v in variable_of.items() if _standardizes(p, v)} <= bundled
     for path in recomputed + provided:
         chunk = only_chunk(store, path)
         variable = next(v for v in VARIABLES if f"/{v}/" in path)
@@ -219,8 +279,14 @@ def test_every_read_of_a_damaged_statistic_fails(store, expected, engine):
                 if _standardizes(path, variable):
                     # A new Mouse: standardization parameters are read once per handle.
                     split = reader.open_mouse(store, engine=engine).split("train", statistics=source)
-                    raises_naming(path, split.trial, 0)
-                    raises_naming(path, getattr(split, variable)[0].compute)
+                    if path in bundled:
+                        # Standardized with the bundle's copy, which is intact.
+                        trial = split.trial(0)[variable]
+                        if source == reader.RECOMPUTED:
+                            np.testing.assert_array_equal(trial, expected["trials"][0][variable])
+                    else:
+                        raises_naming(path, split.trial, 0)
+                        raises_naming(path, getattr(split, variable)[0].compute)
     mouse = reader.open_mouse(store, engine=engine)
     _assert_nested_equal(mouse.statistics(), expected["statistics"])
     _assert_nested_equal(mouse.provided_statistics(), expected["provided"])

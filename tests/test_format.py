@@ -101,3 +101,58 @@ def test_one_size_per_dimension_name_from_version_3(version):
     else:
         # What version 3 fixed: one 'position' name for tier indexes of different lengths.
         assert any(c.startswith("dimension 'position' has size") for c in conflicts), conflicts
+
+
+def test_bundle_bytes_round_trip_and_start_with_the_magic():
+    values = {
+        "trial_id": np.array([3, 1, 2], np.int64),
+        "tier": np.array(["train", "oracle", "final_test_bonus"]),
+        "valid_frames": np.arange(12, dtype=np.int32).reshape(3, 4),
+        "has_responses": np.array([True, False, True]),
+        "empty": np.zeros((0, 5), np.float64),
+    }
+    data, members = fmt.pack_bundle(values)
+    assert data.dtype == np.uint8 and data[: len(fmt.MAGIC)].tobytes() == fmt.MAGIC
+    assert all(m["offset"] % fmt.ALIGN == 0 for m in members)
+    got = fmt.unpack_bundle("here", data, members)
+    assert list(got) == list(values)
+    for path, want in values.items():
+        np.testing.assert_array_equal(got[path], want)
+        assert got[path].shape == want.shape
+
+
+def _bundle_refused(data, members, match):
+    with pytest.raises(reader.StoreFormatError, match=match) as e:
+        fmt.unpack_bundle("here", data, members)
+    assert "\n" not in str(e.value) and str(e.value).startswith("here: ")
+
+
+def test_bundle_bytes_that_do_not_fit_their_members_are_refused():
+    data, members = fmt.pack_bundle({"a": np.arange(3, dtype=np.int64), "b": np.ones(2, np.float32)})
+    _bundle_refused(np.zeros_like(data), members, r"chunk c/0 of 'bundle' is missing \(its chunk reads as the fill")
+    other = data.copy()
+    other[0] ^= 1
+    _bundle_refused(other, members, "does not start with its magic")
+    _bundle_refused(data[:-1], members, "member 'b' overlaps another or runs past")
+    _bundle_refused(np.concatenate([data, np.zeros(8, np.uint8)]), members, "its members end at")
+    overlapping = [members[0], {**members[1], "offset": members[0]["offset"] + 8}]
+    _bundle_refused(data, overlapping, "member 'b' overlaps another")
+    for bad in ({**members[0], "dtype": "|O"}, {**members[0], "dtype": ">i8"}, {**members[0], "shape": [-1]},
+                {**members[0], "offset": 0}, {"path": "a"}):
+        _bundle_refused(data, [bad, members[1]], "lists a malformed member")
+    _bundle_refused(data, None, "has no sensorium_zarr.members list")
+
+
+def test_bundle_holds_every_array_opening_and_standardizing_read():
+    root = zarr.open_group(str(DATA / "golden-v5.zarr"), mode="r")
+    bundle = root[fmt.BUNDLE]
+    assert bundle.metadata.dimension_names == (fmt.BUNDLE_DIM,) and bundle.dtype == np.uint8
+    members = fmt.unpack_bundle("golden", bundle[...], bundle.attrs[fmt.ATTRS_KEY][fmt.MEMBERS_KEY])
+    attrs = fmt.MouseAttrs.from_dict(root.attrs[fmt.ATTRS_KEY], "golden")
+    # The golden mouse's provided statistics are small: both statistics sources are in.
+    assert list(members) == fmt.bundle_required(attrs) + fmt.bundle_optional()
+    for path, values in members.items():
+        stored = root[path][...]
+        if values.dtype.kind == "U":
+            stored = np.asarray(stored.tolist(), dtype=str)
+        np.testing.assert_array_equal(values, stored)

@@ -163,32 +163,69 @@ def test_the_command_line_takes_urls_and_credentials_from_the_environment(mouse_
     assert refused.stderr.count("\n") == 1 and "credentials were refused" in refused.stderr
 
 
-#: Store requests (zarr ``get`` calls, one HTTP request each) that opening a mouse of
-#: format version 2 costs: each array's zarr.json and index chunk, read one after another,
-#: for the 6 tiers small_spec has. With consolidated metadata (format version 3 on) the
-#: metadata comes with the root's; the benchmark's row s3o counts what opening costs then.
-OPEN_REQUESTS_V2 = 40
+#: HTTP requests opening a format version 5 store may cost, whatever its trials and tiers:
+#: the replaced-store check's HEAD before and after, the root's zarr.json (consolidated
+#: metadata) and the bundle's one chunk.
+OPEN_REQUESTS = 5
 
 
-def test_opening_costs_a_fixed_number_of_requests_whatever_the_number_of_trials(s3_server, bucket_url, tmp_path):
-    import logging
+def _only_tiers(source, keep: str) -> None:
+    """Relabel every trial of the source whose tier is not train as ``keep``, so its store
+    has two tiers instead of the sample's six."""
+    path = source / "meta/trials/tiers.npy"
+    tiers = np.load(path, allow_pickle=False)
+    known = (tiers != "none")
+    np.save(path, np.where(known & (tiers != "train"), keep, tiers).astype(tiers.dtype), allow_pickle=False)
 
-    from zarr.storage import LoggingStore
+
+def test_opening_is_a_few_requests_whatever_the_trials_and_tiers_and_split_adds_none(
+    s3_server, bucket_url, tmp_path
+):
+    """Counted where the server receives them (the benchmark's counting proxy): opening is
+    the same few requests for 20 trials in 6 tiers and 60 in 2, and ``split`` with
+    standardization (either statistics source: the sample's provided statistics are small
+    enough to be in the bundle) then sends none, its parameters included."""
+    from benchmarks.s3 import CountingProxy, request_keys
 
     options = s3_server.storage_options()
-    counts = {}
-    for n_trials in (20, 60):
+    stores = {}
+    for n_trials, tiers in ((20, None), (60, "oracle")):
         source = write_mouse(small_spec(n_trials=n_trials), tmp_path / f"src-{n_trials}")
-        store = convert_mouse(source, f"{bucket_url}/{n_trials}", progress=False, storage_options=options)
-        counting = LoggingStore(store.store(read_only=True), log_level="DEBUG")
-        logging.getLogger("zarr.storage").disabled = True
-        try:
-            mouse = reader.open_mouse(counting)
-        finally:
-            logging.getLogger("zarr.storage").disabled = False
-        assert mouse.n_trials == n_trials
-        counts[n_trials] = counting.counter["get"]
-    assert counts[20] == counts[60] <= OPEN_REQUESTS_V2, counts
+        if tiers:
+            _only_tiers(source, tiers)
+        local = convert_mouse(source, tmp_path / f"local-{n_trials}", progress=False)
+        remote = convert_mouse(source, f"{bucket_url}/{n_trials}", progress=False, storage_options=options)
+        stores[n_trials] = (local, remote.url)
+    opened = {}
+    with CountingProxy(options["endpoint"]) as proxy:
+        via = {**options, "endpoint": proxy.endpoint}
+        for n_trials, (local, url) in stores.items():
+            with proxy.counting() as got:
+                mouse = reader.open_mouse(url, storage_options=via)
+            opened[n_trials] = request_keys(got, url.rsplit("/", 1)[-1])
+            assert mouse.n_trials == n_trials
+            on_disk = reader.open_mouse(local)
+            for statistics in ("recomputed", "provided"):
+                with proxy.counting() as got:
+                    split = mouse.split("train", statistics=statistics)
+                    params = {v: split.standardization_params(v) for v in ("videos", "responses", "behavior",
+                                                                             "pupil_center")}
+                assert request_keys(got, "") == [], (statistics, request_keys(got, ""))
+                want = on_disk.split("train", statistics=statistics)
+                for variable, got_params in params.items():
+                    np.testing.assert_array_equal(got_params.scale, want.standardization_params(variable).scale)
+                # Unpickled (as in a worker process), a split reopens the root and reads the
+                # bundle once again: three requests for every variable's parameters.
+                clone = pickle.loads(pickle.dumps(split))
+                with proxy.counting() as got:
+                    for variable in params:
+                        clone.standardization_params(variable)
+                reopened = request_keys(got, url.rsplit("/", 1)[-1])
+                assert reopened == ["GET zarr.json", "GET bundle/c/0", "HEAD zarr.json"], reopened
+    assert len(reader.open_mouse(stores[20][0]).tiers) == 6 and len(reader.open_mouse(stores[60][0]).tiers) == 2
+    assert opened[20] == opened[60], opened
+    assert len(opened[20]) <= OPEN_REQUESTS, opened[20]
+    assert sum(key.startswith("GET bundle/") for key in opened[20]) == 1, opened[20]
 
 
 def test_a_local_cluster_converts_several_mice_into_the_bucket_as_one_workload(s3_server, bucket_url, tmp_path):

@@ -33,6 +33,8 @@ from sensorium_zarr.testing import sample_spec, write_mouse
 
 VARIABLES = ("videos", "responses", "behavior", "pupil_center")
 PER_TRIAL = ("trial_id", "tier", "valid_frames", "has_responses", "index")
+#: What opening a format version 5 store reads besides the root's zarr.json: the bundle's chunk.
+BUNDLE_CHUNK = "bundle/c/0"
 
 
 class CountingStore(LocalStore):
@@ -86,8 +88,7 @@ def test_open_and_split_read_no_data_and_one_trial_reads_its_chunk_only(store):
     counting = CountingStore(store)
     mouse = open_mouse(counting)
     opened = counting.chunk_keys()
-    assert opened, "opening reads the small per-trial arrays"
-    assert all(key.split("/")[0] in PER_TRIAL for key in opened), opened
+    assert opened == [BUNDLE_CHUNK], "opening reads the bundle of the small per-trial arrays, nothing else"
 
     counting.reads.clear()
     for statistics in ("recomputed", "provided"):
@@ -118,11 +119,12 @@ def test_open_and_split_read_no_data_and_one_trial_reads_its_chunk_only(store):
     np.testing.assert_array_equal(one, split.responses.compute()[k])
 
 
-@pytest.mark.parametrize("which", ["converted", "golden-v3", "golden-v4"])
+@pytest.mark.parametrize("which", ["converted", "golden-v3", "golden-v4", "golden-v5"])
 def test_opening_a_version_3_store_is_one_metadata_read(store, which):
     """Consolidated metadata: the root's zarr.json is the only metadata read, however many
     trials and tiers (24 trials and 6 tiers here, 8 and 6 in the golden store); the rest
-    are the small per-trial and tier index arrays' one chunk each."""
+    are the small per-trial and tier index arrays' one chunk each (versions 3 and 4), or
+    the one chunk of the bundle that duplicates them (version 5)."""
     path = store if which == "converted" else Path(__file__).parent / "data" / f"{which}.zarr"
     counting = CountingStore(path)
     mouse = open_mouse(counting)
@@ -130,7 +132,10 @@ def test_opening_a_version_3_store_is_one_metadata_read(store, which):
     metadata = [key for key, _ in counting.reads if key.endswith("zarr.json")]
     assert metadata == ["zarr.json"]
     chunks = counting.chunk_keys()
-    assert len(chunks) == len(counting.reads) - 1 == 4 + len(mouse.attrs.tiers), chunks
+    if mouse.attrs.format_version >= 5:
+        assert chunks == [key for key, _ in counting.reads][1:] == [BUNDLE_CHUNK], chunks
+    else:
+        assert len(chunks) == len(counting.reads) - 1 == 4 + len(mouse.attrs.tiers), chunks
     counting.reads.clear()
     mouse.split("train").responses[0].compute()
     # The first data read opens the variable for the engine, from its own zarr.json.
@@ -149,7 +154,8 @@ def test_version_3_store_without_consolidated_metadata_is_refused(store, tmp_pat
     meta = json.loads((plain / "zarr.json").read_text())
     del meta["consolidated_metadata"]
     (plain / "zarr.json").write_text(json.dumps(meta))
-    with pytest.raises(StoreFormatError, match="no consolidated metadata in zarr.json, which format version 4") as e:
+    refused = f"no consolidated metadata in zarr.json, which format version {FORMAT_VERSION}"
+    with pytest.raises(StoreFormatError, match=refused) as e:
         open_mouse(plain)
     _one_line(e)
 

@@ -25,6 +25,7 @@ from sensorium_zarr.testing import sample_spec, write_mouse
 
 ENGINES = ["zarr", "zarrs"]
 STD = fmt.statistics_path("responses", fmt.OVER_TRIALS_AND_TIME, "std")
+GOLDEN_V4 = Path(__file__).parent / "data" / "golden-v4.zarr"
 
 
 @pytest.fixture
@@ -61,31 +62,95 @@ def test_every_chunk_is_written_even_one_holding_only_the_fill_value(folder_mous
 
 
 def test_every_chunk_present_is_the_rule_from_version_3():
-    assert [fmt.spec(v).every_chunk_present for v in (1, 2, 3, 4)] == [False, False, True, True]
-    assert fmt.FORMAT_VERSION == 4 and fmt.SUPPORTED_FORMAT_VERSIONS == (1, 2, 3, 4)
+    assert [fmt.spec(v).every_chunk_present for v in (1, 2, 3, 4, 5)] == [False, False, True, True, True]
+    assert [fmt.spec(v).bundle for v in (1, 2, 3, 4, 5)] == [False, False, False, False, True]
+    assert fmt.FORMAT_VERSION == 5 and fmt.SUPPORTED_FORMAT_VERSIONS == (1, 2, 3, 4, 5)
+
+
+@pytest.fixture
+def golden_v4(tmp_path) -> Path:
+    """A copy of the committed version 4 store (no bundle: opening reads each small array)."""
+    return Path(shutil.copytree(GOLDEN_V4, tmp_path / GOLDEN_V4.name))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_a_lost_tier_index_chunk_is_refused_on_open_and_reported(converted, engine):
-    source, store = converted
-    (store / "index/oracle/c/0").unlink()
+def test_a_lost_tier_index_chunk_of_a_version_4_store_is_refused_on_open(golden_v4, engine):
+    (golden_v4 / "index/oracle/c/0").unlink()
     with pytest.raises(StoreFormatError, match="chunk c/0 of index/oracle is missing; the store is damaged"):
-        open_mouse(store, engine=engine)
+        open_mouse(golden_v4, engine=engine)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_lost_tier_index_chunk_is_reported_and_the_bundle_still_opens(converted, engine):
+    """Version 5 opens from the bundle, which duplicates the index: the lost chunk of the
+    array itself (which plain Zarr would read as zeros) is damage only ``verify`` finds."""
+    source, store = converted
+    expected = open_mouse(store, engine=engine).tiers
+    (store / "index/oracle/c/0").unlink()
+    got = open_mouse(store, engine=engine).tiers
+    assert got.keys() == expected.keys() and all(np.array_equal(got[t], expected[t]) for t in expected)
     assert "index/oracle: chunk c/0 is missing" in "\n".join(verify(source, store, engine=engine))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_a_lost_statistics_chunk_is_refused_by_a_standardized_read_and_reported(converted, engine):
+def test_a_lost_bundle_chunk_is_refused_on_open_and_reported(converted, engine):
     source, store = converted
-    (store / STD / "c/0").unlink()
-    mouse = open_mouse(store, engine=engine)  # raw reads need no statistics
+    (store / fmt.BUNDLE / "c/0").unlink()
+    with pytest.raises(StoreFormatError, match="chunk c/0 of 'bundle' is missing .*; the store is damaged") as e:
+        open_mouse(store, engine=engine)
+    assert "\n" not in str(e.value) and str(store) in str(e.value)
+    problems = "\n".join(verify(source, store, engine=engine))
+    assert "bundle: chunk c/0 is missing" in problems, problems
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_lost_statistics_chunk_of_a_version_4_store_is_refused_by_a_standardized_read(golden_v4, engine):
+    (golden_v4 / STD / "c/0").unlink()
+    mouse = open_mouse(golden_v4, engine=engine)  # raw reads need no statistics
     assert mouse.split("train", standardize=False).responses.compute().shape[0] > 0
     with pytest.raises(StoreFormatError, match=f"chunk c/0 of {STD} is missing"):
         mouse.split("train")
     with pytest.raises(StoreFormatError, match=f"chunk c/0 of {STD} is missing"):
         mouse.standardization_params("responses")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_lost_statistics_chunk_is_reported_and_standardization_reads_the_bundle(converted, engine):
+    source, store = converted
+    params = open_mouse(store, engine=engine).standardization_params("responses")
+    (store / STD / "c/0").unlink()
+    mouse = open_mouse(store, engine=engine)
+    np.testing.assert_array_equal(mouse.standardization_params("responses").scale, params.scale)
+    assert mouse.split("train").responses.compute().shape[0] > 0
     problems = verify(source, store, engine=engine)
     assert f"{STD}: chunk c/0 is missing" in "\n".join(problems)
+
+
+def _rewrite_bundle(store: Path, edit) -> None:
+    """Rewrite the bundle's chunk (valid magic and checksum) with ``edit`` applied to its
+    members, as a converter that got them wrong would."""
+    root = zarr.open_group(str(store), mode="r+")
+    array = root[fmt.BUNDLE]
+    members = fmt.unpack_bundle(str(store), array[...], array.attrs[fmt.ATTRS_KEY][fmt.MEMBERS_KEY])
+    edit(members)
+    data, listed = fmt.pack_bundle(members)
+    assert data.shape == array.shape
+    array[...] = data
+
+
+def test_a_bundle_that_differs_from_its_arrays_is_reported(converted, capsys):
+    source, store = converted
+    assert verify(source, store) == []
+
+    def flip(members):
+        members["has_responses"][0] = not members["has_responses"][0]
+
+    _rewrite_bundle(store, flip)
+    problems = verify(source, store)
+    assert problems == [f"bundle: member 'has_responses' differs from the array it duplicates (in {store})"]
+    assert cli_main(["verify", str(source), str(store)]) == 1
+    out = capsys.readouterr().out
+    assert f"mismatch: bundle: member 'has_responses' differs from the array it duplicates (in {store})" in out
 
 
 def test_a_lost_shard_file_is_reported(converted):

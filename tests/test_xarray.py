@@ -53,7 +53,7 @@ def _groups(group: zarr.Group) -> list[str]:
 # -- the store in plain xarray -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("which", ["converted", "golden-v3", "golden-v4"])
+@pytest.mark.parametrize("which", ["converted", "golden-v3", "golden-v4", "golden-v5"])
 def test_store_opens_as_a_datatree_with_the_stores_values(store, which):
     path = store if which == "converted" else DATA / f"{which}.zarr"
     with warnings.catch_warnings():
@@ -75,14 +75,19 @@ def test_store_opens_as_a_datatree_with_the_stores_values(store, which):
             np.testing.assert_array_equal(values, stored, err_msg=array_path)
 
 
-@pytest.mark.parametrize("which", ["converted", "golden-v3", "golden-v4"])
+@pytest.mark.parametrize("which", ["converted", "golden-v3", "golden-v4", "golden-v5"])
 def test_root_and_every_group_open_with_open_zarr(store, which):
     path = store if which == "converted" else DATA / f"{which}.zarr"
     root = zarr.open_group(str(path), mode="r")
+    # From format version 5 the root holds the bundle too, on its own dimension.
+    bundle = {"bundle"} if root.attrs["sensorium_zarr"]["format_version"] >= 5 else set()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         dataset = xr.open_zarr(path)
-        assert set(dataset.data_vars) == {*VARIABLES, "trial_id", "tier", "valid_frames", "has_responses"}
+        assert set(dataset.data_vars) == {*VARIABLES, "trial_id", "tier", "valid_frames", "has_responses", *bundle}
+        if bundle:
+            assert dataset["bundle"].dims == ("bundle_byte",)
+            np.testing.assert_array_equal(dataset["bundle"].values, root["bundle"][...])
         np.testing.assert_array_equal(dataset["responses"].values, root["responses"][...])
         for group in _groups(root):
             opened = xr.open_zarr(path, group=group)

@@ -8,7 +8,9 @@ both in step (a test checks that every name here appears there).
 - ``_attrs``: the root attributes (``MouseAttrs``), one strict ``parse_<field>`` each,
   and the one completion rule (``is_complete``);
 - ``_arrays``: the table of every array (``ARRAYS``), bound per version by ``spec``
-  (``FormatSpec``); everything that differs between versions lives there.
+  (``FormatSpec``); everything that differs between versions lives there;
+- ``_bundle``: the bundle of version 5, its members and its bytes (``pack_bundle``,
+  ``unpack_bundle``).
 
 Format versions (each entry is its changelog):
 
@@ -34,12 +36,19 @@ Format versions (each entry is its changelog):
   option ``frames_per_response_chunk`` (absent: every frame, as in version 3), so a
   training window of frames decodes only its frames' chunks. Nothing else changed;
   version 3 stores stay readable (``ARRAYS_V3``).
+- 5: the bundle (``BUNDLE``): one small array whose one chunk duplicates the per-trial
+  arrays, every tier index and the pooled statistics standardization uses (the provided
+  ones too, when small), so opening a store reads one chunk instead of checking and
+  reading each of those arrays (two requests each in a bucket). Its bytes start with
+  ``MAGIC``, so a lost chunk (read as zeros) is never taken for values. Nothing else
+  changed; version 4 stores stay readable (``ARRAYS_V4``).
 """
 
 from ._arrays import (
     ARRAYS,
     ARRAYS_V2,
     ARRAYS_V3,
+    ARRAYS_V4,
     AS_SOURCE,
     BY_STAT,
     DIMENSIONS,
@@ -66,6 +75,22 @@ from ._arrays import (
     time_axis,
 )
 from ._attrs import PARSERS, MouseAttrs, is_complete, parse_format_version, require_complete
+from ._bundle import (
+    ALIGN,
+    BUNDLE,
+    BUNDLE_DIM,
+    BUNDLE_PROVIDED_BYTES,
+    MAGIC,
+    MEMBERS_KEY,
+    POOLED,
+    PROVIDED_IN_BUNDLE,
+    bundle_optional,
+    bundle_required,
+    listed_members,
+    pack_bundle,
+    require_members,
+    unpack_bundle,
+)
 from ._names import (
     ATTRS_KEY,
     BEHAVIOR,
@@ -108,10 +133,13 @@ from ._names import (
 )
 
 __all__ = [
-    "ARRAYS", "ARRAYS_V2", "ARRAYS_V3", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "META_DIMS", "META_TIERS", "NAN_IF_FLOAT",
+    "ARRAYS", "ARRAYS_V2", "ARRAYS_V3", "ARRAYS_V4", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "META_DIMS", "META_TIERS",
+    "NAN_IF_FLOAT",
     "SPECS", "STATISTIC_DIMS", "STORED", "STRING", "TRIAL_ARRAYS", "ZARR_DEFAULT", "ArraySpec", "ChunkRule",
     "Expected", "FormatSpec", "TrialBlocks", "TrialShards", "Whole", "array_problems", "check_array",
     "dimension_conflicts", "spec", "time_axis",
+    "ALIGN", "BUNDLE", "BUNDLE_DIM", "BUNDLE_PROVIDED_BYTES", "MAGIC", "MEMBERS_KEY", "POOLED", "PROVIDED_IN_BUNDLE",
+    "bundle_optional", "bundle_required", "listed_members", "pack_bundle", "require_members", "unpack_bundle",
     "PARSERS", "MouseAttrs", "is_complete", "parse_format_version", "require_complete",
     "ATTRS_KEY", "BEHAVIOR", "CHANNELS", "FORMAT_VERSION", "FRAME_RATE_HZ", "GRANULARITIES", "HAS_RESPONSES",
     "INDEX_GROUP", "META_GROUP", "META_NEURONS", "META_STATISTICS", "META_TRIALS", "NONE_TIER", "ORACLE", "OVER_TRIALS",

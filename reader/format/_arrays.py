@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import StoreFormatError
 from ._attrs import MouseAttrs
+from ._bundle import BUNDLE, BUNDLE_DIM
 from ._names import (
     ATTRS_KEY,
     BEHAVIOR,
@@ -46,7 +47,7 @@ from ._names import (
 )
 
 __all__ = [
-    "ARRAYS", "ARRAYS_V3", "ARRAYS_V2",
+    "ARRAYS", "ARRAYS_V4", "ARRAYS_V3", "ARRAYS_V2",
     "AS_SOURCE", "BY_STAT", "STORED", "STRING", "NAN_IF_FLOAT", "ZARR_DEFAULT", "STATISTIC_DIMS",
     "META_DIMS", "META_TIERS", "TrialShards", "TrialBlocks", "Whole", "ArraySpec", "Expected", "FormatSpec", "SPECS",
     "spec", "DIMENSIONS", "TRIAL_ARRAYS", "time_axis", "dimension_conflicts", "array_problems", "check_array",
@@ -135,13 +136,22 @@ def _stat_dtype(stat: str) -> str:
 
 
 def _table(
-    channels: Mapping[str, str], index_dim: str, *, zero_filled_medians: bool, response_frames: str | None = None
+    channels: Mapping[str, str],
+    index_dim: str,
+    *,
+    zero_filled_medians: bool,
+    response_frames: str | None = None,
+    bundle: bool = False,
 ) -> tuple[ArraySpec, ...]:
     """The rows of one version's table; what differs between versions is passed in."""
     medians = (
         ArraySpec(f"{STATISTICS_GROUP}/<tier>/<variable>/<granularity>/median", STATISTIC_DIMS, "float64", Whole(),
                   fill=ZARR_DEFAULT, doc="exact median over the statistics_tier trials"),
     ) if zero_filled_medians else ()
+    bundles = (
+        ArraySpec(BUNDLE, (BUNDLE_DIM,), "uint8", Whole(), fill=ZARR_DEFAULT,
+                  doc="the small arrays opening and standardizing read, duplicated in one chunk"),
+    ) if bundle else ()
     return (
         ArraySpec(VIDEOS, ("trial", "time", "height", "width"), STORED, TrialShards("time", "frames_per_video_chunk"),
                   doc="data/videos/<id>.npy (height, width, time), time moved first"),
@@ -164,17 +174,24 @@ def _table(
                   doc="statistics recomputed from the statistics_tier trials"),
         ArraySpec(f"{META_GROUP}/<path>", META_DIMS, AS_SOURCE, Whole(), required=False,
                   doc="every meta/**.npy of the source, values and shape unchanged"),
+        *bundles,
     )
 
 
 _CHANNELS_V3 = {BEHAVIOR: "behavior_channel", PUPIL_CENTER: "pupil_center_channel"}
-#: Every array of the current format (version 4). The placeholder rows are expanded per
+#: Every array of the current format (version 5). The placeholder rows are expanded per
 #: store by ``FormatSpec.required``; ``<tier>`` in a dimension name stands for the row's
 #: tier. Each dimension name has one size in the whole store: the two-channel variables
 #: name their channel axes apart, and each tier index its own axis. A response chunk may
 #: cut the time axis too (``frames_per_response_chunk``), so a window of frames decodes
-#: only its frames' chunks.
+#: only its frames' chunks. The bundle (``_bundle``) duplicates the small arrays opening
+#: reads, so opening is one read of them.
 ARRAYS: tuple[ArraySpec, ...] = _table(
+    _CHANNELS_V3, "<tier>_position", zero_filled_medians=False, response_frames="frames_per_response_chunk",
+    bundle=True,
+)
+#: The table of version 4: no bundle.
+ARRAYS_V4: tuple[ArraySpec, ...] = _table(
     _CHANNELS_V3, "<tier>_position", zero_filled_medians=False, response_frames="frames_per_response_chunk"
 )
 #: The table of version 3: a response chunk holds every frame of its trial.
@@ -259,8 +276,8 @@ class FormatSpec:
     ``consistent_dimensions`` (from version 3: each dimension name has one size in the
     whole store, so ``meta/`` axes take a shared name only at that name's size); and
     ``consolidated`` (from version 3: the root group holds the consolidated metadata of
-    every array, so opening a store is one metadata read); and ``every_chunk_present``
-    (from version 3: see the field)."""
+    every array, so opening a store is one metadata read); ``every_chunk_present``
+    (from version 3: see the field); and ``bundle`` (from version 5: see the field)."""
 
     version: int
     arrays: tuple[ArraySpec, ...]
@@ -273,6 +290,9 @@ class FormatSpec:
     every_chunk_present: bool = False
     consistent_dimensions: bool = False
     consolidated: bool = False
+    #: From version 5 the store holds the bundle (``format._bundle``): the small arrays
+    #: opening and standardizing read, duplicated in one chunk, read instead of them.
+    bundle: bool = False
 
     @property
     def dimensions(self) -> dict[str, tuple[str, ...]]:
@@ -479,7 +499,8 @@ SPECS: dict[int, FormatSpec] = {
     1: FormatSpec(1, ARRAYS_V2, tier_major=False),
     2: FormatSpec(2, ARRAYS_V2, tier_major=True),
     3: FormatSpec(3, ARRAYS_V3, **_FROM_V3),
-    4: FormatSpec(4, ARRAYS, **_FROM_V3),
+    4: FormatSpec(4, ARRAYS_V4, **_FROM_V3),
+    5: FormatSpec(5, ARRAYS, **_FROM_V3, bundle=True),
 }
 
 
