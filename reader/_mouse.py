@@ -245,20 +245,24 @@ class Mouse:
 
     def _require_statistics(self, statistics: str) -> None:
         # Checked from metadata now, so a missing statistic fails here, not inside a worker.
+        unchecked: list[zarr.Array[Any]] = []
         for variable in fmt.VARIABLES:
             if statistics == std_.PROVIDED:
                 self._handle.require_provided(variable)
-                if self._spec.every_chunk_present:
-                    for stat in std_.required_statistics(variable):
-                        path = fmt.provided_statistics_path(variable, stat)
-                        if not self._in_bundle(path):
-                            self._require_chunks(self._handle.node(path))
+                paths = [fmt.provided_statistics_path(variable, stat) for stat in std_.required_statistics(variable)]
+                arrays = [self._handle.node(path) for path in paths]
             else:
-                for stat in POOLED:
-                    path = fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat)
-                    array = self._checked(path)
-                    if self._spec.every_chunk_present and not self._in_bundle(path):
-                        self._require_chunks(array)
+                paths = [fmt.statistics_path(variable, fmt.OVER_TRIALS_AND_TIME, stat) for stat in POOLED]
+                arrays = [self._checked(path) for path in paths]
+            if self._spec.every_chunk_present:
+                unchecked += [a for path, a in zip(paths, arrays, strict=True) if not self._in_bundle(path)]
+        if isinstance(self._handle.source, Remote) and len(unchecked) > 1:
+            # One round trip each: at once, as on open.
+            with ThreadPoolExecutor(min(_REQUESTS_IN_FLIGHT, len(unchecked))) as pool:
+                list(pool.map(self._require_chunks, unchecked))
+        else:
+            for array in unchecked:
+                self._require_chunks(array)
 
     def statistics(self, tier: str = fmt.STATISTICS_TIER) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """Statistics recomputed from ``tier``: ``[variable][granularity][stat]``, stored layout
