@@ -29,7 +29,7 @@ import os
 import struct
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -307,14 +307,33 @@ class NativeArray:
         return self._read(axes)
 
     def _read(self, axes: list[_Axis]) -> np.ndarray:
-        layout = self.layout
+        out, kept = self._output(axes)
+        if out.size == 0:
+            return out.reshape(kept)
+        fds: dict[tuple[int, ...], int] = {}
+        try:
+            stored: list[tuple[tuple[int, ...], _Chunk]] = []
+            for shard, chunks in self._shards(axes):
+                stored.extend((shard, c) for c in self._locate(shard, chunks, out, fds))
+            self._decode_all(stored, out, fds)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        return out.reshape(kept)
+
+    def _output(self, axes: list[_Axis]) -> tuple[np.ndarray, tuple[int, ...]]:
+        """The (uninitialised) output of the selection ``axes``, every axis kept, and its
+        shape without the axes an integer selected."""
         full_shape = tuple(
             (a.stop - a.start) if isinstance(a, slice) else len(a) for a, _ in axes
         )
-        out = np.empty(full_shape, layout.dtype)
         kept = tuple(n for (_, keep), n in zip(axes, full_shape, strict=True) if keep)
-        if out.size == 0:
-            return out.reshape(kept)
+        return np.empty(full_shape, self.layout.dtype), kept
+
+    def _shards(self, axes: list[_Axis]) -> Iterator[tuple[tuple[int, ...], list[_Chunk]]]:
+        """Each shard (or plain chunk) the selection ``axes`` touches, in grid order, with
+        the inner chunks of it that the selection needs."""
+        layout = self.layout
         # Per axis, the chunks' pieces grouped by the shard they fall in along that axis,
         # each with its share of the chunk's number in the shard index (C order) and
         # whether it covers the chunk along that axis: every chunk of a shard is then one
@@ -333,23 +352,15 @@ class NativeArray:
                 whole = basic and inside.stop - inside.start == size  # type: ignore[union-attr]
                 groups.setdefault(c // k, []).append((piece, (c % k) * step, whole, basic))
             by_axis.append(groups)
-        fds: dict[tuple[int, ...], int] = {}
-        try:
-            stored: list[tuple[tuple[int, ...], _Chunk]] = []
-            for shard in itertools.product(*(sorted(g) for g in by_axis)):
-                chunks = [
-                    _Chunk(
-                        sum(p[1] for p in combo), tuple(p[0] for p in combo), all(p[2] for p in combo),
-                        all(p[3] for p in combo),
-                    )
-                    for combo in itertools.product(*(g[c] for g, c in zip(by_axis, shard, strict=True)))
-                ]
-                stored.extend((shard, c) for c in self._locate(shard, chunks, out, fds))
-            self._decode_all(stored, out, fds)
-        finally:
-            for fd in fds.values():
-                os.close(fd)
-        return out.reshape(kept)
+        for shard in itertools.product(*(sorted(g) for g in by_axis)):
+            chunks = [
+                _Chunk(
+                    sum(p[1] for p in combo), tuple(p[0] for p in combo), all(p[2] for p in combo),
+                    all(p[3] for p in combo),
+                )
+                for combo in itertools.product(*(g[c] for g, c in zip(by_axis, shard, strict=True)))
+            ]
+            yield shard, chunks
 
     def _shard_file(self, shard: tuple[int, ...]) -> str:
         path = self._paths.get(shard)
@@ -401,13 +412,25 @@ class NativeArray:
         if cached is not None and cached[0] == identity:
             found: tuple[list[int], list[int]] = cached[1]
             return found
-        n = math.prod(self.layout.per_shard)
-        nbytes = n * _INDEX_ENTRY + _CRC
+        nbytes = self._index_nbytes
         if stat.st_size < nbytes:
             raise ChunkDecodeError(f"shard {Path(key).name} is {stat.st_size} bytes, shorter than its index")
         raw = os.pread(fd, nbytes, stat.st_size - nbytes if self.layout.index_at_end else 0)
         if len(raw) != nbytes:
             raise ChunkDecodeError(f"shard {Path(key).name} was cut short while being read")
+        lists = self._parse_index(raw, stat.st_size, key)
+        self._indexes[key] = (identity, lists)
+        return lists
+
+    @property
+    def _index_nbytes(self) -> int:
+        """The size of a shard's index, its checksum included."""
+        return math.prod(self.layout.per_shard) * _INDEX_ENTRY + _CRC
+
+    def _parse_index(self, raw: bytes, size: int, key: str) -> tuple[list[int], list[int]]:
+        """The checked index ``raw`` (``_index_nbytes`` bytes) of the shard ``key``, a file
+        of ``size`` bytes: each inner chunk's offset and length."""
+        n = math.prod(self.layout.per_shard)
         _check(raw, f"the index of shard {Path(key).name}")
         index = np.frombuffer(raw, "<u8", count=2 * n).reshape(n, 2)
         absent = index[:, 0] == _ABSENT
@@ -415,16 +438,14 @@ class NativeArray:
             raise ChunkDecodeError(f"the index of shard {Path(key).name} holds a half-absent chunk")
         offsets, lengths = index[~absent, 0], index[~absent, 1]
         if len(offsets) and (
-            lengths.min() < _BLOSC_HEADER + _CRC or np.any(offsets > stat.st_size)
-            or np.any(lengths > stat.st_size - offsets)
+            lengths.min() < _BLOSC_HEADER + _CRC or np.any(offsets > size)
+            or np.any(lengths > size - offsets)
         ):
             raise ChunkDecodeError(f"the index of shard {Path(key).name} points outside the file")
-        lists = (index[:, 0].tolist(), index[:, 1].tolist())
-        self._indexes[key] = (identity, lists)
-        return lists
+        return index[:, 0].tolist(), index[:, 1].tolist()
 
     def _decode_all(
-        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], int]
+        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any]
     ) -> None:
         if not chunks:
             return
@@ -469,7 +490,7 @@ class NativeArray:
                 raise error
 
     def _decode_group(
-        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], int]
+        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any]
     ) -> None:
         """Read and decode ``chunks`` (in file order), one contiguous run of a shard per
         system call."""
