@@ -14,9 +14,10 @@ some trials of a shard or chunk goes through, drops the checksum unchecked, so a
 chunk can come back as wrong values; it is never the default. ``read`` turns a failed
 check into one ``StoreFormatError`` line naming the array.
 
-The native path (``_native``) reads only the layouts the converter writes, from a local
-folder; ``open_reader`` gives zarr-python's array for anything else (another codec chain,
-a store that is not a local folder), and every write goes through zarr-python.
+The native path reads only the layouts the converter writes, from a local folder
+(``_native``) or from object storage (``_remote``: ranged GETs, the same checks and
+decoding); ``open_reader`` gives zarr-python's array for anything else (another codec
+chain, a Zarr store given by hand), and every write goes through zarr-python.
 
 Forked children. zarrs decodes on one Rust (rayon) thread pool per process, started when
 the first zarrs pipeline is made and never restartable; a forked child inherits it
@@ -24,7 +25,9 @@ without its threads, and its first read of several chunks would wait forever. So
 forked child ``open_array`` opens ``"zarrs"`` arrays with zarr-python's pipeline instead
 (same values, every checksum checked), and ``_fork`` empties the per-process caches of
 arrays opened before the fork. A spawned child uses zarrs as asked. The native path's
-decoding threads and shard index cache are made again in a forked child.
+decoding threads and shard index cache are made again in a forked child. Object storage
+cannot be read at all in a child forked after its parent made an obstore client, whatever
+the engine (``_location.require_usable`` says so rather than let the request hang).
 
 Zarr fixes an array's pipeline when the array is opened, from its global config; this
 module sets that config only for the moment of opening, under a lock, so other zarr users
@@ -42,7 +45,9 @@ import numpy as np
 import zarr
 
 from . import _fork
+from ._location import Remote
 from ._native import NativeArray, open_native
+from ._remote import open_remote
 from .errors import SensoriumZarrError, StoreFormatError
 
 __all__ = ["NATIVE", "ZARR", "ZARRS", "ENGINES", "parse_engine", "open_array", "open_reader", "read"]
@@ -96,14 +101,19 @@ def open_array(
         return zarr.open_array(store=store, path=path, mode=mode, zarr_format=3)
 
 
-def open_reader(store: Any, path: str, engine: str, every_chunk_present: bool = False) -> Readable:
+def open_reader(
+    store: Any, path: str, engine: str, every_chunk_present: bool = False, remote: Remote | None = None
+) -> Readable:
     """One array opened read-only for reading data with ``engine``: for ``"native"``, the
-    reader's own path (``_native``) when it recognises the array's layout and store, else
+    reader's own path when it recognises the array's layout and store (``_native`` for a
+    local folder; ``_remote`` for ``remote``, the location ``store`` was opened from), else
     zarr-python's. ``every_chunk_present``: an absent chunk is damage, not fill values
     (native only; zarr and zarrs read it as the fill value)."""
     array = open_array(store, path, engine)
     if engine == NATIVE:
-        native = open_native(array, every_chunk_present)
+        native = open_native(array, every_chunk_present) if remote is None else open_remote(
+            array, remote, every_chunk_present
+        )
         if native is not None:
             return native
     return array

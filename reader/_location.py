@@ -7,7 +7,10 @@ same S3 server it opened a mouse in a third of FsspecStore's time and read one t
 about 60% of it (measured for the object-storage issue; numbers in docs/FORMAT.md).
 
 A ``Remote`` is plain data (the URL and the options), so it pickles to Dask and DataLoader
-workers, which build their own client from it; the client is cached per process.
+workers, which build their own client from it; the client is cached per process. A
+process forked after its parent made a client cannot make requests at all (obstore's
+runtime does not survive a fork): it is refused with one line (``require_usable``)
+instead of hanging; spawned workers are unaffected.
 Credentials not in the options come from the standard environment variables
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``,
 and the equivalents of the other clouds), which obstore reads itself.
@@ -84,7 +87,7 @@ class Remote:
 
     def objects(self) -> Any:
         """The obstore store rooted at this URL, for what zarr's API does not offer
-        (conditional writes, ETags, listing)."""
+        (conditional writes, ETags, listing, ranged reads); one per process."""
         return _obstore(self)
 
     def __str__(self) -> str:
@@ -103,12 +106,35 @@ def _thawed(value: Any) -> Any:
     return value
 
 
+#: Whether this process, or one it was forked from, made an obstore client.
+_CLIENTS_MADE = False
+#: Whether this process was forked from one that had made an obstore client.
+_FORKED_AFTER_CLIENTS = False
+
+
+def require_usable(where: str) -> None:
+    """SensoriumZarrError if this process cannot send requests to object storage: a
+    forked child of a process that had made an obstore client. obstore runs requests on
+    one Rust (tokio) runtime per process, started with the first client and never made
+    again; a child inherits it without its threads, so a request there would wait forever
+    (with a client of its own too), and could take the parent's wakeups with it."""
+    if _FORKED_AFTER_CLIENTS:
+        raise SensoriumZarrError(
+            f"{where}: this process was forked from one that had used object storage, where obstore cannot "
+            "send requests (they would hang); start worker processes with 'spawn' or 'forkserver' (e.g. "
+            "DataLoader(multiprocessing_context='spawn')), or fork before opening the store"
+        )
+
+
 @functools.lru_cache(maxsize=64)
 def _obstore(remote: Remote) -> Any:
+    global _CLIENTS_MADE
+    require_usable(remote.url)
     try:
         from obstore.store import from_url
     except ImportError:
         raise missing_extra(remote.url) from None
+    _CLIENTS_MADE = True
     config = {k: _thawed(v) for k, v in remote.options}
     client_options = dict(config.pop("client_options", None) or {})
     retry_config = config.pop("retry_config", None)
@@ -165,3 +191,14 @@ def is_storage_error(error: BaseException) -> bool:
     except ImportError:
         return False
     return isinstance(error, BaseError)
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED_AFTER_CLIENTS
+    _FORKED_AFTER_CLIENTS = _CLIENTS_MADE
+    # The parent's clients hold its connections (and its runtime): never this process's.
+    _obstore.cache_clear()
+    _zarr_store.cache_clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

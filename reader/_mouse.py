@@ -324,7 +324,8 @@ def open_mouse(
     a Zarr ``Store``) read-only.
 
     ``engine`` decodes chunks: ``"native"`` (the default: the reader's own read path for
-    the converter's layouts in a local folder, zarr-python's for anything else), ``"zarr"``
+    the converter's layouts, in a local folder or at a URL; zarr-python's for anything
+    else), ``"zarr"``
     (zarr-python's own pipeline) or ``"zarrs"`` (the ``fast`` extra; it does not check the
     checksum of chunks it reads in part). ``native`` and ``zarr`` check every chunk's
     CRC32C. Opening checks the attributes,
@@ -363,7 +364,7 @@ def open_mouse(
 
 
 def _open_remote(remote: Remote, engine: str | None) -> Mouse:
-    engine = engine_.ZARR if engine is None else engine_.parse_engine(engine)
+    engine = engine_.parse_engine(engine)
     try:
         # Before the attributes are read, so a store replaced meanwhile is caught.
         identity: Identity | None = store_identity(remote)

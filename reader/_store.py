@@ -23,7 +23,7 @@ from . import _engine as engine_
 from . import _fork
 from . import _standardize as std_
 from . import format as fmt
-from ._location import Remote, describe, is_storage_error
+from ._location import Remote, describe, is_storage_error, require_usable
 from .errors import StoreFormatError, StoreNotFoundError, StoreReplacedError
 
 __all__ = [
@@ -236,6 +236,9 @@ class StoreHandle:
         consolidated metadata, so looking at it costs no read."""
         array = self._nodes.get(path)
         if array is None:
+            if isinstance(self.source, Remote):
+                # The open group's store may be the parent's client, inherited by a fork.
+                require_usable(self.where)
             node = self.root.get(path)
             if node is None:
                 self.check_unchanged()  # gone because the store is being replaced?
@@ -258,7 +261,8 @@ class StoreHandle:
         if array is None:
             node = self.node(path)
             try:
-                array = engine_.open_reader(self.root.store, path, self.engine)
+                remote = self.source if isinstance(self.source, Remote) else None
+                array = engine_.open_reader(self.root.store, path, self.engine, remote=remote)
             except (zarr.errors.BaseZarrError, FileNotFoundError) as e:
                 # The consolidated metadata named it, so it is gone: is the store being replaced?
                 self.check_unchanged()

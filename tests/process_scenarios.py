@@ -3,6 +3,9 @@ tests/test_processes.py, which kills it on a timeout (a hang fails, never blocks
 
     python process_scenarios.py SCENARIO STORE ENGINE
 
+STORE is a folder or a URL (its server and credentials from the AWS_* environment
+variables); from a URL, ``pool_fork`` checks that forked workers are refused, not hung.
+
 Each scenario runs twice: first when the parent has only opened the store, then again
 after the parent has read every trial (through ``Split.trial`` and threaded Dask
 computes). Workers read every trial; the parent checks the values against its own read
@@ -20,6 +23,7 @@ import sensorium_zarr as reader
 
 VARIABLES = ("videos", "responses", "behavior", "pupil_center")
 SPLIT: Any = None
+STORE = ""
 TIMEOUT = 60
 
 
@@ -48,8 +52,33 @@ def _check(split: Any, items: list[dict[str, np.ndarray]]) -> None:
 def pool_fork() -> list[dict[str, np.ndarray]]:
     import multiprocessing
 
+    if "://" in STORE:
+        return bucket_refused_in_fork()
     with multiprocessing.get_context("fork").Pool(2) as pool:
         return pool.map_async(read_both_ways, range(SPLIT.n_trials)).get(TIMEOUT)
+
+
+def refused(k: int) -> str:
+    """The one line a forked worker's read of trial ``k`` from a bucket raises."""
+    try:
+        read_both_ways(k)
+    except reader.SensoriumZarrError as e:
+        return str(e)
+    raise AssertionError(f"trial {k}: a forked worker read from a bucket")
+
+
+def bucket_refused_in_fork() -> list[dict[str, np.ndarray]]:
+    """Forked workers of a parent that has opened a bucket's store cannot send requests
+    (obstore's runtime does not survive a fork): each read is refused with one line, none
+    hangs; the parent reads on (``main`` reads after each round), and its own reads are
+    what the round returns."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        messages = pool.map_async(refused, range(SPLIT.n_trials)).get(TIMEOUT)
+    for message in messages:
+        assert "forked" in message and "spawn" in message and "\n" not in message, message
+    return [read_both_ways(k) for k in range(SPLIT.n_trials)]
 
 
 def _dask_processes(context: str | None) -> list[dict[str, np.ndarray]]:
@@ -133,7 +162,8 @@ SPAWNED = ("dask_processes", "distributed", "torch_spawn")
 
 
 def main(scenario: str, store: str, engine: str) -> None:
-    global SPLIT
+    global SPLIT, STORE
+    STORE = store
     if engine == "native":
         # Every read of more than one chunk on the native engine's decoding threads, as
         # reads of a full-size store are, so forked workers need the pool made again.

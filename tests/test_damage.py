@@ -6,7 +6,8 @@ the start, middle and checksum of every inner chunk, and fields of the shard ind
 reads through the public API after each flip, and puts the bit back. The store has
 several inner chunks per trial and several trials per shard, so partial reads of shards
 and chunks are what is tested; reads that do not touch the damaged chunk must return the
-stored values exactly.
+stored values exactly. The per-trial arrays are damaged on disk and, the same way, in a
+bucket of the real S3 server (the session's ``s3_server``), object by object.
 
 From format version 5 opening reads the bundle, one chunk duplicating the small arrays:
 damage in it fails opening, and damage in an array it duplicates is not read there (a
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,9 @@ from conftest import small_spec
 
 import sensorium_zarr as reader
 from sensorium_zarr import format as fmt
+from sensorium_zarr._location import Remote
 from sensorium_zarr._native import NativeArray
+from sensorium_zarr._remote import RemoteArray
 from sensorium_zarr._standardize import required_statistics
 from sensorium_zarr.converter import convert_mouse
 from sensorium_zarr.converter._chunking import Chunking
@@ -130,27 +134,25 @@ def raises_naming(array: str, read, *args, **kwargs):
 CHECKING = ["native", "zarr"]
 
 
-@pytest.mark.parametrize("engine", CHECKING)
-@pytest.mark.parametrize("variable", VARIABLES)
-def test_every_read_of_a_damaged_trial_array_fails(store, expected, variable, engine):
-    mouse = reader.open_mouse(store, engine=engine)
-    if engine == "native":  # read by the reader's own path, not zarr's fallback
-        assert isinstance(mouse._handle.array(variable), NativeArray)
-    split = mouse.split(list(mouse.tiers))
-    assert split.positions.tolist() == list(range(mouse.n_trials))
+def damage_of(store: Path, variable: str) -> tuple[Path, dict[int, int | None], int | None]:
+    """The damaged shard (or chunk) file of ``variable``, the positions flipped in it (each
+    with the inner chunk it damages, None: the index or the whole chunk) and the inner
+    chunks per trial (None: a plain chunk)."""
     array = zarr.open_array(str(store / variable), mode="r")
+    path = chunk_file(store, variable, (SHARD,) + (0,) * (array.ndim - 1))
     if array.shards is None:
-        per_trial = None
-        path = chunk_file(store, variable, (SHARD,) + (0,) * (array.ndim - 1))
-        damage: dict[int, int | None] = dict.fromkeys(spread(path.stat().st_size, 32))
-    else:
-        grid = [s // c for s, c in zip(array.shards, array.chunks, strict=True)]
-        per_trial = int(np.prod(grid[1:]))
-        path = chunk_file(store, variable, (SHARD,) + (0,) * (array.ndim - 1))
-        damage = shard_positions(path.read_bytes(), int(np.prod(grid)))
+        return path, dict.fromkeys(spread(path.stat().st_size, 32)), None
+    grid = [s // c for s, c in zip(array.shards, array.chunks, strict=True)]
+    return path, shard_positions(path.read_bytes(), int(np.prod(grid))), int(np.prod(grid[1:]))
+
+
+def assert_every_read_fails(split, expected, variable, damage, per_trial, flip) -> None:
+    """Each flip (``flip(position)``, a context manager) fails every read of the trials it
+    damages, with one line naming the array, and no other trial's read changes."""
+    assert split.positions.tolist() == list(range(split.n_trials))
     assert len(damage) >= 24
     for position, inner in damage.items():
-        with Flip(path, position):
+        with flip(position):
             hit = DAMAGED_POSITIONS if inner is None or per_trial is None else [
                 SHARD * TRIALS_PER_SHARD + inner // per_trial
             ]
@@ -165,6 +167,68 @@ def test_every_read_of_a_damaged_trial_array_fails(store, expected, variable, en
                     )
             raises_naming(variable, getattr(split, variable).compute)
     np.testing.assert_array_equal(getattr(split, variable).compute(), expected["arrays"][variable])
+
+
+@pytest.mark.parametrize("engine", CHECKING)
+@pytest.mark.parametrize("variable", VARIABLES)
+def test_every_read_of_a_damaged_trial_array_fails(store, expected, variable, engine):
+    mouse = reader.open_mouse(store, engine=engine)
+    if engine == "native":  # read by the reader's own path, not zarr's fallback
+        assert isinstance(mouse._handle.array(variable), NativeArray)
+    path, damage, per_trial = damage_of(store, variable)
+    assert_every_read_fails(
+        mouse.split(list(mouse.tiers)), expected, variable, damage, per_trial, lambda at: Flip(path, at)
+    )
+
+
+@pytest.fixture(scope="module")
+def bucket(pristine, s3_server) -> str:
+    """The pristine store uploaded to a bucket of the real S3 server, as its files are."""
+    import obstore
+
+    url = f"s3://sensorium-test/damage-{uuid.uuid4().hex[:8]}/{pristine.name}"
+    objects = Remote.of(url, s3_server.storage_options()).objects()
+    for path in sorted(p for p in pristine.rglob("*") if p.is_file()):
+        obstore.put(objects, path.relative_to(pristine).as_posix(), path.read_bytes())
+    return url
+
+
+class FlipObject:
+    """Flip one bit of the object ``key`` at ``position`` for the ``with`` block (each put
+    gives the object a new ETag, so a cached shard index is stale until read again)."""
+
+    def __init__(self, objects, key: str, position: int) -> None:
+        self.objects, self.key, self.position = objects, key, position
+
+    def _toggle(self) -> None:
+        import obstore
+
+        data = bytearray(bytes(obstore.get(self.objects, self.key).bytes()))
+        data[self.position] ^= 1 << (self.position % 8)
+        obstore.put(self.objects, self.key, bytes(data))
+
+    def __enter__(self) -> FlipObject:
+        self._toggle()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._toggle()
+
+
+@pytest.mark.parametrize("engine", [None, "zarr"])
+@pytest.mark.parametrize("variable", VARIABLES)
+def test_every_read_of_a_damaged_trial_array_in_a_bucket_fails(pristine, bucket, s3_server, expected, variable, engine):
+    options = s3_server.storage_options()
+    mouse = reader.open_mouse(bucket, storage_options=options, engine=engine)
+    if engine is None:  # the default for a bucket: ranged GETs, checked by the native code
+        assert isinstance(mouse._handle.array(variable), RemoteArray)
+    path, damage, per_trial = damage_of(pristine, variable)
+    objects = Remote.of(bucket, options).objects()
+    key = path.relative_to(pristine).as_posix()
+    assert_every_read_fails(
+        mouse.split(list(mouse.tiers)), expected, variable, damage, per_trial,
+        lambda at: FlipObject(objects, key, at),
+    )
 
 
 SMALL = [fmt.TRIAL_ID, fmt.TIER, fmt.VALID_FRAMES, fmt.HAS_RESPONSES]

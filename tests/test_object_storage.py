@@ -260,3 +260,62 @@ def test_a_local_cluster_converts_several_mice_into_the_bucket_as_one_workload(s
     head = obstore.head(_objects(stores[0].url, s3_server), "zarr.json")
     assert (head["e_tag"], head["last_modified"]) == kept
     assert verify(sources[1], stores[1].url, storage_options=options) == []
+
+
+def test_the_default_engine_reads_a_bucket_by_ranged_gets_as_the_disk_store_reads(mouse_zip, bucket_url, s3_server,
+                                                                                   tmp_path):
+    from sensorium_zarr._remote import RemoteArray
+
+    options = s3_server.storage_options()
+    remote = convert_mouse(mouse_zip, bucket_url, progress=False, storage_options=options)
+    local = convert_mouse(mouse_zip, tmp_path / "out", progress=False)
+    in_bucket, on_disk = reader.open_mouse(remote.url, storage_options=options), reader.open_mouse(local)
+    for variable in ("responses", "videos", "behavior", "pupil_center"):
+        assert isinstance(in_bucket._handle.array(variable), RemoteArray), variable
+    a, b = in_bucket.split("train"), on_disk.split("train")
+    for k in range(a.n_trials):
+        got, want = a.trial(k), b.trial(k)
+        for variable in want:
+            np.testing.assert_array_equal(got[variable], want[variable], err_msg=f"trial {k} {variable}")
+    np.testing.assert_array_equal(a.trial(3, frames=slice(4, 9))["videos"], b.trial(3, frames=slice(4, 9))["videos"])
+    for select in (lambda s: s.responses[:, 3:9, 2:7], lambda s: s.responses[[0, 2, 5]][:, [1, 5, 17]],
+                   lambda s: s.videos[1::2, 5], lambda s: s.behavior[-1]):
+        np.testing.assert_array_equal(select(a).compute(), select(b).compute())
+
+
+def _shifted(shard: bytes, n_inner: int, by: int) -> bytes:
+    """The same shard (index at the end) with ``by`` bytes before its chunks: every offset
+    of its index moved, its checksum made again."""
+    import google_crc32c
+
+    index = np.frombuffer(shard[-(16 * n_inner + 4) : -4], "<u8").reshape(n_inner, 2).copy()
+    index[index[:, 0] != 2**64 - 1, 0] += by
+    body = index.tobytes()
+    return bytes(by) + shard[: -(16 * n_inner + 4)] + body + google_crc32c.value(body).to_bytes(4, "little")
+
+
+def test_a_shard_rewritten_after_its_index_was_read_is_read_with_its_new_index(bucket_url, s3_server, tmp_path):
+    """A cached shard index is used only with the object it was read from (its chunk GETs
+    are conditional on that object's ETag): a shard replaced by another store's, its chunks
+    moved, reads as the new object holds, not as garbage through the old index."""
+    options = s3_server.storage_options()
+    first, second = (
+        convert_mouse(write_mouse(small_spec(seed=seed), tmp_path / f"src-{seed}"), f"{bucket_url}/{seed}",
+                      progress=False, storage_options=options)
+        for seed in (1, 2)
+    )
+    # Every tier, so trial 0 is store position 0 (in the first shard) of both stores.
+    split, other = (
+        mouse.split(list(mouse.tiers), standardize=False)
+        for mouse in (reader.open_mouse(store.url, storage_options=options) for store in (first, second))
+    )
+    assert split.positions[0] == other.positions[0] == 0
+    before = split.trial(0)["responses"]
+    key = "responses/c/0/0/0"
+    objects = _objects(first.url, s3_server)
+    n_inner = int(np.prod(split.source("responses").handle.array("responses").layout.per_shard))
+    replacement = _shifted(bytes(obstore.get(_objects(second.url, s3_server), key).bytes()), n_inner, 4096)
+    obstore.put(objects, key, replacement)
+    after = split.trial(0)["responses"]
+    np.testing.assert_array_equal(after, other.trial(0)["responses"])
+    assert not np.array_equal(after, before, equal_nan=True)

@@ -5,7 +5,8 @@ scheduler, dask.distributed), with every engine, before and after the parent has
 Each scenario runs in its own Python process (tests/process_scenarios.py), whose process
 group is killed on a timeout, so a hang fails the test instead of blocking the run.
 A forked child inherits the parent's thread pools without their threads; the store has
-several inner chunks per trial, so each read needs a pool that works.
+several inner chunks per trial, so each read needs a pool that works. The same store in
+a bucket of the real S3 server: spawned workers read it, forked ones are refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,13 +38,14 @@ def store(tmp_path_factory) -> Path:
     return convert_mouse(source, tmp_path_factory.mktemp("out"), chunking=chunking, engine="zarr", progress=False)
 
 
-def run_scenario(scenario: str, store: Path, engine: str) -> None:
+def run_scenario(scenario: str, store: Path | str, engine: str, env: dict[str, str] | None = None) -> None:
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), scenario, str(store), engine],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env=None if env is None else {**os.environ, **env},
     )
     try:
         out, err = process.communicate(timeout=TIMEOUT)
@@ -73,3 +76,27 @@ def test_workers_read_every_trial(store, scenario, engine):
 def test_torch_dataloader_workers_read_every_trial(store, scenario, engine):
     pytest.importorskip("torch")
     run_scenario(scenario, store, engine)
+
+
+@pytest.fixture(scope="module")
+def bucket_store(store, s3_server) -> str:
+    """The same store uploaded to a bucket of the real S3 server."""
+    import obstore
+
+    from sensorium_zarr._location import Remote
+
+    url = f"s3://sensorium-test/processes-{uuid.uuid4().hex[:8]}/{store.name}"
+    objects = Remote.of(url, s3_server.storage_options()).objects()
+    for path in sorted(p for p in store.rglob("*") if p.is_file()):
+        obstore.put(objects, path.relative_to(store).as_posix(), path.read_bytes())
+    return url
+
+
+@pytest.mark.parametrize("engine", ["native", "zarr"])
+@pytest.mark.parametrize("scenario", ["pool_fork", "dask_processes", "torch_spawn"])
+def test_workers_read_a_bucket_or_are_refused_when_forked(bucket_store, s3_server, scenario, engine):
+    """Spawned workers read the bucket's store; forked ones (after the parent opened it)
+    are refused with one line rather than hang, and the parent reads on."""
+    if scenario.startswith("torch"):
+        pytest.importorskip("torch")
+    run_scenario(scenario, bucket_store, engine, env=s3_server.env())
