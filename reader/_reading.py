@@ -90,13 +90,18 @@ class SplitVariable:
         )
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        return self.read(key)
+
+    def read(self, key: Any, check: bool = True) -> np.ndarray:
+        """``self[key]``; without ``check``, the caller checks that the store was not
+        replaced during the read (``StoreHandle.check_unchanged``), once for several reads."""
         axes = [_axis(k, n) for k, n in zip(_expand(key, self.ndim), self.shape, strict=True)]
         reads = [read for read, _ in axes]
-        data = self._read(reads)
+        data = self._read(reads, check)
         locals_ = [local for _, local in axes]
         return _orthogonal(data, locals_)
 
-    def _read(self, reads: list[Read]) -> np.ndarray:
+    def _read(self, reads: list[Read], check: bool = True) -> np.ndarray:
         """The split-relative selection ``reads`` (every axis kept), standardized."""
         store = list(reads)
         trials = self.positions[reads[0]]
@@ -105,7 +110,7 @@ class SplitVariable:
             store[1] = _within(self.neurons, reads[1])
         if not len(trials) or any(_empty(s) for s in store[1:]):
             return np.zeros(tuple(_length(r, n) for r, n in zip(reads, self.shape, strict=True)), self.dtype)
-        data = self._read_store(trials, store[1:])
+        data = self._read_store(trials, store[1:], check)
         if self.statistics is None:
             return data
         params = _cut(self.handle.params(self.variable, self.statistics), store[1:])
@@ -124,7 +129,7 @@ class SplitVariable:
                 data[withheld] = np.nan
         return data
 
-    def _read_store(self, trials: np.ndarray, rest: list[Read]) -> np.ndarray:
+    def _read_store(self, trials: np.ndarray, rest: list[Read], check: bool = True) -> np.ndarray:
         array = self.handle.array(self.variable)
         runs = np.split(trials, np.flatnonzero(np.diff(trials) != 1) + 1)
         # The native engine decodes only an index array's chunks, in one call. zarr-python's
@@ -144,7 +149,8 @@ class SplitVariable:
         except Exception:
             self.handle.check_unchanged()  # a store replaced under the read: say so, not zarr's error
             raise
-        self.handle.check_unchanged()
+        if check:
+            self.handle.check_unchanged()
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 

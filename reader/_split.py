@@ -161,8 +161,12 @@ class Split:
         for variable in fmt.VARIABLES:
             key: list[Any] = [index] + [slice(None)] * (len(self.shapes[variable]) - 1)
             key[fmt.time_axis(variable)] = window
-            reads[variable] = _POOL.get().submit(self.source(variable).__getitem__, tuple(key))
-        return {variable: read.result() for variable, read in reads.items()}
+            reads[variable] = _POOL.get().submit(self.source(variable).read, tuple(key), False)
+        values = {variable: read.result() for variable, read in reads.items()}
+        # One check that the store was not replaced, after all four reads (from a bucket,
+        # one request instead of four).
+        self._handle.check_unchanged()
+        return values
 
     def source(self, variable: str) -> SplitVariable:
         """``variable`` of this split as the object its Dask array's tasks index: shaped
