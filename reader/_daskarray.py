@@ -10,7 +10,10 @@ Large blocks would make an index array (``x[idx]``, ``responses[:, [a, b]]``) re
 blocks: Dask takes from every block it touches after reading it. So the array returned is
 a ``SplitArray``, whose indexing with one index array on the trial axis (or on the neuron
 axis of ``responses``) builds the array of just those trials (or neurons) over the same
-read and then applies the rest of the key; everything else is Dask's own indexing.
+read and then applies the rest of the key. So does an integer or a step-1 slice of some
+neurons of ``responses`` (``responses[:, n]``, ``[:, a:b]``): the array of those neurons
+has blocks of many more trials, so Dask schedules a task or two, not one per block of
+whole trials. Everything else is Dask's own indexing.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ def _take(source: SplitVariable, step: int | None, index: Any) -> Any:
         at = next(i for i, e in enumerate(entries) if e is Ellipsis)
         entries[at : at + 1] = [slice(None)] * (source.ndim - len(entries) + 1)
     fancy = [i for i, e in enumerate(entries) if isinstance(e, (list, np.ndarray)) and np.ndim(e) > 0]
+    if not fancy and source.variable == fmt.RESPONSES and len(entries) > 1:
+        return _take_neurons(source, step, entries)
     axes = (0, 1) if source.variable == fmt.RESPONSES else (0,)
     if len(fancy) != 1 or fancy[0] not in axes or len(entries) > source.ndim:
         return None
@@ -112,3 +117,24 @@ def _take(source: SplitVariable, step: int | None, index: Any) -> Any:
     subset = _plain(source.subset(axis, unique), step)
     entries[axis] = slice(None) if np.array_equal(unique, wanted) else inverse
     return subset[tuple(entries)]
+
+
+def _take_neurons(source: SplitVariable, step: int | None, entries: list[Any]) -> Any:
+    """``entries`` of responses whose neuron entry is an integer or a step-1 slice of some
+    neurons, through the array of just those neurons (so its blocks hold many trials:
+    ``responses[:, n]`` is one task, as ``split(neurons=[n])``), or None for Dask's own
+    indexing."""
+    key, size = entries[1], source.shape[1]
+    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        n = int(key) + size if key < 0 else int(key)
+        if not 0 <= n < size:
+            raise IndexError(f"index {int(key)} is out of bounds for axis 1 with size {size}")
+        neurons, entries[1] = np.array([n]), 0
+    elif isinstance(key, slice):
+        start, stop, stride = key.indices(size)
+        if stride != 1 or stop <= start or (start, stop) == (0, size):
+            return None
+        neurons, entries[1] = np.arange(start, stop), slice(None)
+    else:
+        return None
+    return _plain(source.subset(1, neurons), step)[tuple(entries)]

@@ -207,6 +207,28 @@ def test_default_blocks_fill_dasks_chunk_size(store):
     assert open_mouse(store).split("train").responses[:, 13].npartitions == 1
 
 
+@pytest.mark.parametrize(
+    "key",
+    [np.s_[:, 13], np.s_[3, -1], np.s_[2:9, 5:17], np.s_[:, 35:100], np.s_[:, -2, 3:7], np.s_[[4, 1], 7],
+     np.s_[:, 39:1], np.s_[:, ::2]],
+)
+def test_neuron_integers_and_slices_index_like_numpy(store, full, key):
+    split = open_mouse(store).split("train", trials_per_block=2)
+    np.testing.assert_array_equal(split.responses[key].compute(), full["responses"][key])
+
+
+def test_one_neuron_or_a_few_is_one_task_whatever_the_blocks_of_whole_trials(store, full):
+    with dask.config.set({"array.chunk-size": "5KiB"}):  # one trial a block for all neurons
+        split = open_mouse(store).split("train")
+        assert split.responses.npartitions == len(split)
+        for key, neurons in ((np.s_[:, 13], 1), (np.s_[:, 3:11], 8)):
+            per_block = 5 * 1024 // (neurons * 30 * 4)  # trials of those neurons in 5 KiB
+            assert split.responses[key].npartitions == -(-len(split) // per_block) < len(split), key
+            np.testing.assert_array_equal(split.responses[key].compute(), full["responses"][key])
+    with pytest.raises(IndexError, match="out of bounds"):
+        split.responses[:, 40]
+
+
 def test_a_pickled_array_keeps_its_type_and_values(store, full):
     import pickle
 
