@@ -387,6 +387,13 @@ class NativeArray:
                 chunk.offset, chunk.nbytes = 0, size
             return chunks
         offsets, lengths = self._index(fd, path)
+        return self._place(chunks, offsets, lengths, path, out)
+
+    def _place(
+        self, chunks: list[_Chunk], offsets: list[int], lengths: list[int], path: str, out: np.ndarray
+    ) -> list[_Chunk]:
+        """``chunks`` of the shard at ``path`` that its index (``offsets``, ``lengths``)
+        holds, with their byte ranges; the others' output filled with the fill value."""
         stored: list[_Chunk] = []
         for chunk in chunks:
             offset = offsets[chunk.number]

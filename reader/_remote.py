@@ -44,7 +44,7 @@ import numpy as np
 import zarr
 
 from ._location import Remote
-from ._native import _ABSENT, ChunkDecodeError, Layout, NativeArray, _Chunk, _name, _scratch, layout_of
+from ._native import ChunkDecodeError, Layout, NativeArray, _Chunk, _name, _scratch, layout_of
 
 __all__ = ["RemoteArray", "open_remote"]
 
@@ -136,14 +136,7 @@ class RemoteArray(NativeArray):
                     self._absent(chunk, key, out)
                 continue
             etag, _, offsets, lengths = index
-            located: list[_Chunk] = []
-            for chunk in chunks:
-                offset = offsets[chunk.number]
-                if offset == _ABSENT:
-                    self._absent(chunk, key, out)
-                    continue
-                chunk.offset, chunk.nbytes = offset, lengths[chunk.number]
-                located.append(chunk)
+            located = self._place(chunks, offsets, lengths, key, out)
             located.sort(key=lambda c: c.offset)
             stored.extend((shard, c) for c in located)
             requests.extend((shard, key, etag, start, end) for start, end in _runs(located))
