@@ -184,12 +184,10 @@ def test_every_read_of_a_damaged_trial_array_fails(store, expected, variable, en
 @pytest.fixture(scope="module")
 def bucket(pristine, s3_server) -> str:
     """The pristine store uploaded to a bucket of the real S3 server, as its files are."""
-    import obstore
+    from benchmarks.s3 import upload
 
     url = f"s3://sensorium-test/damage-{uuid.uuid4().hex[:8]}/{pristine.name}"
-    objects = Remote.of(url, s3_server.storage_options()).objects()
-    for path in sorted(p for p in pristine.rglob("*") if p.is_file()):
-        obstore.put(objects, path.relative_to(pristine).as_posix(), path.read_bytes())
+    upload(pristine, Remote.of(url, s3_server.storage_options()))
     return url
 
 

@@ -81,14 +81,11 @@ def test_torch_dataloader_workers_read_every_trial(store, scenario, engine):
 @pytest.fixture(scope="module")
 def bucket_store(store, s3_server) -> str:
     """The same store uploaded to a bucket of the real S3 server."""
-    import obstore
-
+    from benchmarks.s3 import upload
     from sensorium_zarr._location import Remote
 
     url = f"s3://sensorium-test/processes-{uuid.uuid4().hex[:8]}/{store.name}"
-    objects = Remote.of(url, s3_server.storage_options()).objects()
-    for path in sorted(p for p in store.rglob("*") if p.is_file()):
-        obstore.put(objects, path.relative_to(store).as_posix(), path.read_bytes())
+    upload(store, Remote.of(url, s3_server.storage_options()))
     return url
 
 
