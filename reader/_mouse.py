@@ -10,10 +10,10 @@ the new process.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import zarr
@@ -34,6 +34,9 @@ __all__ = ["Mouse", "open_mouse", "open_sensorium"]
 
 #: Requests to a bucket issued at once when opening a mouse (one per small array).
 _REQUESTS_IN_FLIGHT = 16
+
+_T = TypeVar("_T")
+
 
 class Mouse:
     """A converted mouse: its attributes, trial index and tiers, and lazy access to its data
@@ -127,16 +130,18 @@ class Mouse:
         def read(array: zarr.Array[Any]) -> np.ndarray:
             return engine_.read(array, ..., self._handle.where)
 
-        if isinstance(self._handle.source, Remote) and len(arrays) > 1:
-            with ThreadPoolExecutor(min(_REQUESTS_IN_FLIGHT, len(arrays))) as pool:
-                list(pool.map(require, arrays.values()))
-                values = dict(zip(arrays, pool.map(read, arrays.values()), strict=True))
-        else:
-            for array in arrays.values():
-                require(array)
-            values = {path: read(array) for path, array in arrays.items()}
+        self._each(require, list(arrays.values()))
+        values = dict(zip(arrays, self._each(read, list(arrays.values())), strict=True))
         self._handle.check_unchanged()
         return values
+
+    def _each(self, function: Callable[[zarr.Array[Any]], _T], arrays: list[zarr.Array[Any]]) -> list[_T]:
+        """``function`` of each of ``arrays``: from a bucket, where each call is a round
+        trip, all at once; else one after another."""
+        if isinstance(self._handle.source, Remote) and len(arrays) > 1:
+            with ThreadPoolExecutor(min(_REQUESTS_IN_FLIGHT, len(arrays))) as pool:
+                return list(pool.map(function, arrays))
+        return [function(array) for array in arrays]
 
     @property
     def name(self) -> str:
@@ -256,13 +261,7 @@ class Mouse:
                 arrays = [self._checked(path) for path in paths]
             if self._spec.every_chunk_present:
                 unchecked += [a for path, a in zip(paths, arrays, strict=True) if not self._in_bundle(path)]
-        if isinstance(self._handle.source, Remote) and len(unchecked) > 1:
-            # One round trip each: at once, as on open.
-            with ThreadPoolExecutor(min(_REQUESTS_IN_FLIGHT, len(unchecked))) as pool:
-                list(pool.map(self._require_chunks, unchecked))
-        else:
-            for array in unchecked:
-                self._require_chunks(array)
+        self._each(self._require_chunks, unchecked)
 
     def statistics(self, tier: str = fmt.STATISTICS_TIER) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """Statistics recomputed from ``tier``: ``[variable][granularity][stat]``, stored layout
