@@ -13,9 +13,11 @@ check the checksum of chunks it reads in part. This path reads each shard's inde
 per process (checked against its CRC32C, then cached for as long as the file's identity
 is unchanged), reads each contiguous run of the inner chunks a selection touches (up to
 ``_MAX_RUN`` bytes) with one ``os.preadv`` into a buffer each thread reuses, checks every
-chunk's CRC32C before decoding it, and decodes with Blosc (which, like the CRC32C of
-``google_crc32c``, releases the GIL) straight into the output where a whole chunk fills
-one contiguous block of it, on a small thread pool.
+chunk's CRC32C before decoding it, and decodes with Blosc, called by address (``_blosc``:
+numcodecs' wrapper costs more than a small chunk's decoding), straight into the output
+where a whole chunk fills one contiguous block of it. A read from the main thread is
+split over a small thread pool; a read from any other thread, one of several at once,
+decodes in that thread (Blosc and the CRC32C of ``google_crc32c`` release the GIL).
 
 Absent chunks (an inner chunk indexed 2^64-1, a missing shard file) read as the fill
 value, as zarr reads them, unless the array is opened with ``every_chunk_present``.
@@ -40,7 +42,7 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from . import _fork
+from . import _blosc, _fork
 
 __all__ = ["NativeArray", "ChecksumError", "ChunkDecodeError", "open_native", "layout_of"]
 
@@ -462,10 +464,14 @@ class NativeArray:
         if total < _BYTES_PER_THREAD:
             self._decode_group(chunks, out, fds)
             return
-        # On the pool even for one group: Blosc called from the main thread goes through
-        # its global context (a lock and its own threads), slower for these chunk sizes.
-        # Consecutive chunks (in file order) per thread, about the same bytes each, so each
-        # thread reads its own contiguous runs.
+        # Only a read from the main thread is split over the pool: any other thread is one
+        # of several reading at once (Split.trial's, Dask's, a DataLoader's), which keep the
+        # cores busy already; handing their chunks to the pool too costs more in locks and
+        # wake-ups than it saves. Consecutive chunks (in file order) per thread, about the
+        # same bytes each, so each thread reads its own contiguous runs.
+        if threading.current_thread() is not threading.main_thread():
+            self._decode_group(chunks, out, fds)
+            return
         threads = max(1, min(_POOL_SIZE, total // _BYTES_PER_THREAD, len(chunks)))
         groups: list[list[tuple[tuple[int, ...], _Chunk]]] = [[]]
         share, done = total / threads, 0
@@ -474,24 +480,9 @@ class NativeArray:
                 groups.append([])
             groups[-1].append(item)
             done += item[1].nbytes
-        # A thread other than the main one decodes its last group itself rather than wait
-        # idle for the pool (Blosc gives it a context of its own). Then it takes back the
-        # groups no pool thread has started (the pool may be busy with other reads, such
-        # as the other tasks of a Dask graph): waiting for them would leave it idle.
-        inline = groups.pop() if threading.current_thread() is not threading.main_thread() else None
-        pending = [(g, _POOL.get().submit(self._decode_group, g, out, fds)) for g in groups]
-        errors: list[BaseException | None] = []
-        if inline is not None:
-            try:
-                self._decode_group(inline, out, fds)
-                for group, future in reversed(pending):
-                    if future.cancel():
-                        self._decode_group(group, out, fds)
-            except Exception as e:  # raised once the pool's started groups are done with the files
-                errors.append(e)
-                for _, future in pending:
-                    future.cancel()
-        errors.extend(f.exception() for _, f in pending if not f.cancelled())
+        pending = [_POOL.get().submit(self._decode_group, g, out, fds) for g in groups]
+        # Every group done before the files close, whichever failed.
+        errors = [f.exception() for f in pending]
         for error in errors:
             if error is not None:
                 raise error
@@ -501,7 +492,7 @@ class NativeArray:
     ) -> None:
         """Read and decode ``chunks`` (in file order), one contiguous run of a shard per
         system call."""
-        scratch = _scratch(self.layout.inner, self.layout.dtype)
+        into = _Into(out, self.layout)
         start = 0
         while start < len(chunks):
             shard, first = chunks[start]
@@ -518,49 +509,76 @@ class NativeArray:
             path = self._shard_file(shard)
             # Into this thread's reused buffer: a fresh bytes object per read costs more in
             # page faults than the read itself.
-            data = _read_buffer(reach - first.offset)
+            data, address = _read_buffer(reach - first.offset)
             if _read_into(fds[shard], data, first.offset) != len(data):
                 raise ChunkDecodeError(f"shard {_name(path)} was cut short while being read")
             view = data.data
             for _, chunk in chunks[start:end]:
-                self._decode(chunk, data, view, chunk.offset - first.offset, path, out, scratch)
+                self._decode(chunk, data, view, address, chunk.offset - first.offset, path, into)
             start = end
 
     def _decode(
-        self, chunk: _Chunk, data: np.ndarray, view: memoryview, at: int, path: str, out: np.ndarray,
-        scratch: np.ndarray,
+        self, chunk: _Chunk, data: np.ndarray, view: memoryview, address: int, at: int, path: str, into: _Into
     ) -> None:
         """Check and decode ``chunk``, whose bytes start at ``at`` in ``data`` (``view``: the
-        same bytes as a memoryview), into its part of ``out``."""
-        if chunk.nbytes < _CRC + _BLOSC_HEADER:
+        same bytes as a memoryview; ``address``: where they start in memory), into its part
+        of the output."""
+        nbytes = chunk.nbytes - _CRC
+        if nbytes < _BLOSC_HEADER:
             raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)} is too short for Blosc")
+        end = at + nbytes
         # A numpy view: google_crc32c takes no memoryview.
-        payload = data[at : at + chunk.nbytes - _CRC]
-        (stored_crc,) = _UINT32.unpack_from(view, at + len(payload))
-        if google_crc32c.value(payload) != stored_crc:
+        if google_crc32c.value(data[at:end]) != _UINT32.unpack_from(view, end)[0]:
             raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
         # Blosc's header: version bytes, flags, typesize, then nbytes, blocksize, cbytes (uint32).
-        nbytes, _, cbytes = _SIZES.unpack_from(view, at + 4)
-        if nbytes != self._chunk_nbytes or cbytes != len(payload):
+        decoded, _, cbytes = _SIZES.unpack_from(view, at + 4)
+        if decoded != self._chunk_nbytes or cbytes != nbytes:
             raise ChunkDecodeError(
-                f"chunk {chunk.coords} in {_name(path)} decodes to {nbytes} bytes in {cbytes}, "
-                f"expected {self._chunk_nbytes} in {len(payload)}"
+                f"chunk {chunk.coords} in {_name(path)} decodes to {decoded} bytes in {cbytes}, "
+                f"expected {self._chunk_nbytes} in {nbytes}"
             )
-        target = None
-        if chunk.whole:
-            # A whole chunk decodes straight into the output when its part is one block.
-            target = out[chunk.out]
-            if not target.flags.c_contiguous:
-                target = None
-        try:
-            numcodecs.blosc.decompress(payload, scratch if target is None else target)
-        except RuntimeError as e:
-            raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)}: {e}") from e
-        if target is None:
+        # A whole chunk decodes straight into the output when its part is one block.
+        direct = chunk.whole and into.direct
+        if _blosc.decompress is not None:
+            target = into.address(chunk) if direct else into.scratch_address
+            if _blosc.decompress(address + at, target, decoded, 1) != decoded:
+                raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)}: Blosc cannot decode it")
+        else:
+            try:
+                numcodecs.blosc.decompress(data[at:end], into.out[chunk.out] if direct else into.scratch)
+            except RuntimeError as e:
+                raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)}: {e}") from e
+        if not direct:
             if chunk.basic:
-                out[chunk.out] = scratch[chunk.inside]
+                into.out[chunk.out] = into.scratch[chunk.inside]
             else:
-                _assign(out, chunk.out, _take(scratch, chunk.inside))
+                _assign(into.out, chunk.out, _take(into.scratch, chunk.inside))
+
+
+class _Into:
+    """Where one thread decodes chunks of one read: the output (and its address in memory)
+    and the thread's scratch buffer for chunks that fill only part of it."""
+
+    __slots__ = ("out", "base", "strides", "direct", "scratch", "scratch_address")
+
+    def __init__(self, out: np.ndarray, layout: Layout) -> None:
+        self.out = out
+        self.base = out.ctypes.data
+        self.strides = out.strides
+        # A whole chunk's part of a C-ordered output is one block of memory when every axis
+        # after the first it spans more than one element of is as long in the output.
+        spans = [i for i, n in enumerate(layout.inner) if n > 1]
+        self.direct = out.flags.c_contiguous and all(
+            layout.inner[i] == out.shape[i] for i in range(spans[0] + 1 if spans else out.ndim, out.ndim)
+        )
+        self.scratch, self.scratch_address = _scratch(layout.inner, layout.dtype)
+
+    def address(self, chunk: _Chunk) -> int:
+        """Where the first value of ``chunk`` (a whole one: its parts are slices) goes."""
+        offset = self.base
+        for piece, stride in zip(chunk.pieces, self.strides, strict=True):
+            offset += piece[1].start * stride  # type: ignore[union-attr]
+        return offset
 
 
 def _file_order(item: tuple[tuple[int, ...], _Chunk]) -> tuple[tuple[int, ...], int]:
@@ -583,12 +601,14 @@ def _check(data: bytes, what: str) -> None:
 _local = threading.local()
 
 
-def _read_buffer(nbytes: int) -> np.ndarray:
-    """``nbytes`` of the calling thread's read buffer (reused: its contents are garbage)."""
+def _read_buffer(nbytes: int) -> tuple[np.ndarray, int]:
+    """``nbytes`` of the calling thread's read buffer (reused: its contents are garbage),
+    and its address."""
     buffer: np.ndarray | None = getattr(_local, "read", None)
     if buffer is None or len(buffer) < nbytes:
         buffer = _local.read = np.empty(max(nbytes, _MAX_RUN), np.uint8)
-    return buffer[:nbytes]
+        _local.read_address = buffer.ctypes.data
+    return buffer[:nbytes], _local.read_address
 
 
 def _read_into(fd: int, buffer: np.ndarray, offset: int) -> int:
@@ -603,16 +623,19 @@ def _read_into(fd: int, buffer: np.ndarray, offset: int) -> int:
 _PREADV = hasattr(os, "preadv")
 
 
-def _scratch(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
-    """The calling thread's buffer for one decoded chunk (its contents are garbage): a chunk
-    that fills only part of the output is decoded here, then copied."""
-    buffers: dict[tuple[tuple[int, ...], np.dtype[Any]], np.ndarray] | None = getattr(_local, "buffers", None)
+def _scratch(shape: tuple[int, ...], dtype: np.dtype[Any]) -> tuple[np.ndarray, int]:
+    """The calling thread's buffer for one decoded chunk (its contents are garbage), and its
+    address: a chunk that fills only part of the output is decoded here, then copied."""
+    buffers: dict[tuple[tuple[int, ...], np.dtype[Any]], tuple[np.ndarray, int]] | None = getattr(
+        _local, "buffers", None
+    )
     if buffers is None:
         buffers = _local.buffers = {}
-    buffer = buffers.get((shape, dtype))
-    if buffer is None:
-        buffer = buffers[(shape, dtype)] = np.empty(shape, dtype)
-    return buffer
+    found = buffers.get((shape, dtype))
+    if found is None:
+        buffer = np.empty(shape, dtype)
+        found = buffers[(shape, dtype)] = (buffer, buffer.ctypes.data)
+    return found
 
 
 def _take(values: np.ndarray, inside: tuple[slice | np.ndarray, ...]) -> np.ndarray:

@@ -44,7 +44,7 @@ import numpy as np
 import zarr
 
 from ._location import Remote
-from ._native import ChunkDecodeError, Layout, NativeArray, _Chunk, _name, _scratch, layout_of
+from ._native import ChunkDecodeError, Layout, NativeArray, _Chunk, _Into, _name, layout_of
 
 __all__ = ["RemoteArray", "open_remote"]
 
@@ -59,7 +59,7 @@ _IN_FLIGHT = 32
 _T = TypeVar("_T")
 # The bytes of one shard a read fetched: the start of each run, and the runs (numpy views
 # of the response bodies, and the same as memoryviews).
-_Runs = tuple[list[int], list[tuple[np.ndarray, memoryview]]]
+_Runs = tuple[list[int], list[tuple[np.ndarray, memoryview, int]]]
 
 
 class _Changed(Exception):
@@ -189,12 +189,12 @@ class RemoteArray(NativeArray):
     ) -> None:
         """Check and decode ``chunks`` from the bytes fetched for them (``fds``: per shard,
         the runs ``_fetch`` read)."""
-        scratch = _scratch(self.layout.inner, self.layout.dtype)
+        into = _Into(out, self.layout)
         for shard, chunk in chunks:
             starts, runs = fds[shard]
             at = bisect.bisect_right(starts, chunk.offset) - 1
-            data, view = runs[at]
-            self._decode(chunk, data, view, chunk.offset - starts[at], self._shard_file(shard), out, scratch)
+            data, view, address = runs[at]
+            self._decode(chunk, data, view, address, chunk.offset - starts[at], self._shard_file(shard), into)
 
 
 def _runs(chunks: list[_Chunk]) -> Iterable[tuple[int, int]]:
@@ -212,9 +212,10 @@ def _runs(chunks: list[_Chunk]) -> Iterable[tuple[int, int]]:
         yield start, end
 
 
-def _buffers(data: Any) -> tuple[np.ndarray, memoryview]:
+def _buffers(data: Any) -> tuple[np.ndarray, memoryview, int]:
     view = memoryview(data)
-    return np.frombuffer(view, np.uint8), view
+    array = np.frombuffer(view, np.uint8)
+    return array, view, array.ctypes.data
 
 
 async def _get_range(objects: Any, key: str, etag: str | None, start: int, end: int) -> Any | None:

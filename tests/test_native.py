@@ -114,6 +114,44 @@ def test_small_runs_thread_groups_and_plain_pread_read_the_same(store, monkeypat
         )
 
 
+def test_blosc_by_address_is_in_use_and_reads_what_numcodecs_reads(store, monkeypatch):
+    """The per-chunk decode calls Blosc by address (``_blosc``) where numcodecs' library
+    exports it, as on Linux; without it (``decompress`` None), numcodecs decodes: the same
+    values either way, for whole chunks and chunks read in part."""
+    import sys
+
+    from sensorium_zarr import _blosc
+
+    if sys.platform.startswith("linux"):
+        assert _blosc.decompress is not None
+    for variable in (fmt.RESPONSES, fmt.VIDEOS):
+        reference, native = _pair(store, variable)
+        selection = (np.array([0, 5, 13]), slice(3, 29)) + (slice(None),) * (reference.ndim - 2)
+        whole, part = native[...], native.get_orthogonal_selection(selection)
+        monkeypatch.setattr(_blosc, "decompress", None)
+        np.testing.assert_array_equal(native[...], whole)
+        np.testing.assert_array_equal(native.get_orthogonal_selection(selection), part)
+        np.testing.assert_array_equal(whole, reference[...])
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize(("chunks", "shards"), [((2, 1, 10), (4, 3, 10)), ((1, 3, 1), (2, 3, 5)), ((4, 6, 10), None)])
+def test_chunks_decoded_straight_into_the_output_only_where_they_are_one_block(tmp_path, chunks, shards):
+    """A whole chunk is decoded straight into the output only when its part of it is one
+    block of memory: a chunk one element long on an axis the output is longer on is not."""
+    values = np.arange(4 * 6 * 10, dtype=np.float32).reshape(4, 6, 10)
+    array = zarr.create_array(
+        str(tmp_path / "a"), shape=values.shape, dtype="float32", chunks=chunks, shards=shards,
+        compressors=CHUNKING.compressors("responses", 4), fill_value=np.nan,
+    )
+    array[...] = values
+    native = open_native(array)
+    assert native is not None
+    selections = ((slice(None),) * 3, (slice(0, 2), slice(None), slice(None)), (slice(2, 4), slice(0, 3), slice(0, 5)))
+    for selection in selections:
+        np.testing.assert_array_equal(native.get_orthogonal_selection(selection), values[selection])
+
+
 def test_out_of_bounds_indices_raise_like_zarr(store):
     _, native = _pair(store, fmt.RESPONSES)
     with pytest.raises(IndexError):
