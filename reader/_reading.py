@@ -114,11 +114,15 @@ class SplitVariable:
         if self.statistics is None:
             return data
         params = _cut(self.handle.params(self.variable, self.statistics), store[1:])
-        if data.dtype.kind == "f" and data.flags.writeable and not std_.subtracts_mean(self.variable):
-            # Responses (most of the bytes) are only rescaled: one in-place multiply, within
-            # one rounding of the float64 path. A mean subtraction in float32 could cancel
-            # digits, so videos and pupil positions keep the float64 path.
-            data = std_.standardize_inplace(self.variable, data, params)
+        if data.dtype.kind == "f" and data.flags.writeable:
+            # Into the array just read. Responses (most of the bytes) are only rescaled: one
+            # in-place multiply, within one rounding of the float64 path. A mean subtraction
+            # in float32 could cancel digits, so videos and pupil positions keep the float64
+            # path, written back.
+            if std_.subtracts_mean(self.variable):
+                data = std_.standardize_into(self.variable, data, params)
+            else:
+                data = std_.standardize_inplace(self.variable, data, params)
         else:
             data = std_.standardize(self.variable, data, params)
         if self.withheld is not None:

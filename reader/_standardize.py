@@ -108,7 +108,9 @@ def standardize(variable: str, x: Any, params: StandardizationParams) -> Any:
 _BLOCK = 32 * 1024
 
 
-def _standardize_blocked(variable: str, x: np.ndarray, params: StandardizationParams) -> np.ndarray:
+def _standardize_blocked(
+    variable: str, x: np.ndarray, params: StandardizationParams, out: np.ndarray | None = None
+) -> np.ndarray:
     """``standardize`` of a float numpy array, value for value the same (the same float64
     subtraction and division, then one rounding to ``x``'s dtype), computed a cache-sized
     block at a time: the whole-array expression makes and fills two float64 temporaries of
@@ -121,7 +123,8 @@ def _standardize_blocked(variable: str, x: np.ndarray, params: StandardizationPa
     dtype = np.result_type(x.dtype, params.mean.dtype, params.scale.dtype) if centred else np.result_type(
         x.dtype, params.scale.dtype
     )
-    out = np.empty(x.shape, x.dtype)
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
     mean = np.broadcast_to(params.mean, x.shape)
     scale = np.broadcast_to(params.scale, x.shape)
     # Blocks of whole trailing axes (the first axis whose trailing axes fit), or of one row.
@@ -155,6 +158,18 @@ def standardize_inplace(variable: str, x: np.ndarray, params: StandardizationPar
     _, precision = params.in_dtype(x.dtype)
     out: np.ndarray = np.multiply(x, precision, out=x)
     return out
+
+
+def standardize_into(variable: str, x: np.ndarray, params: StandardizationParams) -> np.ndarray:
+    """``standardize`` of a float numpy array the caller owns, written back into it: the
+    same float64 arithmetic and one rounding to its dtype, value for value, without a new
+    array of ``x``'s size (fresh memory costs a page fault per 4 kB on first write)."""
+    if x.dtype.kind != "f":
+        raise ValueError(f"standardize_into: {variable} is {x.dtype}, not a float array")
+    if x.size > _BLOCK:
+        return _standardize_blocked(variable, x, params, out=x)
+    x[...] = standardize(variable, x, params)
+    return x
 
 
 def destandardize(variable: str, x: Any, params: StandardizationParams) -> Any:

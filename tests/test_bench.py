@@ -211,7 +211,7 @@ def _recorded_arithmetic() -> Iterator[list[tuple[str, str, str]]]:
     Both the reader (sensorium_zarr._split) and the benchmark look them up on the
     _standardize module at each call, so wrapping the module's attributes sees both."""
     calls: list[tuple[str, str, str]] = []
-    originals = {name: getattr(std_, name) for name in ("standardize", "standardize_inplace")}
+    originals = {name: getattr(std_, name) for name in ("standardize", "standardize_inplace", "standardize_into")}
 
     def recording(name, fn):
         def wrapper(variable, x, params):

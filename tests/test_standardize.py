@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensorium_zarr._standardize import StandardizationParams, standardize, standardize_inplace
+from sensorium_zarr._standardize import StandardizationParams, standardize, standardize_inplace, standardize_into
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -60,3 +60,18 @@ def test_blocked_standardize_equals_the_whole_array_expression_to_the_bit(variab
         expected = _whole_array(variable, data, cut)
         assert got.dtype == dtype and got.shape == data.shape
         np.testing.assert_array_equal(got, expected)
+        # Written back into the caller's array: the same values, in that very array.
+        owned = data.copy()
+        into = standardize_into(variable, owned, cut)
+        assert into is owned
+        np.testing.assert_array_equal(into, expected)
+
+
+def test_standardize_into_small_arrays_and_refuses_integers():
+    params = StandardizationParams(np.full((2, 1), 3.0), np.full((2, 1), 2.0), time_axis=1)
+    x = np.arange(20, dtype=np.float32).reshape(2, 10)
+    expected = standardize("pupil_center", x, params)
+    np.testing.assert_array_equal(standardize_into("pupil_center", x, params), expected)
+    np.testing.assert_array_equal(x, expected)
+    with pytest.raises(ValueError, match="not a float array"):
+        standardize_into("pupil_center", np.ones((2, 10), np.int16), params)

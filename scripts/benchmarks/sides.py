@@ -37,7 +37,9 @@ def standardize_like_reader(variable: str, data: np.ndarray, params: Standardiza
     The condition and the two calls are those of ``_read_block``; the functions are looked
     up on the module at each call, as the reader does, so both sides always run the same code.
     """
-    if data.dtype.kind == "f" and data.flags.writeable and not std_.subtracts_mean(variable):
+    if data.dtype.kind == "f" and data.flags.writeable:
+        if std_.subtracts_mean(variable):
+            return std_.standardize_into(variable, data, params)
         return std_.standardize_inplace(variable, data, params)
     standardized: np.ndarray = std_.standardize(variable, data, params)
     return standardized
