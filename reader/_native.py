@@ -461,15 +461,12 @@ class NativeArray:
         # In file order, so that each contiguous run of a shard is one read.
         chunks.sort(key=_file_order)
         total = sum(c.nbytes for _, c in chunks)
-        if total < _BYTES_PER_THREAD:
-            self._decode_group(chunks, out, fds)
-            return
-        # Only a read from the main thread is split over the pool: any other thread is one
-        # of several reading at once (Split.trial's, Dask's, a DataLoader's), which keep the
-        # cores busy already; handing their chunks to the pool too costs more in locks and
-        # wake-ups than it saves. Consecutive chunks (in file order) per thread, about the
-        # same bytes each, so each thread reads its own contiguous runs.
-        if threading.current_thread() is not threading.main_thread():
+        # Only a large read from the main thread is split over the pool: any other thread is
+        # one of several reading at once (Split.trial's, Dask's, a DataLoader's), which keep
+        # the cores busy already; handing their chunks to the pool too costs more in locks
+        # and wake-ups than it saves. Consecutive chunks (in file order) per thread, about
+        # the same bytes each, so each thread reads its own contiguous runs.
+        if total < _BYTES_PER_THREAD or threading.current_thread() is not threading.main_thread():
             self._decode_group(chunks, out, fds)
             return
         threads = max(1, min(_POOL_SIZE, total // _BYTES_PER_THREAD, len(chunks)))

@@ -205,7 +205,7 @@ def test_both_sides_compute_equal_values(tiny_sides, row_id):
 
 @contextmanager
 def _recorded_arithmetic() -> Iterator[list[tuple[str, str, str]]]:
-    """Record (variable, function, dtype) of every call of the two standardization functions
+    """Record (variable, function, dtype) of every call of the three standardization functions
     the reader's block read calls, whoever calls them, while the block runs.
 
     Both the reader (sensorium_zarr._split) and the benchmark look them up on the

@@ -2,7 +2,7 @@
 reader, and the same values from the per-trial .npy files.
 
 Both sides standardize with one function, ``standardize_like_reader``, which calls the
-very functions the reader's block read (``sensorium_zarr._split._read_block``) calls, on
+very functions the reader's read (``sensorium_zarr._reading.SplitVariable._read``) calls, on
 the same condition, in the data's own dtype: responses are rescaled in place in the
 stored dtype, the other variables take the float64 path. So the rows compare reading,
 not arithmetic; tests/test_bench.py records the calls of both sides to prove it.
@@ -34,7 +34,7 @@ WINDOW = 50
 def standardize_like_reader(variable: str, data: np.ndarray, params: StandardizationParams) -> np.ndarray:
     """Standardize a block the caller owns exactly as the reader standardizes a decoded block.
 
-    The condition and the two calls are those of ``_read_block``; the functions are looked
+    The conditions and the three calls are those of ``SplitVariable._read``; the functions are looked
     up on the module at each call, as the reader does, so both sides always run the same code.
     """
     if data.dtype.kind == "f" and data.flags.writeable:
