@@ -27,6 +27,7 @@ from sensorium_zarr.errors import SourceError
 
 from ._bucket import in_order
 from ._chunking import Chunking
+from ._shards import write_shards
 from ._source import SourceLayout
 from ._statistics import Moments
 
@@ -263,7 +264,8 @@ def write_block(
     them into ``written`` (updated in place and returned: a chain of these tasks keeps
     one set of running statistics, so memory does not grow with the number of blocks)."""
     written = written if written is not None else Written()
-    every_chunk = fmt.spec(fmt.FORMAT_VERSION).every_chunk_present
+    rules = fmt.spec(fmt.FORMAT_VERSION)
+    every_chunk = rules.every_chunk_present
     trial_ids = layout.trial_ids[start:stop]
     n = len(trial_ids)
     valid = np.zeros((n, len(fmt.VARIABLES)), np.int32)
@@ -296,7 +298,9 @@ def write_block(
                 has_responses[i] = not responses_withheld(row)
         if written.moments is not None:
             written.moments[variable].add_block(buffer if in_train.all() else buffer[in_train])
-        open_for_writing(store_path, variable, engine, every_chunk)[start:stop] = buffer
+        array = open_for_writing(store_path, variable, engine, every_chunk)
+        if not (rules.c_order_shards and write_shards(array, start, stop, buffer)):
+            array[start:stop] = buffer
     written.valid_frames[start] = valid
     written.has_responses[start] = has_responses
     return written

@@ -208,6 +208,38 @@ def test_chunking_does_not_change_content(folder_mouse, tmp_path, chunking):
     assert root.attrs[fmt.ATTRS_KEY]["chunking"]["trials_per_shard"] == used
 
 
+@pytest.mark.parametrize("chunking", [
+    Chunking(trials_per_shard=3, neurons_per_chunk=5, frames_per_video_chunk=7),
+    Chunking(trials_per_shard=6, neurons_per_chunk=7, frames_per_video_chunk=64, frames_per_response_chunk=6),
+])
+def test_shards_hold_their_chunks_in_c_order(folder_mouse, tmp_path, chunking):
+    """Format version 6: in every shard of every sharded variable the inner chunks follow
+    one another in C order of the shard's chunk grid (so a trial's chunks are one byte
+    range), the index last; boundary shards (trials, neurons and frames that do not fill
+    one) included, and every engine reads them back equal to the source."""
+    store = convert_mouse(folder_mouse, tmp_path, progress=False, chunking=chunking)
+    root = zarr.open_group(str(store), mode="r")
+    assert root.attrs[fmt.ATTRS_KEY]["format_version"] == 6
+    checked = 0
+    for variable in ("responses", "videos"):
+        array = root[variable]
+        per_shard = [s // c for s, c in zip(array.shards, array.chunks, strict=True)]
+        n = int(np.prod(per_shard))
+        assert any(dim % s for dim, s in zip(array.shape, array.shards, strict=True)), "no boundary shard"
+        for path in sorted((store / variable / "c").rglob("*")):
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            index = np.frombuffer(data[-(16 * n + 4):-4], "<u8").reshape(n, 2)
+            ends = np.cumsum(index[:, 1])
+            np.testing.assert_array_equal(index[:, 0], np.concatenate([[0], ends[:-1]]), err_msg=str(path))
+            assert ends[-1] == len(data) - (16 * n + 4), path
+            checked += 1
+    assert checked >= 4
+    for engine in ("native", "zarr", "zarrs"):
+        assert verify(folder_mouse, store, engine=engine) == [], engine
+
+
 def test_withheld_means_no_nonzero_real_value():
     from sensorium_zarr.converter._writer import responses_withheld
 

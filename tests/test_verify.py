@@ -62,9 +62,11 @@ def test_every_chunk_is_written_even_one_holding_only_the_fill_value(folder_mous
 
 
 def test_every_chunk_present_is_the_rule_from_version_3():
-    assert [fmt.spec(v).every_chunk_present for v in (1, 2, 3, 4, 5)] == [False, False, True, True, True]
-    assert [fmt.spec(v).bundle for v in (1, 2, 3, 4, 5)] == [False, False, False, False, True]
-    assert fmt.FORMAT_VERSION == 5 and fmt.SUPPORTED_FORMAT_VERSIONS == (1, 2, 3, 4, 5)
+    versions = (1, 2, 3, 4, 5, 6)
+    assert [fmt.spec(v).every_chunk_present for v in versions] == [False, False, True, True, True, True]
+    assert [fmt.spec(v).bundle for v in versions] == [False, False, False, False, True, True]
+    assert [fmt.spec(v).c_order_shards for v in versions] == [False] * 5 + [True]
+    assert fmt.FORMAT_VERSION == 6 and fmt.SUPPORTED_FORMAT_VERSIONS == versions
 
 
 @pytest.fixture

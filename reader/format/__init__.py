@@ -42,6 +42,11 @@ Format versions (each entry is its changelog):
   reading each of those arrays (two requests each in a bucket). Its bytes start with
   ``MAGIC``, so a lost chunk (read as zeros) is never taken for values. Nothing else
   changed; version 4 stores stay readable (``ARRAYS_V4``).
+- 6: the inner chunks of every shard are stored in C order (``c_order_shards``), the
+  trial axis first, so one trial's chunks of a shard are one byte range (zarr-python
+  writes Morton order, which interleaves the trials of a shard). Only the order of the
+  chunks in a shard's file changed, which its index states: every Zarr reader reads
+  version 5 and 6 stores alike.
 """
 
 from ._arrays import (

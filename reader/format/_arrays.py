@@ -277,7 +277,8 @@ class FormatSpec:
     whole store, so ``meta/`` axes take a shared name only at that name's size); and
     ``consolidated`` (from version 3: the root group holds the consolidated metadata of
     every array, so opening a store is one metadata read); ``every_chunk_present``
-    (from version 3: see the field); and ``bundle`` (from version 5: see the field)."""
+    (from version 3: see the field); ``bundle`` (from version 5: see the field); and
+    ``c_order_shards`` (from version 6: see the field)."""
 
     version: int
     arrays: tuple[ArraySpec, ...]
@@ -293,6 +294,10 @@ class FormatSpec:
     #: From version 5 the store holds the bundle (``format._bundle``): the small arrays
     #: opening and standardizing read, duplicated in one chunk, read instead of them.
     bundle: bool = False
+    #: From version 6 every shard's inner chunks are stored in C order of the shard's grid
+    #: of chunks (the converter writes them: ``converter._shards``), so a trial's chunks
+    #: in a shard are one byte range; before, zarr-python's Morton order.
+    c_order_shards: bool = False
 
     @property
     def dimensions(self) -> dict[str, tuple[str, ...]]:
@@ -501,6 +506,7 @@ SPECS: dict[int, FormatSpec] = {
     3: FormatSpec(3, ARRAYS_V3, **_FROM_V3),
     4: FormatSpec(4, ARRAYS_V4, **_FROM_V3),
     5: FormatSpec(5, ARRAYS, **_FROM_V3, bundle=True),
+    6: FormatSpec(6, ARRAYS, **_FROM_V3, bundle=True, c_order_shards=True),
 }
 
 

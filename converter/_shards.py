@@ -1,0 +1,119 @@
+"""Shards of the per-trial variables written by the converter itself, their inner chunks
+in C order (format version 6, ``FormatSpec.c_order_shards``).
+
+zarr-python writes a shard's inner chunks in Morton order, which interleaves the trials of
+a shard: one trial's 117 response chunks then lie in as many separate byte ranges, one
+system call each on disk and a ranged GET each (or a read of the whole shard) in a bucket.
+In C order, with the trial axis first, each trial's chunks are one byte range. The bytes
+of each inner chunk and of the index are what the array's codecs say (``bytes``, Blosc,
+``crc32c``; the index ``bytes``, ``crc32c``, at the end), so every Zarr reader reads the
+shard as before: only the order of the chunks in the file differs, which the index states.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import google_crc32c
+import numcodecs.blosc
+import numpy as np
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+_SHUFFLE = {"noshuffle": numcodecs.blosc.NOSHUFFLE, "shuffle": numcodecs.blosc.SHUFFLE,
+            "bitshuffle": numcodecs.blosc.BITSHUFFLE}
+
+
+def _layout(array: zarr.Array[Any]) -> tuple[tuple[int, ...], tuple[int, ...], dict[str, Any], str] | None:
+    """The shard shape, inner chunk shape, Blosc configuration and chunk key separator of
+    ``array``, if it is sharded as the converter creates arrays (else None)."""
+    metadata: dict[str, Any] = dict(array.metadata.to_dict())
+    codecs: list[Any] = list(metadata.get("codecs") or [])
+    if len(codecs) != 1 or codecs[0].get("name") != "sharding_indexed":
+        return None
+    config: dict[str, Any] = dict(codecs[0].get("configuration") or {})
+    inner: list[Any] = list(config.get("codecs") or [])
+    index: list[Any] = list(config.get("index_codecs") or [])
+    keys: dict[str, Any] = dict(metadata.get("chunk_key_encoding") or {})
+    if (
+        [c.get("name") for c in inner] != ["bytes", "blosc", "crc32c"]
+        or [c.get("name") for c in index] != ["bytes", "crc32c"]
+        or config.get("index_location", "end") != "end"
+        or keys.get("name") != "default"
+        or any((c.get("configuration") or {}).get("endian", "little") != "little" for c in (inner[0], index[0]))
+    ):
+        return None
+    blosc: dict[str, Any] = dict(inner[1].get("configuration") or {})
+    if blosc.get("shuffle") not in _SHUFFLE:
+        return None
+    outer = tuple(int(c) for c in metadata["chunk_grid"]["configuration"]["chunk_shape"])
+    separator = str((keys.get("configuration") or {}).get("separator", "/"))
+    return outer, tuple(int(c) for c in config["chunk_shape"]), blosc, separator
+
+
+def write_shards(array: zarr.Array[Any], start: int, stop: int, block: np.ndarray) -> bool:
+    """Write ``block``, trials ``start:stop`` with every other axis whole, into the sharded
+    ``array`` as whole shards, inner chunks in C order. False, writing nothing, if the
+    array or the block's extent is not one this writes (then zarr-python writes it)."""
+    found = _layout(array)
+    if found is None or block.shape != (stop - start, *array.shape[1:]):
+        return False
+    outer, inner, blosc, separator = found
+    if start % outer[0] or (stop % outer[0] and stop != array.shape[0]):
+        return False
+    block = np.ascontiguousarray(block, dtype=array.dtype)
+    grids = [range(-(-n // o)) for n, o in zip(array.shape[1:], outer[1:], strict=True)]
+    for s0 in range(start // outer[0], -(-stop // outer[0])):
+        for rest in itertools.product(*grids):
+            shard = (s0, *rest)
+            data = _encode_shard(block, start, shard, outer, inner, blosc, array.fill_value)
+            key = "/".join(filter(None, [array.path, "c" + separator + separator.join(map(str, shard))]))
+            sync(array.store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+    return True
+
+
+def _encode_shard(
+    block: np.ndarray, start: int, shard: tuple[int, ...], outer: tuple[int, ...], inner: tuple[int, ...],
+    blosc: Mapping[str, Any], fill: Any,
+) -> bytes:
+    """The bytes of ``shard`` (its grid position) of an array whose trials from ``start``
+    are ``block``: every inner chunk (fill-only ones too, as format version 3 requires),
+    in C order, then the index and its CRC32C."""
+    per_shard = [o // i for o, i in zip(outer, inner, strict=True)]
+    cname = str(blosc["cname"]).encode()
+    clevel, shuffle = int(blosc["clevel"]), _SHUFFLE[blosc["shuffle"]]
+    blocksize, typesize = int(blosc.get("blocksize") or 0), int(blosc.get("typesize") or block.itemsize)
+    scratch: np.ndarray | None = None
+    parts: list[bytes] = []
+    index = np.empty((math.prod(per_shard), 2), "<u8")
+    offset = 0
+    for number, within in enumerate(itertools.product(*(range(k) for k in per_shard))):
+        # The chunk's extent in the array, then in the block (the trial axis from ``start``).
+        lo = [(s * o + w * i) for s, o, w, i in zip(shard, outer, within, inner, strict=True)]
+        lo[0] -= start
+        cut = tuple(slice(a, min(a + i, n)) for a, i, n in zip(lo, inner, block.shape, strict=True))
+        inside = all(c.start < c.stop for c in cut)
+        values = block[cut]
+        if not inside or values.shape != inner:
+            # Beyond the array's edge: the fill value, as Zarr pads a boundary chunk.
+            if scratch is None:
+                scratch = np.empty(inner, block.dtype)
+            scratch.fill(fill)
+            if inside:
+                scratch[tuple(slice(0, n) for n in values.shape)] = values
+            values = scratch
+        encoded = numcodecs.blosc.compress(
+            np.ascontiguousarray(values), cname, clevel, shuffle, blocksize, typesize=typesize
+        )
+        parts.append(encoded)
+        parts.append(google_crc32c.value(encoded).to_bytes(4, "little"))
+        index[number] = (offset, len(encoded) + 4)
+        offset += len(encoded) + 4
+    raw = index.tobytes()
+    parts.append(raw)
+    parts.append(google_crc32c.value(raw).to_bytes(4, "little"))
+    return b"".join(parts)
