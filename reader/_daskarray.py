@@ -2,9 +2,9 @@
 
 One graph layer of one ``getter`` task per block of trials over a ``SplitVariable``, so
 Dask's slice fusion hands any slicing down to the read. Blocks hold as many trials as fit
-in Dask's ``array.chunk-size`` (128 MiB unless configured), so a selection across many
-trials (``responses[:, n]``) is a few tasks, not one per trial: Dask's per-task cost is
-larger than reading one neuron's chunk of a trial.
+in ``BLOCK_BYTES`` (16 MiB), so a selection across many trials of a narrow array
+(``responses[:, n]``) is a few tasks, not one per trial: Dask's per-task cost is larger
+than reading one neuron's chunk of a trial.
 
 Large blocks would make an index array (``x[idx]``, ``responses[:, [a, b]]``) read whole
 blocks: Dask takes from every block it touches after reading it. So the array returned is
@@ -32,9 +32,17 @@ from ._reading import SplitVariable
 __all__ = ["SplitArray", "build", "trials_per_block"]
 
 
+#: A block's bytes by default (less if Dask's ``array.chunk-size`` is less). Dask's own 128
+#: MiB makes the temporaries of a reduction over a block (``nanmean``'s float64 sums and NaN
+#: masks) too large for the allocator to reuse: each is fresh memory, paid in page faults
+#: (README, "Benchmark", row 5).
+BLOCK_BYTES = 16 * 2**20
+
+
 def trials_per_block(source: SplitVariable) -> int:
-    """Trials of ``source`` that fit in one block of Dask's ``array.chunk-size``."""
-    budget = parse_bytes(dask.config.get("array.chunk-size"))
+    """Trials of ``source`` that fit in one block of ``BLOCK_BYTES``, or of Dask's
+    ``array.chunk-size`` if that is smaller (at least one)."""
+    budget = min(BLOCK_BYTES, parse_bytes(dask.config.get("array.chunk-size")))
     per_trial = int(np.prod(source.shape[1:], dtype=np.int64)) * source.dtype.itemsize
     return max(1, budget // max(1, per_trial))
 
@@ -54,8 +62,8 @@ class SplitArray(da.Array):
 
 
 def build(source: SplitVariable, step: int | None = None) -> SplitArray:
-    """``source`` as a ``SplitArray`` of ``step`` trials per block (by default, as many as
-    fit in ``array.chunk-size``)."""
+    """``source`` as a ``SplitArray`` of ``step`` trials per block (by default,
+    ``trials_per_block``)."""
     plain = _plain(source, step)
     array: SplitArray = da.Array.__new__(  # type: ignore[no-untyped-call]
         SplitArray, plain.dask, plain.name, plain.chunks, meta=plain._meta

@@ -202,11 +202,12 @@ class Mouse:
         each tier, and tiers in experiment order (a format version 1 store orders every
         trial by id); ``trial_ids`` and ``tiers`` say which trial each row is.
 
-        ``trials_per_block`` trials make one Dask block; by default as many as fit in
-        Dask's ``array.chunk-size`` (128 MiB unless configured), so a selection across
-        trials is a few tasks. Slicing reads only what it selects, whatever the block
-        size; an index array on the trial axis (or the neuron axis of ``responses``)
-        reads only the trials (or neurons) it names.
+        ``trials_per_block`` trials make one Dask block; by default as many as fit in 16
+        MiB (or in Dask's ``array.chunk-size`` if that is smaller), so a selection across
+        trials is a few tasks and a reduction's temporaries stay small enough to reuse.
+        Slicing reads only what it selects, whatever the block size; an index array on
+        the trial axis (or the neuron axis of ``responses``) reads only the trials (or
+        neurons) it names.
         ``frames`` selects a time window of every variable and ``neurons`` (a slice or a
         list of indices) the neurons of ``responses``; both are read selectively, so one
         neuron across trials decodes one small chunk per trial. Reads no array data:

@@ -207,6 +207,21 @@ def test_default_blocks_fill_dasks_chunk_size(store):
     assert open_mouse(store).split("train").responses[:, 13].npartitions == 1
 
 
+def test_default_blocks_are_at_most_16_mib_whatever_dasks_chunk_size(store):
+    """A larger ``array.chunk-size`` (Dask's default is 128 MiB) does not make blocks
+    larger than ``BLOCK_BYTES``: a reduction's temporaries must stay reusable."""
+    from sensorium_zarr._daskarray import BLOCK_BYTES, trials_per_block
+
+    assert BLOCK_BYTES == 16 * 2**20
+    source = open_mouse(store).split("train").source("responses")
+    per_trial = 40 * 30 * 4
+    for size in ("128MiB", "1GiB"):
+        with dask.config.set({"array.chunk-size": size}):
+            assert trials_per_block(source) == BLOCK_BYTES // per_trial
+    with dask.config.set({"array.chunk-size": "1MiB"}):
+        assert trials_per_block(source) == 2**20 // per_trial
+
+
 @pytest.mark.parametrize(
     "key",
     [np.s_[:, 13], np.s_[3, -1], np.s_[2:9, 5:17], np.s_[:, 35:100], np.s_[:, -2, 3:7], np.s_[[4, 1], 7],
