@@ -2,7 +2,7 @@
 
 One graph layer of one ``getter`` task per block of trials over a ``SplitVariable``, so
 Dask's slice fusion hands any slicing down to the read. Blocks hold as many trials as fit
-in ``BLOCK_BYTES`` (16 MiB), so a selection across many trials of a narrow array
+in ``BLOCK_BYTES`` (32 MiB), so a selection across many trials of a narrow array
 (``responses[:, n]``) is a few tasks, not one per trial: Dask's per-task cost is larger
 than reading one neuron's chunk of a trial.
 
@@ -34,9 +34,9 @@ __all__ = ["SplitArray", "build", "trials_per_block"]
 
 #: A block's bytes by default (less if Dask's ``array.chunk-size`` is less). Dask's own 128
 #: MiB makes the temporaries of a reduction over a block (``nanmean``'s float64 sums and NaN
-#: masks) too large for the allocator to reuse: each is fresh memory, paid in page faults
-#: (README, "Benchmark", row 5).
-BLOCK_BYTES = 16 * 2**20
+#: masks) too large for the allocator to reuse: each is fresh memory, paid in page faults.
+#: Much smaller blocks cost more requests from a bucket (README, "Reading").
+BLOCK_BYTES = 32 * 2**20
 
 
 def trials_per_block(source: SplitVariable) -> int:
