@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -319,3 +320,51 @@ def test_a_shard_rewritten_after_its_index_was_read_is_read_with_its_new_index(b
     after = split.trial(0)["responses"]
     np.testing.assert_array_equal(after, other.trial(0)["responses"])
     assert not np.array_equal(after, before, equal_nan=True)
+
+
+def _trial_nbytes(shard: Path, n_inner: int, trials_per_shard: int, within: int) -> int:
+    """The bytes of the inner chunks of the ``within``-th trial of the local shard file."""
+    data = shard.read_bytes()
+    lengths = np.frombuffer(data[-(16 * n_inner + 4) : -4], "<u8").reshape(n_inner, 2)[:, 1]
+    per_trial = n_inner // trials_per_shard
+    return int(lengths[within * per_trial : (within + 1) * per_trial].sum())
+
+
+def test_one_trial_from_a_bucket_is_one_get_per_variable_of_only_its_chunks(s3_server, bucket_url, tmp_path):
+    """Format version 6 stores a shard's inner chunks in C order, trial axis first: once
+    its shards' indexes are cached, ``split.trial(k)`` is one GET per variable, of exactly
+    that trial's chunks' bytes, and the replaced-store check's HEAD. (In Morton order the
+    trials of a shard interleave, and a run takes in other trials' chunks.)"""
+    import zarr
+
+    from benchmarks.s3 import CountingProxy, request_keys
+    from sensorium_zarr.converter import Chunking
+
+    options = s3_server.storage_options()
+    source = write_mouse(small_spec(), tmp_path / "src")
+    chunking = Chunking(trials_per_shard=4, neurons_per_chunk=5, frames_per_video_chunk=8)
+    local = convert_mouse(source, tmp_path / "local", progress=False, chunking=chunking)
+    url = convert_mouse(source, f"{bucket_url}/c-order", progress=False, storage_options=options,
+                        chunking=chunking).url
+    with CountingProxy(options["endpoint"]) as proxy:
+        split = reader.open_mouse(url, storage_options={**options, "endpoint": proxy.endpoint}).split("train")
+        positions = split.source("responses").positions
+        k = next(k for k in range(1, len(positions)) if positions[k] // 4 == positions[k - 1] // 4)
+        split.trial(k - 1)  # reads the indexes of the shards trial k is in
+        with proxy.counting() as got:
+            values = split.trial(k)
+    shard, within = divmod(int(positions[k]), 4)
+    expected = {"HEAD zarr.json": 0}
+    for variable, key in (("responses", f"{shard}/0/0"), ("videos", f"{shard}/0/0/0")):
+        array = zarr.open_array(str(local / variable), mode="r")
+        n_inner = int(np.prod([s // c for s, c in zip(array.shards, array.chunks, strict=True)]))
+        assert n_inner > 4, variable  # more than one chunk per trial, so Morton order would interleave
+        expected[f"GET {variable}/c/{key}"] = _trial_nbytes(local / variable / "c" / key, n_inner, 4, within)
+    for variable in ("behavior", "pupil_center"):
+        expected[f"GET {variable}/c/{shard}/0/0"] = (local / variable / "c" / str(shard) / "0" / "0").stat().st_size
+    keys = request_keys(got, url.rsplit("/", 1)[-1])
+    assert sorted(keys) == sorted(expected), keys
+    assert {key: r.nbytes for key, r in zip(keys, got, strict=True)} == expected
+    want = reader.open_mouse(local).split("train").trial(k)
+    for variable, array in want.items():
+        np.testing.assert_array_equal(values[variable], array, err_msg=variable)

@@ -51,6 +51,8 @@ class Request:
     target: str
     start: float
     end: float
+    #: The bytes of the response's body (0 for a HEAD).
+    nbytes: int = 0
 
 
 class CountingProxy:
@@ -78,7 +80,8 @@ class CountingProxy:
                 status, reason, headers, data = proxy._send(self.command, self.path, self.headers.items(), body)
                 # Recorded before the client can see the answer, so a request always counts
                 # in the block (``counting``) that made it.
-                proxy._record(Request(self.command, self.path, start, time.perf_counter()))
+                proxy._record(Request(self.command, self.path, start, time.perf_counter(),
+                                      0 if self.command == "HEAD" else len(data)))
                 self.send_response_only(status, reason)
                 for k, v in headers:
                     if k.lower() not in _HOP and k.lower() != "content-length":
