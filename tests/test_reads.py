@@ -207,12 +207,12 @@ def test_default_blocks_fill_dasks_chunk_size(store):
     assert open_mouse(store).split("train").responses[:, 13].npartitions == 1
 
 
-def test_default_blocks_are_at_most_32_mib_whatever_dasks_chunk_size(store):
+def test_default_blocks_are_at_most_16_mib_whatever_dasks_chunk_size(store):
     """A larger ``array.chunk-size`` (Dask's default is 128 MiB) does not make blocks
     larger than ``BLOCK_BYTES``: a reduction's temporaries must stay reusable."""
     from sensorium_zarr._daskarray import BLOCK_BYTES, trials_per_block
 
-    assert BLOCK_BYTES == 32 * 2**20
+    assert BLOCK_BYTES == 16 * 2**20
     source = open_mouse(store).split("train").source("responses")
     per_trial = 40 * 30 * 4
     for size in ("128MiB", "1GiB"):
