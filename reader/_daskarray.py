@@ -2,9 +2,9 @@
 
 One graph layer of one ``getter`` task per block of trials over a ``SplitVariable``, so
 Dask's slice fusion hands any slicing down to the read. Blocks hold as many trials as fit
-in ``BLOCK_BYTES`` (16 MiB; 64 MiB from a bucket), so a selection across many trials of a
-narrow array (``responses[:, n]``) is a few tasks, not one per trial: Dask's per-task
-cost is larger than reading one neuron's chunk of a trial.
+in ``BLOCK_BYTES`` (16 MiB), so a selection across many trials of a narrow array
+(``responses[:, n]``) is a few tasks, not one per trial: Dask's per-task cost is larger
+than reading one neuron's chunk of a trial.
 
 Large blocks would make an index array (``x[idx]``, ``responses[:, [a, b]]``) read whole
 blocks: Dask takes from every block it touches after reading it. So the array returned is
@@ -27,7 +27,6 @@ from dask.base import tokenize
 from dask.utils import parse_bytes
 
 from . import format as fmt
-from ._location import Remote
 from ._reading import SplitVariable
 
 __all__ = ["SplitArray", "build", "trials_per_block"]
@@ -36,18 +35,14 @@ __all__ = ["SplitArray", "build", "trials_per_block"]
 #: A block's bytes by default (less if Dask's ``array.chunk-size`` is less). Dask's own 128
 #: MiB makes the temporaries of a reduction over a block (``nanmean``'s float64 sums and NaN
 #: masks) too large for the allocator to reuse: each is fresh memory, paid in page faults.
+#: From a bucket, blocks of 16 to 128 MiB streamed alike (README, "Reading").
 BLOCK_BYTES = 16 * 2**20
-#: The same for a store at a URL, where a block's reads are requests and fewer, larger
-#: ones stream faster (README, "Reading").
-REMOTE_BLOCK_BYTES = 64 * 2**20
 
 
 def trials_per_block(source: SplitVariable) -> int:
-    """Trials of ``source`` that fit in one block of ``BLOCK_BYTES`` (``REMOTE_BLOCK_BYTES``
-    for a store at a URL), or of Dask's ``array.chunk-size`` if that is smaller (at least
-    one)."""
-    default = REMOTE_BLOCK_BYTES if isinstance(source.handle.source, Remote) else BLOCK_BYTES
-    budget = min(default, parse_bytes(dask.config.get("array.chunk-size")))
+    """Trials of ``source`` that fit in one block of ``BLOCK_BYTES``, or of Dask's
+    ``array.chunk-size`` if that is smaller (at least one)."""
+    budget = min(BLOCK_BYTES, parse_bytes(dask.config.get("array.chunk-size")))
     per_trial = int(np.prod(source.shape[1:], dtype=np.int64)) * source.dtype.itemsize
     return max(1, budget // max(1, per_trial))
 

@@ -203,7 +203,7 @@ class Mouse:
         trial by id); ``trial_ids`` and ``tiers`` say which trial each row is.
 
         ``trials_per_block`` trials make one Dask block; by default as many as fit in 16
-        MiB (64 MiB from a bucket; or Dask's ``array.chunk-size`` if that is smaller), so a selection across
+        MiB (or Dask's ``array.chunk-size`` if that is smaller), so a selection across
         trials is a few tasks and a reduction's temporaries stay small enough to reuse.
         Slicing reads only what it selects, whatever the block size; an index array on
         the trial axis (or the neuron axis of ``responses``) reads only the trials (or

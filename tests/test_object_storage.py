@@ -274,12 +274,6 @@ def test_the_default_engine_reads_a_bucket_by_ranged_gets_as_the_disk_store_read
     for variable in ("responses", "videos", "behavior", "pupil_center"):
         assert isinstance(in_bucket._handle.array(variable), RemoteArray), variable
     a, b = in_bucket.split("train"), on_disk.split("train")
-    # Dask blocks of a bucket's store hold more trials: fewer, larger requests.
-    from sensorium_zarr._daskarray import BLOCK_BYTES, REMOTE_BLOCK_BYTES, trials_per_block
-
-    per_trial = int(np.prod(b.source("responses").shape[1:])) * b.source("responses").dtype.itemsize
-    assert trials_per_block(a.source("responses")) == REMOTE_BLOCK_BYTES // per_trial
-    assert trials_per_block(b.source("responses")) == BLOCK_BYTES // per_trial < REMOTE_BLOCK_BYTES // per_trial
     for k in range(a.n_trials):
         got, want = a.trial(k), b.trial(k)
         for variable in want:
