@@ -24,46 +24,28 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from sensorium_zarr._native import layout_of
+
 _SHUFFLE = {"noshuffle": numcodecs.blosc.NOSHUFFLE, "shuffle": numcodecs.blosc.SHUFFLE,
             "bitshuffle": numcodecs.blosc.BITSHUFFLE}
-
-
-def _layout(array: zarr.Array[Any]) -> tuple[tuple[int, ...], tuple[int, ...], dict[str, Any], str] | None:
-    """The shard shape, inner chunk shape, Blosc configuration and chunk key separator of
-    ``array``, if it is sharded as the converter creates arrays (else None)."""
-    metadata: dict[str, Any] = dict(array.metadata.to_dict())
-    codecs: list[Any] = list(metadata.get("codecs") or [])
-    if len(codecs) != 1 or codecs[0].get("name") != "sharding_indexed":
-        return None
-    config: dict[str, Any] = dict(codecs[0].get("configuration") or {})
-    inner: list[Any] = list(config.get("codecs") or [])
-    index: list[Any] = list(config.get("index_codecs") or [])
-    keys: dict[str, Any] = dict(metadata.get("chunk_key_encoding") or {})
-    if (
-        [c.get("name") for c in inner] != ["bytes", "blosc", "crc32c"]
-        or [c.get("name") for c in index] != ["bytes", "crc32c"]
-        or config.get("index_location", "end") != "end"
-        or keys.get("name") != "default"
-        or any((c.get("configuration") or {}).get("endian", "little") != "little" for c in (inner[0], index[0]))
-    ):
-        return None
-    blosc: dict[str, Any] = dict(inner[1].get("configuration") or {})
-    if blosc.get("shuffle") not in _SHUFFLE:
-        return None
-    outer = tuple(int(c) for c in metadata["chunk_grid"]["configuration"]["chunk_shape"])
-    separator = str((keys.get("configuration") or {}).get("separator", "/"))
-    return outer, tuple(int(c) for c in config["chunk_shape"]), blosc, separator
 
 
 def write_shards(array: zarr.Array[Any], start: int, stop: int, block: np.ndarray) -> bool:
     """Write ``block``, trials ``start:stop`` with every other axis whole, into the sharded
     ``array`` as whole shards, inner chunks in C order. False, writing nothing, if the
     array or the block's extent is not one this writes (then zarr-python writes it)."""
-    found = _layout(array)
-    if found is None or block.shape != (stop - start, *array.shape[1:]):
+    metadata: dict[str, Any] = dict(array.metadata.to_dict())
+    # The layouts the reader's own engine reads (``bytes``, Blosc, ``crc32c``; index
+    # ``bytes``, ``crc32c``): exactly what this writes.
+    layout = layout_of(metadata, array.fill_value)
+    if layout is None or not layout.sharded or not layout.index_at_end:
         return False
-    outer, inner, blosc, separator = found
-    if start % outer[0] or (stop % outer[0] and stop != array.shape[0]):
+    blosc: dict[str, Any] = dict(metadata["codecs"][0]["configuration"]["codecs"][1].get("configuration") or {})
+    outer, inner, separator = layout.outer, layout.inner, layout.separator
+    if (
+        blosc.get("shuffle") not in _SHUFFLE or block.shape != (stop - start, *array.shape[1:])
+        or start % outer[0] or (stop % outer[0] and stop != array.shape[0])
+    ):
         return False
     block = np.ascontiguousarray(block, dtype=array.dtype)
     grids = [range(-(-n // o)) for n, o in zip(array.shape[1:], outer[1:], strict=True)]
