@@ -70,3 +70,14 @@ def rebundle(store: Path) -> None:
         compressors=[ZstdCodec(level=3), Crc32cCodec()], attributes={fmt.ATTRS_KEY: {fmt.MEMBERS_KEY: members}},
     )
     array[...] = data
+
+
+def inner_chunks_per_shard(array: zarr.Array) -> int:
+    """How many inner chunks one shard of the sharded ``array`` holds (its index's rows)."""
+    return int(np.prod([s // c for s, c in zip(array.shards, array.chunks, strict=True)]))
+
+
+def shard_index(data: bytes, n_inner: int) -> np.ndarray:
+    """The (offset, nbytes) rows of the index at the end of the shard file ``data`` of
+    ``n_inner`` inner chunks (its CRC32C, the last 4 bytes, not checked)."""
+    return np.frombuffer(data[-(16 * n_inner + 4) : -4], "<u8").reshape(n_inner, 2)

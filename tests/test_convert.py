@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from helpers import load_source, small_spec, source_ids
+from helpers import inner_chunks_per_shard, load_source, shard_index, small_spec, source_ids
 from oracles import NAN_REDUCERS
 
 from sensorium_zarr import format as fmt
@@ -223,14 +223,13 @@ def test_shards_hold_their_chunks_in_c_order(folder_mouse, tmp_path, chunking):
     checked = 0
     for variable in ("responses", "videos"):
         array = root[variable]
-        per_shard = [s // c for s, c in zip(array.shards, array.chunks, strict=True)]
-        n = int(np.prod(per_shard))
+        n = inner_chunks_per_shard(array)
         assert any(dim % s for dim, s in zip(array.shape, array.shards, strict=True)), "no boundary shard"
         for path in sorted((store / variable / "c").rglob("*")):
             if not path.is_file():
                 continue
             data = path.read_bytes()
-            index = np.frombuffer(data[-(16 * n + 4):-4], "<u8").reshape(n, 2)
+            index = shard_index(data, n)
             ends = np.cumsum(index[:, 1])
             np.testing.assert_array_equal(index[:, 0], np.concatenate([[0], ends[:-1]]), err_msg=str(path))
             assert ends[-1] == len(data) - (16 * n + 4), path

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, small_spec
+from helpers import REPO, inner_chunks_per_shard, shard_index, small_spec
 
 import sensorium_zarr as reader
 from sensorium_zarr._location import Remote
@@ -289,7 +289,7 @@ def _shifted(shard: bytes, n_inner: int, by: int) -> bytes:
     of its index moved, its checksum made again."""
     import google_crc32c
 
-    index = np.frombuffer(shard[-(16 * n_inner + 4) : -4], "<u8").reshape(n_inner, 2).copy()
+    index = shard_index(shard, n_inner).copy()
     index[index[:, 0] != 2**64 - 1, 0] += by
     body = index.tobytes()
     return bytes(by) + shard[: -(16 * n_inner + 4)] + body + google_crc32c.value(body).to_bytes(4, "little")
@@ -324,8 +324,7 @@ def test_a_shard_rewritten_after_its_index_was_read_is_read_with_its_new_index(b
 
 def _trial_nbytes(shard: Path, n_inner: int, trials_per_shard: int, within: int) -> int:
     """The bytes of the inner chunks of the ``within``-th trial of the local shard file."""
-    data = shard.read_bytes()
-    lengths = np.frombuffer(data[-(16 * n_inner + 4) : -4], "<u8").reshape(n_inner, 2)[:, 1]
+    lengths = shard_index(shard.read_bytes(), n_inner)[:, 1]
     per_trial = n_inner // trials_per_shard
     return int(lengths[within * per_trial : (within + 1) * per_trial].sum())
 
@@ -356,8 +355,7 @@ def test_one_trial_from_a_bucket_is_one_get_per_variable_of_only_its_chunks(s3_s
     shard, within = divmod(int(positions[k]), 4)
     expected = {"HEAD zarr.json": 0}
     for variable, key in (("responses", f"{shard}/0/0"), ("videos", f"{shard}/0/0/0")):
-        array = zarr.open_array(str(local / variable), mode="r")
-        n_inner = int(np.prod([s // c for s, c in zip(array.shards, array.chunks, strict=True)]))
+        n_inner = inner_chunks_per_shard(zarr.open_array(str(local / variable), mode="r"))
         assert n_inner > 4, variable  # more than one chunk per trial, so Morton order would interleave
         expected[f"GET {variable}/c/{key}"] = _trial_nbytes(local / variable / "c" / key, n_inner, 4, within)
     for variable in ("behavior", "pupil_center"):
