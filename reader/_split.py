@@ -19,6 +19,7 @@ import numpy as np
 from . import _fork
 from . import _standardize as std_
 from . import format as fmt
+from ._native import NativeArray
 from ._reading import SplitVariable
 from ._selection import count as _count
 from ._selection import parse_frames, parse_variable
@@ -157,12 +158,22 @@ class Split:
             raise SelectionError(f"{self._handle.where}: trial index {index!r} outside 0..{len(self) - 1}")
         index = int(index) % len(self)
         window = parse_frames(frames, self.frames.stop - self.frames.start, self._handle.where)
-        reads = {}
+        keys = {}
         for variable in fmt.VARIABLES:
             key: list[Any] = [index] + [slice(None)] * (len(self.shapes[variable]) - 1)
             key[fmt.time_axis(variable)] = window
-            reads[variable] = _POOL.get().submit(self.source(variable).read, tuple(key), False)
-        values = {variable: read.result() for variable, read in reads.items()}
+            keys[variable] = tuple(key)
+        if all(isinstance(self._handle.array(v), NativeArray) for v in fmt.VARIABLES):
+            # Local files through the native engine: the reads are CPU-bound, and one after
+            # another in this thread cost less than in the pool's, where four threads
+            # contend for two cores (and for a DataLoader worker's one). The engine still
+            # splits a large read made from the main thread over its own decoding threads.
+            values = {v: self.source(v).read(keys[v], False) for v in fmt.VARIABLES}
+        else:
+            # From a bucket, or through zarr or zarrs: the four reads wait on requests or on
+            # the engine's own threads, so they overlap.
+            reads = {v: _POOL.get().submit(self.source(v).read, keys[v], False) for v in fmt.VARIABLES}
+            values = {variable: read.result() for variable, read in reads.items()}
         # One check that the store was not replaced, after all four reads (from a bucket,
         # one request instead of four).
         self._handle.check_unchanged()
@@ -213,6 +224,6 @@ class Split:
         return array
 
 
-#: Threads for ``Split.trial``: the variables decode and rescale in parallel (the engines
-#: and numpy release the GIL).
+#: Threads for ``Split.trial`` where its four reads wait on requests or on an engine's
+#: own threads: they overlap.
 _POOL = _fork.PerProcessPool(len(fmt.VARIABLES), "sensorium-zarr-trial")
