@@ -113,7 +113,10 @@ class SplitVariable:
         data = self._read_store(trials, store[1:], check)
         if self.statistics is None:
             return data
-        params = _cut(self.handle.params(self.variable, self.statistics), store[1:])
+        full = self.handle.params(self.variable, self.statistics)
+        if data.dtype.kind == "f" and not std_.subtracts_mean(self.variable):
+            full.in_dtype(data.dtype)  # cast once per process; every cut below keeps it
+        params = _cut(full, store[1:])
         if data.dtype.kind == "f" and data.flags.writeable:
             # Into the array just read. Responses (most of the bytes) are only rescaled: one
             # in-place multiply, within one rounding of the float64 path. A mean subtraction
@@ -234,7 +237,7 @@ def _cut(params: std_.StandardizationParams, store: list[Read]) -> std_.Standard
     """``params`` (one stored trial's layout) at the store selection ``store`` of every axis
     but the trial axis; axes the parameters broadcast along (length 1) stay whole."""
     keep = [slice(None) if n == 1 else s for n, s in zip(params.mean.shape, store, strict=True)]
-    return std_.StandardizationParams(_orthogonal(params.mean, keep), _orthogonal(params.scale, keep), params.time_axis)
+    return params.select(lambda x: _orthogonal(x, keep))
 
 
 def _orthogonal(x: np.ndarray, index: Sequence[Local]) -> np.ndarray:

@@ -19,7 +19,7 @@ or a stack of trials alike. Padded (NaN) frames stay NaN through both operations
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +78,7 @@ class StandardizationParams:
             return self
         index: list[Any] = [slice(None)] * self.mean.ndim
         index[self.time_axis] = frames
-        return StandardizationParams(self.mean[tuple(index)], self.scale[tuple(index)], self.time_axis)
+        return self.select(lambda x: x[tuple(index)])
 
     def in_dtype(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
         """``mean`` and ``1 / scale`` cast to ``dtype``, computed once per dtype, so the read
@@ -91,9 +91,19 @@ class StandardizationParams:
                 cache[key] = (self.mean.astype(dtype), (1.0 / self.scale).astype(dtype))
         return cache[key]
 
+    def select(self, pick: Callable[[np.ndarray], np.ndarray]) -> StandardizationParams:
+        """These parameters with ``pick`` (an elementwise-safe selection: slicing, taking)
+        applied to ``mean`` and ``scale``, and to the copies ``in_dtype`` has cast so far:
+        a read's cut of per-frame parameters then costs a view, not a cast of the cut."""
+        selected = StandardizationParams(pick(self.mean), pick(self.scale), self.time_axis)
+        cast = self.__dict__.get("_in_dtype")
+        if cast:
+            selected.__dict__["_in_dtype"] = {key: (pick(m), pick(p)) for key, (m, p) in cast.items()}
+        return selected
+
     def neurons(self, selection: slice | np.ndarray) -> StandardizationParams:
         """The parameters of some neurons (responses: axis 0 is the neuron axis)."""
-        return StandardizationParams(self.mean[selection], self.scale[selection], self.time_axis)
+        return self.select(lambda x: x[selection])
 
 
 def standardize(variable: str, x: Any, params: StandardizationParams) -> Any:
@@ -221,8 +231,12 @@ def recomputed_params(variable: str, statistics: Mapping[str, np.ndarray]) -> St
 def provided_params(variable: str, mean: np.ndarray | None, std: np.ndarray) -> StandardizationParams:
     """Parameters from the dataset's own statistics, given in the source layout (time last)."""
     axes = fmt.SOURCE_TO_STORED_AXES[variable]
-    std = np.asarray(std, dtype=np.float64).transpose(axes)
-    mean = np.zeros_like(std) if mean is None else np.asarray(mean, dtype=np.float64).transpose(axes)
+    # Contiguous in the stored layout: a read's window of them is then a contiguous block,
+    # not a strided view each arithmetic call would first copy.
+    std = np.ascontiguousarray(np.asarray(std, dtype=np.float64).transpose(axes))
+    mean = np.zeros_like(std) if mean is None else np.ascontiguousarray(
+        np.asarray(mean, dtype=np.float64).transpose(axes)
+    )
     return _params(variable, mean, std, fmt.time_axis(variable, with_trial_axis=False))
 
 

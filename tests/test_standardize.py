@@ -75,3 +75,22 @@ def test_standardize_into_small_arrays_and_refuses_integers():
     np.testing.assert_array_equal(x, expected)
     with pytest.raises(ValueError, match="not a float array"):
         standardize_into("pupil_center", np.ones((2, 10), np.int16), params)
+
+
+@pytest.mark.parametrize("cast_first", [True, False])
+def test_a_cut_of_parameters_rescales_as_the_parameters_of_the_cut(cast_first):
+    rng = np.random.default_rng(2)
+    scale = rng.uniform(1e-3, 40, (60, 324))
+    params = StandardizationParams(np.zeros_like(scale), scale, time_axis=1)
+    f32 = np.dtype(np.float32)
+    if cast_first:
+        params.in_dtype(f32)  # as the read path does, before it cuts
+    cut = params.window(slice(30, 80)).neurons(np.array([3, 7, 59]))
+    part = scale[[3, 7, 59], 30:80]
+    fresh = StandardizationParams(np.zeros_like(part), part, time_axis=1)
+    np.testing.assert_array_equal(cut.scale, part)
+    for got, expected in zip(cut.in_dtype(f32), fresh.in_dtype(f32), strict=True):
+        assert got.dtype == np.float32 and got.shape == (3, 50)
+        np.testing.assert_array_equal(got, expected)
+    x = rng.exponential(3.0, (2, 3, 50)).astype(np.float32)
+    np.testing.assert_array_equal(standardize_inplace("responses", x.copy(), cut), x * fresh.in_dtype(f32)[1])
