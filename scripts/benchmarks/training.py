@@ -44,8 +44,12 @@ def torch_available() -> bool:
 
 
 def neuralpredictors_available() -> bool:
+    """Whether neuralpredictors is installed with the starter kit's transforms: PyPI's only
+    release (0.3.0) has ``MovieFileTreeDataset`` but not ``CutVideos`` or
+    ``ChangeChannelsOrder``, which the starter kit installs from GitHub."""
     try:
         from neuralpredictors.data.datasets import MovieFileTreeDataset  # noqa: F401
+        from neuralpredictors.data.transforms import ChangeChannelsOrder, CutVideos  # noqa: F401
     except ImportError:
         return False
     return True
@@ -285,8 +289,10 @@ def probe_peer_workers(source: Path, store: Path, kind: str, timeout: float) -> 
 def measure_training(args: argparse.Namespace, source: Path, store: Path, logs: Path, report: Report) -> None:
     """Rows 7, 7c, 7w, 7p and 7m."""
     kind = "neuralpredictors" if neuralpredictors_available() else "numpy"
+    missing = ("neuralpredictors with the starter kit's transforms is not installed: PyPI's only release, 0.3.0, "
+               "lacks CutVideos")
     peer_name = (f"neuralpredictors {PEER_CHAIN}" if kind == "neuralpredictors"
-                 else f"the same chain in numpy ({PEER_CHAIN.split(' + ')[1]}; neuralpredictors not installed)")
+                 else f"the same chain in numpy ({PEER_CHAIN.split(' + ')[1]}; {missing})")
     log(f"rows 7: training loaders, ours vs {peer_name}")
     check_same_window(store, source, args.engine, kind)
     dataset = ours(store, args.engine)
