@@ -53,12 +53,19 @@ class Chunking:
     #: Blosc's shuffle for responses: byte shuffle makes float traces with full-entropy
     #: mantissas (dense, or mostly zero like deconvolved ones) larger and slower to decode.
     response_shuffle: Shuffle = "noshuffle"
+    #: A per-trial variable is stored uncoded (format version 7: no Blosc, each chunk its
+    #: values and their CRC32C, copied straight into place on read) when Blosc saves less
+    #: than this percentage of the bytes of its first shard of trials; 0: always Blosc.
+    min_blosc_saving: int = 10
 
     def __post_init__(self) -> None:
         for name in ("trials_per_shard", "neurons_per_chunk", "frames_per_video_chunk"):
             positive_int(getattr(self, name), f"Chunking.{name}")
         if self.frames_per_response_chunk is not None:
             positive_int(self.frames_per_response_chunk, "Chunking.frames_per_response_chunk")
+        saving = self.min_blosc_saving
+        if isinstance(saving, bool) or not isinstance(saving, int) or not 0 <= saving <= 100:
+            raise OptionError(f"Chunking.min_blosc_saving must be an integer from 0 to 100, got {saving!r}")
         if isinstance(self.clevel, bool) or not isinstance(self.clevel, int) or not 0 <= self.clevel <= 9:
             raise OptionError(f"Chunking.clevel must be an integer from 0 to 9, got {self.clevel!r}")
         if self.cname not in _CNAMES:
@@ -72,9 +79,11 @@ class Chunking:
     @classmethod
     def recorded(cls, options: Mapping[str, Any]) -> Chunking:
         """The chunking a store's ``chunking`` attribute records. Stores written before
-        ``response_shuffle`` existed shuffled responses as every other variable."""
+        ``response_shuffle`` existed shuffled responses as every other variable; stores
+        written before ``min_blosc_saving`` coded every variable with Blosc."""
         options = dict(options)
         options.setdefault("response_shuffle", options.get("shuffle", "shuffle"))
+        options.setdefault("min_blosc_saving", 0)
         return cls(**options)
 
     def for_trials(self, n_trials: int) -> Chunking:
@@ -115,13 +124,17 @@ class Chunking:
             shard[axis] = chunk[axis] * math.ceil(size / chunk[axis]) if chunk[axis] else 0
         return tuple(chunk), tuple(shard)
 
-    def compressors(self, variable: str, itemsize: int) -> list[Any]:
-        """The codecs after ``bytes`` of the per-trial ``variable``."""
-        shuffle = self.response_shuffle if variable == fmt.RESPONSES else self.shuffle
-        return [
-            BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=shuffle, typesize=itemsize),
-            Crc32cCodec(),
-        ]
+    def shuffle_of(self, variable: str) -> Shuffle:
+        return self.response_shuffle if variable == fmt.RESPONSES else self.shuffle
+
+    def compressors(self, variable: str, itemsize: int, coded: bool = True) -> list[Any]:
+        """The codecs after ``bytes`` of the per-trial ``variable``; without Blosc unless
+        ``coded``."""
+        checksum = Crc32cCodec()
+        if not coded:
+            return [checksum]
+        return [BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=self.shuffle_of(variable), typesize=itemsize),
+                checksum]
 
     def to_dict(self) -> dict[str, Any]:
         # An unset option is left out, as stores written before it existed have it.

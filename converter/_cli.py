@@ -52,6 +52,19 @@ def _count(name: str) -> Any:
     return parse
 
 
+def _percent(name: str) -> Any:
+    """An argparse type: an integer from 0 to 100."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer from 0 to 100, got {text!r}") from None
+        if not 0 <= value <= 100:
+            raise argparse.ArgumentTypeError(f"must be an integer from 0 to 100, got {text!r}")
+        return value
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sensorium-zarr", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--frames-per-response-chunk", type=_count("--frames-per-response-chunk"), default=None,
                          help="cut response chunks along time too, so a window of frames decodes only its chunks "
                          "(for training; one neuron across trials then decodes more; default: every frame)")
+    convert.add_argument("--min-blosc-saving", type=_percent("--min-blosc-saving"),
+                         default=Chunking.min_blosc_saving,
+                         help="store a variable uncoded (no Blosc: read straight into place) when Blosc saves less "
+                         "than this percentage of its first trials' bytes; 0: always Blosc (default: %(default)s)")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     convert.add_argument("--verify", action="store_true", help="verify each store against its source after converting")
     convert.add_argument("--engine", choices=ENGINES, default=None,
@@ -157,7 +174,8 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 def _convert(args: argparse.Namespace) -> int:
     chunking = Chunking(trials_per_shard=args.trials_per_shard, neurons_per_chunk=args.neurons_per_chunk,
-                        frames_per_response_chunk=args.frames_per_response_chunk)
+                        frames_per_response_chunk=args.frames_per_response_chunk,
+                        min_blosc_saving=args.min_blosc_saving)
     # Strings, not Paths: pathlib would fold "s3://bucket" into "s3:/bucket".
     sources = find_sources(args.sources)
     options: dict[str, Any] = dict(

@@ -6,7 +6,8 @@ a shard: one trial's 117 response chunks then lie in as many separate byte range
 system call each on disk and a ranged GET each (or a read of the whole shard) in a bucket.
 In C order, with the trial axis first, each trial's chunks are one byte range. The bytes
 of each inner chunk and of the index are what the array's codecs say (``bytes``, Blosc,
-``crc32c``; the index ``bytes``, ``crc32c``, at the end), so every Zarr reader reads the
+``crc32c``, or from version 7 ``bytes``, ``crc32c`` alone; the index ``bytes``,
+``crc32c``, at the end), so every Zarr reader reads the
 shard as before: only the order of the chunks in the file differs, which the index states.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import google_crc32c
@@ -26,8 +27,9 @@ from zarr.core.sync import sync
 
 from sensorium_zarr._native import layout_of
 
-_SHUFFLE = {"noshuffle": numcodecs.blosc.NOSHUFFLE, "shuffle": numcodecs.blosc.SHUFFLE,
-            "bitshuffle": numcodecs.blosc.BITSHUFFLE}
+#: Blosc's shuffles by the names ``BloscCodec`` gives them.
+BLOSC_SHUFFLES = {"noshuffle": numcodecs.blosc.NOSHUFFLE, "shuffle": numcodecs.blosc.SHUFFLE,
+                  "bitshuffle": numcodecs.blosc.BITSHUFFLE}
 
 
 def write_shards(array: zarr.Array[Any], start: int, stop: int, block: np.ndarray) -> bool:
@@ -40,10 +42,13 @@ def write_shards(array: zarr.Array[Any], start: int, stop: int, block: np.ndarra
     layout = layout_of(metadata, array.fill_value)
     if layout is None or not layout.sharded or not layout.index_at_end:
         return False
-    blosc: dict[str, Any] = dict(metadata["codecs"][0]["configuration"]["codecs"][1].get("configuration") or {})
+    blosc: dict[str, Any] | None = None
+    if layout.compressed:
+        blosc = dict(metadata["codecs"][0]["configuration"]["codecs"][1].get("configuration") or {})
     outer, inner, separator = layout.outer, layout.inner, layout.separator
     if (
-        blosc.get("shuffle") not in _SHUFFLE or block.shape != (stop - start, *array.shape[1:])
+        (blosc is not None and blosc.get("shuffle") not in BLOSC_SHUFFLES)
+        or block.shape != (stop - start, *array.shape[1:])
         or start % outer[0] or (stop % outer[0] and stop != array.shape[0])
     ):
         return False
@@ -60,15 +65,14 @@ def write_shards(array: zarr.Array[Any], start: int, stop: int, block: np.ndarra
 
 def _encode_shard(
     block: np.ndarray, start: int, shard: tuple[int, ...], outer: tuple[int, ...], inner: tuple[int, ...],
-    blosc: Mapping[str, Any], fill: Any,
+    blosc: Mapping[str, Any] | None, fill: Any,
 ) -> bytes:
     """The bytes of ``shard`` (its grid position) of an array whose trials from ``start``
     are ``block``: every inner chunk (fill-only ones too, as format version 3 requires),
+    Blosc-coded with the options ``blosc`` (None: uncoded), each followed by its CRC32C,
     in C order, then the index and its CRC32C."""
     per_shard = [o // i for o, i in zip(outer, inner, strict=True)]
-    cname = str(blosc["cname"]).encode()
-    clevel, shuffle = int(blosc["clevel"]), _SHUFFLE[blosc["shuffle"]]
-    blocksize, typesize = int(blosc.get("blocksize") or 0), int(blosc.get("typesize") or block.itemsize)
+    encode = _blosc_encoder(blosc, block.itemsize) if blosc is not None else _uncoded
     scratch: np.ndarray | None = None
     parts: list[bytes] = []
     index = np.empty((math.prod(per_shard), 2), "<u8")
@@ -88,9 +92,7 @@ def _encode_shard(
             if inside:
                 scratch[tuple(slice(0, n) for n in values.shape)] = values
             values = scratch
-        encoded = numcodecs.blosc.compress(
-            np.ascontiguousarray(values), cname, clevel, shuffle, blocksize, typesize=typesize
-        )
+        encoded = encode(np.ascontiguousarray(values))
         parts.append(encoded)
         parts.append(google_crc32c.value(encoded).to_bytes(4, "little"))
         index[number] = (offset, len(encoded) + 4)
@@ -99,3 +101,20 @@ def _encode_shard(
     parts.append(raw)
     parts.append(google_crc32c.value(raw).to_bytes(4, "little"))
     return b"".join(parts)
+
+
+def _uncoded(values: np.ndarray) -> bytes:
+    return values.tobytes()
+
+
+def _blosc_encoder(blosc: Mapping[str, Any], itemsize: int) -> Callable[[np.ndarray], bytes]:
+    """Blosc-coding of one chunk's values with the codec options ``blosc``."""
+    cname = str(blosc["cname"]).encode()
+    clevel, shuffle = int(blosc["clevel"]), BLOSC_SHUFFLES[blosc["shuffle"]]
+    blocksize, typesize = int(blosc.get("blocksize") or 0), int(blosc.get("typesize") or itemsize)
+
+    def encode(values: np.ndarray) -> bytes:
+        encoded: bytes = numcodecs.blosc.compress(values, cname, clevel, shuffle, blocksize, typesize=typesize)
+        return encoded
+
+    return encode

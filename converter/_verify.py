@@ -36,7 +36,7 @@ import numpy as np
 import zarr
 from dask.base import compute
 from dask.delayed import delayed
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from sensorium_zarr import _chunks
 from sensorium_zarr import format as fmt
@@ -293,7 +293,9 @@ def _codec_problems(path: str, array: zarr.Array[Any], chunking: Chunking) -> li
     wanted = chunking.compressors(path, array.dtype.itemsize)[0]
     found = next((c for c in array.compressors if isinstance(c, BloscCodec)), None)
     if found is None:
-        return []  # the format table's own codec check reports it
+        if [type(c) for c in array.compressors] == [Crc32cCodec] and not chunking.min_blosc_saving:
+            return [f"{path}: stored uncoded, but the chunking attribute's min_blosc_saving is 0 (always Blosc)"]
+        return []  # uncoded as the option allows; any other chain the format table's own codec check reports
     if _blosc_options(found) != _blosc_options(wanted):
         return [f"{path}: Blosc {_blosc_options(found)}; the chunking attribute says {_blosc_options(wanted)}"]
     return []

@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numcodecs.blosc
 import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
@@ -27,13 +28,14 @@ from sensorium_zarr.errors import SourceError
 
 from ._bucket import in_order
 from ._chunking import Chunking
-from ._shards import write_shards
+from ._shards import BLOSC_SHUFFLES, write_shards
 from ._source import SourceLayout
 from ._statistics import Moments
 
 __all__ = [
     "Blueprint", "Written", "create_array", "create_store", "finish_store", "open_array", "open_for_writing",
     "release_buffers", "store_shapes", "stored_shape", "write_block", "write_bundle", "bundle_paths", "bundle_values",
+    "uncoded_variables",
 ]
 
 
@@ -61,10 +63,15 @@ class Blueprint:
     attrs: fmt.MouseAttrs
     shapes: dict[str, tuple[int, ...]]
     chunking: Chunking
+    #: The per-trial variables stored uncoded (``FormatSpec.uncoded_chunks``).
+    uncoded: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, layout: SourceLayout, attrs: fmt.MouseAttrs, chunking: Chunking) -> Blueprint:
-        return cls(attrs, store_shapes(layout), chunking)
+        uncoded: frozenset[str] = frozenset()
+        if fmt.spec(attrs.format_version).uncoded_chunks:
+            uncoded = uncoded_variables(layout, chunking, {v: np.dtype(d) for v, d in attrs.stored_dtypes.items()})
+        return cls(attrs, store_shapes(layout), chunking, uncoded)
 
     def expected(self, path: str, source_shape: tuple[int, ...] | None = None) -> fmt.Expected:
         return fmt.spec(self.attrs.format_version).expected(path, self.attrs, self.shapes, source_shape=source_shape)
@@ -95,7 +102,7 @@ class Blueprint:
         compressors = None
         if not isinstance(expected.chunks, fmt.Whole):
             chunks, shards = self.chunking.layout_rule(expected.chunks, expected.dims, shape)
-            compressors = self.chunking.compressors(path, np.dtype(dtype).itemsize)
+            compressors = self.chunking.compressors(path, np.dtype(dtype).itemsize, coded=path not in self.uncoded)
         array_attrs = dict(attrs or {})
         if expected.attributes:
             array_attrs[fmt.ATTRS_KEY] = {**array_attrs.get(fmt.ATTRS_KEY, {}), **expected.attributes}
@@ -104,6 +111,32 @@ class Blueprint:
             attrs=array_attrs, nan_fill=expected.fill == fmt.NAN_IF_FLOAT,
             every_chunk=fmt.spec(self.attrs.format_version).every_chunk_present,
         )
+
+
+def uncoded_variables(layout: SourceLayout, chunking: Chunking, dtypes: Mapping[str, np.dtype]) -> frozenset[str]:
+    """The per-trial variables Blosc (as ``chunking`` sets it) would shrink by less than
+    ``chunking.min_blosc_saving`` percent, judged on the mouse's first trial in the stored
+    layout and dtype (a full-size trial's responses are megabytes; one file more to read
+    from a bucket): decoding them would cost reads much more than the bytes saved."""
+    if not chunking.min_blosc_saving:
+        return frozenset()
+    sample = layout.trial_ids[:1]
+    uncoded = set()
+    for variable in fmt.VARIABLES:
+        dtype = np.dtype(dtypes[variable])
+        shuffle = BLOSC_SHUFFLES[chunking.shuffle_of(variable)]
+        raw = coded = 0
+        for trial_id in sample:
+            values = np.ascontiguousarray(
+                layout.read_trial(variable, int(trial_id)).transpose(fmt.SOURCE_TO_STORED_AXES[variable]), dtype
+            )
+            raw += values.nbytes
+            coded += len(numcodecs.blosc.compress(
+                values, chunking.cname.encode(), chunking.clevel, shuffle, typesize=dtype.itemsize
+            ))
+        if raw and coded * 100 > raw * (100 - chunking.min_blosc_saving):
+            uncoded.add(variable)
+    return frozenset(uncoded)
 
 
 def create_array(

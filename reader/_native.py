@@ -5,7 +5,9 @@ Recognised: a Zarr v3 array in a local folder, regular chunk grid, default chunk
 a little-endian numeric data type, and either plain chunks coded ``[bytes, blosc,
 crc32c]`` (``behavior``, ``pupil_center``) or ``sharding_indexed`` shards whose inner
 chunks are coded so and whose index is coded ``[bytes, crc32c]`` (``responses``,
-``videos``). Anything else is read by zarr-python (``_engine`` falls back).
+``videos``); or, in either, chunks coded ``[bytes, crc32c]`` without Blosc (format
+version 7, for values Blosc barely shrinks). Anything else is read by zarr-python
+(``_engine`` falls back).
 
 Why a reader of its own: zarr-python's per-chunk overhead, not decompression, dominates
 a read of one trial (hundreds of small inner chunks), and zarrs, which is fast, does not
@@ -15,7 +17,10 @@ is unchanged), reads each contiguous run of the inner chunks a selection touches
 ``_MAX_RUN`` bytes) with one ``os.preadv`` into a buffer each thread reuses, checks every
 chunk's CRC32C before decoding it, and decodes with Blosc, called by address (``_blosc``:
 numcodecs' wrapper costs more than a small chunk's decoding), straight into the output
-where a whole chunk fills one contiguous block of it. A read from the main thread is
+where a whole chunk fills one contiguous block of it. Uncoded chunks that fill blocks of
+the output are read straight into them, one ``preadv`` scattering a run of chunks into
+their blocks and their checksums aside, each block checked before the read returns.
+A read from the main thread is
 split over a small thread pool; a read from any other thread, one of several at once,
 decodes in that thread (Blosc and the CRC32C of ``google_crc32c`` release the GIL).
 
@@ -60,6 +65,9 @@ _MAX_GAP = 16 * 1024
 #: A contiguous run read with one system call is at most this many bytes (unless one chunk
 #: is larger): each decoding thread keeps a buffer of this size for its reads.
 _MAX_RUN = 1024 * 1024
+#: Chunks read straight into the output by one ``preadv`` at most (two buffers each, well
+#: under the system's limit of 1024).
+_MAX_SCATTER = 256
 #: A read decodes on several threads only when it has at least this many compressed bytes
 #: per thread; below, handing work to the pool costs more than it saves.
 _BYTES_PER_THREAD = 512 * 1024
@@ -91,6 +99,9 @@ class Layout:
     sharded: bool
     index_at_end: bool
     separator: str
+    #: Whether chunks are Blosc-coded; if not (format version 7), a chunk is its values'
+    #: bytes and their CRC32C.
+    compressed: bool = True
 
     @property
     def per_shard(self) -> tuple[int, ...]:
@@ -108,11 +119,16 @@ def _is_named(codec: Any, name: str) -> bool:
     return isinstance(codec, Mapping) and codec.get("name") == name
 
 
-def _is_chunk_codecs(codecs: Any, itemsize: int) -> bool:
-    return (
-        isinstance(codecs, (list, tuple)) and len(codecs) == 3 and _is_bytes_little(codecs[0], itemsize)
-        and _is_named(codecs[1], "blosc") and codecs[2] == {"name": "crc32c"}
-    )
+def _chunk_codecs(codecs: Any, itemsize: int) -> bool | None:
+    """Whether a chunk codec chain this path reads is Blosc-coded (``[bytes, blosc,
+    crc32c]``: True; ``[bytes, crc32c]``: False), or None for any other chain."""
+    if not (isinstance(codecs, (list, tuple)) and codecs and _is_bytes_little(codecs[0], itemsize)):
+        return None
+    if len(codecs) == 3 and _is_named(codecs[1], "blosc") and codecs[2] == {"name": "crc32c"}:
+        return True
+    if len(codecs) == 2 and codecs[1] == {"name": "crc32c"}:
+        return False
+    return None
 
 
 def layout_of(metadata: Mapping[str, Any], fill_value: Any) -> Layout | None:
@@ -138,24 +154,26 @@ def layout_of(metadata: Mapping[str, Any], fill_value: Any) -> Layout | None:
     if len(outer) != len(shape) or not shape or separator not in ("/", ".") or min(outer) < 1:
         return None
     codecs = metadata.get("codecs")
-    if _is_chunk_codecs(codecs, dtype.itemsize):
-        return Layout(shape, dtype, fill_value, outer, outer, False, True, separator)
+    compressed = _chunk_codecs(codecs, dtype.itemsize)
+    if compressed is not None:
+        return Layout(shape, dtype, fill_value, outer, outer, False, True, separator, compressed)
     if not (isinstance(codecs, (list, tuple)) and len(codecs) == 1 and _is_named(codecs[0], "sharding_indexed")):
         return None
     config = codecs[0].get("configuration") or {}
     inner = tuple(int(c) for c in config.get("chunk_shape", ()))
     index_codecs = config.get("index_codecs")
     location = config.get("index_location", "end")
+    compressed = _chunk_codecs(config.get("codecs"), dtype.itemsize)
     if (
         len(inner) != len(shape) or min(inner, default=0) < 1
         or any(o % i for o, i in zip(outer, inner, strict=True))
-        or not _is_chunk_codecs(config.get("codecs"), dtype.itemsize)
+        or compressed is None
         or not (isinstance(index_codecs, (list, tuple)) and len(index_codecs) == 2
                 and _is_bytes_little(index_codecs[0], 8) and index_codecs[1] == {"name": "crc32c"})
         or location not in ("start", "end")
     ):
         return None
-    return Layout(shape, dtype, fill_value, outer, inner, True, location == "end", separator)
+    return Layout(shape, dtype, fill_value, outer, inner, True, location == "end", separator, compressed)
 
 
 def open_native(array: zarr.Array[Any], every_chunk_present: bool = False) -> NativeArray | None:
@@ -446,8 +464,9 @@ class NativeArray:
         if not np.array_equal(absent, index[:, 1] == _ABSENT):
             raise ChunkDecodeError(f"the index of shard {Path(key).name} holds a half-absent chunk")
         offsets, lengths = index[~absent, 0], index[~absent, 1]
+        shortest = _BLOSC_HEADER + _CRC if self.layout.compressed else self._chunk_nbytes + _CRC
         if len(offsets) and (
-            lengths.min() < _BLOSC_HEADER + _CRC or np.any(offsets > size)
+            lengths.min() < shortest or np.any(offsets > size)
             or np.any(lengths > size - offsets)
         ):
             raise ChunkDecodeError(f"the index of shard {Path(key).name} points outside the file")
@@ -492,6 +511,9 @@ class NativeArray:
         into = _Into(out, self.layout)
         start = 0
         while start < len(chunks):
+            if self._lands_in_place(chunks[start][1], into):
+                start = self._read_in_place(chunks, start, fds, into)
+                continue
             shard, first = chunks[start]
             end, reach = start + 1, first.offset + first.nbytes
             while end < len(chunks):
@@ -514,6 +536,45 @@ class NativeArray:
                 self._decode(chunk, data, view, address, chunk.offset - first.offset, path, into)
             start = end
 
+    def _lands_in_place(self, chunk: _Chunk, into: _Into) -> bool:
+        """Whether ``chunk`` is read straight into its block of the output: an uncoded
+        chunk, whole, of the expected size, whose part of the output is one block."""
+        return (
+            not self.layout.compressed and chunk.whole and into.direct
+            and chunk.nbytes == self._chunk_nbytes + _CRC
+        )
+
+    def _read_in_place(
+        self, chunks: list[tuple[tuple[int, ...], _Chunk]], start: int, fds: dict[tuple[int, ...], Any], into: _Into
+    ) -> int:
+        """Read the run of uncoded chunks from ``chunks[start]`` that lie back to back in one
+        shard and land in place, with one ``preadv`` scattering each chunk's values into its
+        block of the output and its CRC32C into a small array, then check every checksum;
+        the position after the run."""
+        shard, first = chunks[start]
+        end, reach = start + 1, first.offset + first.nbytes
+        while end < len(chunks) and end - start < _MAX_SCATTER:
+            next_shard, chunk = chunks[end]
+            if next_shard != shard or chunk.offset != reach or not self._lands_in_place(chunk, into):
+                break
+            reach += chunk.nbytes
+            end += 1
+        run = [chunk for _, chunk in chunks[start:end]]
+        crcs = np.empty(len(run), "<u4")
+        crc_bytes = crcs.view(np.uint8)
+        blocks = [into.block(chunk, self._chunk_nbytes) for chunk in run]
+        buffers: list[Any] = []
+        for i, block in enumerate(blocks):
+            buffers.append(block.data)
+            buffers.append(crc_bytes[4 * i : 4 * i + 4].data)
+        path = self._shard_file(shard)
+        if os.preadv(fds[shard], buffers, first.offset) != reach - first.offset:
+            raise ChunkDecodeError(f"shard {_name(path)} was cut short while being read")
+        for chunk, block, crc in zip(run, blocks, crcs.tolist(), strict=True):
+            if google_crc32c.value(block) != crc:
+                raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
+        return end
+
     def _decode(
         self, chunk: _Chunk, data: np.ndarray, view: memoryview, address: int, at: int, path: str, into: _Into
     ) -> None:
@@ -521,6 +582,9 @@ class NativeArray:
         same bytes as a memoryview; ``address``: where they start in memory), into its part
         of the output."""
         nbytes = chunk.nbytes - _CRC
+        if not self.layout.compressed:
+            self._copy(chunk, data, view, at, nbytes, path, into)
+            return
         if nbytes < _BLOSC_HEADER:
             raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)} is too short for Blosc")
         end = at + nbytes
@@ -552,6 +616,24 @@ class NativeArray:
                 _assign(into.out, chunk.out, _take(into.scratch, chunk.inside))
 
 
+    def _copy(self, chunk: _Chunk, data: np.ndarray, view: memoryview, at: int, nbytes: int, path: str,
+              into: _Into) -> None:
+        """Check the uncoded ``chunk`` (its ``nbytes`` bytes of values at ``at`` in
+        ``data``, then their CRC32C) and copy its part into the output."""
+        if nbytes != self._chunk_nbytes:
+            raise ChunkDecodeError(
+                f"chunk {chunk.coords} in {_name(path)} is {nbytes} bytes, expected {self._chunk_nbytes}"
+            )
+        end = at + nbytes
+        if google_crc32c.value(data[at:end]) != _UINT32.unpack_from(view, end)[0]:
+            raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
+        values = data[at:end].view(self.layout.dtype).reshape(self.layout.inner)
+        if chunk.basic:
+            into.out[chunk.out] = values[chunk.inside]
+        else:
+            _assign(into.out, chunk.out, _take(values, chunk.inside))
+
+
 class _Into:
     """Where one thread decodes chunks of one read: the output (and its address in memory)
     and the thread's scratch buffer for chunks that fill only part of it."""
@@ -569,6 +651,13 @@ class _Into:
             layout.inner[i] == out.shape[i] for i in range(spans[0] + 1 if spans else out.ndim, out.ndim)
         )
         self.scratch, self.scratch_address = _scratch(layout.inner, layout.dtype)
+
+    def block(self, chunk: _Chunk, nbytes: int) -> np.ndarray:
+        """The ``nbytes`` bytes of the output that ``chunk`` (a whole one, when ``direct``)
+        fills, as a writable uint8 array."""
+        start = self.address(chunk) - self.base
+        flat: np.ndarray = self.out.reshape(-1).view(np.uint8)
+        return flat[start : start + nbytes]
 
     def address(self, chunk: _Chunk) -> int:
         """Where the first value of ``chunk`` (a whole one: its parts are slices) goes."""

@@ -211,15 +211,18 @@ def test_chunking_does_not_change_content(folder_mouse, tmp_path, chunking):
 @pytest.mark.parametrize("chunking", [
     Chunking(trials_per_shard=3, neurons_per_chunk=5, frames_per_video_chunk=7),
     Chunking(trials_per_shard=6, neurons_per_chunk=7, frames_per_video_chunk=64, frames_per_response_chunk=6),
+    # Format version 7: every variable uncoded (Blosc never saves 100%).
+    Chunking(trials_per_shard=3, neurons_per_chunk=5, frames_per_video_chunk=7, min_blosc_saving=100),
 ])
 def test_shards_hold_their_chunks_in_c_order(folder_mouse, tmp_path, chunking):
-    """Format version 6: in every shard of every sharded variable the inner chunks follow
-    one another in C order of the shard's chunk grid (so a trial's chunks are one byte
-    range), the index last; boundary shards (trials, neurons and frames that do not fill
-    one) included, and every engine reads them back equal to the source."""
+    """From format version 6: in every shard of every sharded variable the inner chunks
+    follow one another in C order of the shard's chunk grid (so a trial's chunks are one
+    byte range), the index last; boundary shards (trials, neurons and frames that do not
+    fill one) included, Blosc-coded or uncoded, and every engine reads them back equal to
+    the source."""
     store = convert_mouse(folder_mouse, tmp_path, progress=False, chunking=chunking)
     root = zarr.open_group(str(store), mode="r")
-    assert root.attrs[fmt.ATTRS_KEY]["format_version"] == 6
+    assert root.attrs[fmt.ATTRS_KEY]["format_version"] == fmt.FORMAT_VERSION
     checked = 0
     for variable in ("responses", "videos"):
         array = root[variable]
@@ -234,6 +237,9 @@ def test_shards_hold_their_chunks_in_c_order(folder_mouse, tmp_path, chunking):
             np.testing.assert_array_equal(index[:, 0], np.concatenate([[0], ends[:-1]]), err_msg=str(path))
             assert ends[-1] == len(data) - (16 * n + 4), path
             checked += 1
+        if chunking.min_blosc_saving == 100:
+            codecs = array.metadata.to_dict()["codecs"][0]["configuration"]["codecs"]
+            assert [c["name"] for c in codecs] == ["bytes", "crc32c"]
     assert checked >= 4
     for engine in ("native", "zarr", "zarrs"):
         assert verify(folder_mouse, store, engine=engine) == [], engine
@@ -253,3 +259,45 @@ def test_withheld_means_no_nonzero_real_value():
     late[0, 9] = -2.0  # a real value inside the padded frames still counts
     assert not responses_withheld(late)
     assert responses_withheld(np.zeros(5, np.int64)) and not responses_withheld(np.arange(5))
+
+
+def _coded(array: zarr.Array) -> bool:
+    codecs = array.metadata.to_dict()["codecs"]
+    if codecs[0]["name"] == "sharding_indexed":
+        codecs = codecs[0]["configuration"]["codecs"]
+    names = [c["name"] for c in codecs]
+    assert names in (["bytes", "blosc", "crc32c"], ["bytes", "crc32c"])
+    return "blosc" in names
+
+
+@pytest.mark.parametrize(("responses", "saving", "coded"), [
+    ("dense", 10, {"videos"}),  # full-entropy traces: Blosc saves a few percent
+    ("sparse", 10, {"videos", "responses"}),  # mostly zeros: Blosc saves most of it
+    ("dense", 0, set(fmt.VARIABLES)),  # always Blosc
+])
+def test_variables_blosc_barely_shrinks_are_stored_uncoded_and_read_alike(tmp_path, responses, saving, coded):
+    """Format version 7: the converter codes a variable with Blosc only if Blosc saves at
+    least ``min_blosc_saving`` percent of its first trial's bytes; every engine reads the
+    store equal to its source, and the reader's own engine reads an uncoded variable
+    (whole trials straight into place, windows and single neurons by copy) as zarr does."""
+    import sensorium_zarr as reader
+    from sensorium_zarr._native import NativeArray
+
+    spec = small_spec(n_neurons=130, n_trials=12, t_pad=70, responses=responses, seed=3)
+    source = write_mouse(spec, tmp_path / "src")
+    chunking = Chunking(trials_per_shard=4, neurons_per_chunk=16, frames_per_video_chunk=16, min_blosc_saving=saving)
+    store = convert_mouse(source, tmp_path / "out", chunking=chunking, progress=False)
+    root = zarr.open_group(str(store), mode="r")
+    assert root.attrs[fmt.ATTRS_KEY]["chunking"]["min_blosc_saving"] == saving
+    assert {v for v in ("videos", "responses") if _coded(root[v])} == coded & {"videos", "responses"}
+    for engine in ("native", "zarr", "zarrs"):
+        assert verify(source, store, engine=engine) == [], engine
+    ours, theirs = (reader.open_mouse(store, engine=e).split("train") for e in ("native", "zarr"))
+    assert all(isinstance(ours._handle.array(v), NativeArray) for v in fmt.VARIABLES)
+    for k in range(len(ours)):
+        for frames in (None, slice(5, 40)):
+            got, want = ours.trial(k, frames=frames), theirs.trial(k, frames=frames)
+            for variable in fmt.VARIABLES:
+                np.testing.assert_array_equal(got[variable], want[variable])
+    np.testing.assert_array_equal(ours.responses[:, 17].compute(), theirs.responses[:, 17].compute())
+    np.testing.assert_array_equal(ours.videos[2:5, 10:30].compute(), theirs.videos[2:5, 10:30].compute())

@@ -9,6 +9,9 @@ and chunks are what is tested; reads that do not touch the damaged chunk must re
 stored values exactly. The per-trial arrays are damaged on disk and, the same way, in a
 bucket of the real S3 server (the session's ``s3_server``), object by object.
 
+Every test runs on a store whose variables are Blosc-coded and on one whose variables are
+all uncoded (format version 7: ``bytes`` and ``crc32c`` only, read straight into place).
+
 From format version 5 opening reads the bundle, one chunk duplicating the small arrays:
 damage in it fails opening, and damage in an array it duplicates is not read there (a
 version 4 store, the committed golden one, shows the per-array checks it replaces).
@@ -44,11 +47,23 @@ VARIABLES = list(fmt.VARIABLES)
 STANDARDIZING = ("mean", "std", "count")
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
+#: The store's variables Blosc-coded (``min_blosc_saving`` 0), or all uncoded (format
+#: version 7: 100, which no codec reaches).
+CODINGS = {"blosc": 0, "uncoded": 100}
+
+
+@pytest.fixture(scope="module", params=list(CODINGS))
+def pristine(request, tmp_path_factory) -> Path:
     source = write_mouse(small_spec(), tmp_path_factory.mktemp("src"))
-    chunking = Chunking(trials_per_shard=TRIALS_PER_SHARD, neurons_per_chunk=8, frames_per_video_chunk=8)
-    return convert_mouse(source, tmp_path_factory.mktemp("out"), chunking=chunking, engine="zarr", progress=False)
+    chunking = Chunking(trials_per_shard=TRIALS_PER_SHARD, neurons_per_chunk=8, frames_per_video_chunk=8,
+                        min_blosc_saving=CODINGS[request.param])
+    store = convert_mouse(source, tmp_path_factory.mktemp("out"), chunking=chunking, engine="zarr", progress=False)
+    for variable in VARIABLES:
+        codecs = zarr.open_array(str(store / variable), mode="r").metadata.to_dict()["codecs"]
+        if codecs[0]["name"] == "sharding_indexed":
+            codecs = codecs[0]["configuration"]["codecs"]
+        assert ("blosc" in [c["name"] for c in codecs]) == (request.param == "blosc"), variable
+    return store
 
 
 @pytest.fixture(scope="module")

@@ -62,11 +62,12 @@ def test_every_chunk_is_written_even_one_holding_only_the_fill_value(folder_mous
 
 
 def test_every_chunk_present_is_the_rule_from_version_3():
-    versions = (1, 2, 3, 4, 5, 6)
-    assert [fmt.spec(v).every_chunk_present for v in versions] == [False, False, True, True, True, True]
-    assert [fmt.spec(v).bundle for v in versions] == [False, False, False, False, True, True]
-    assert [fmt.spec(v).c_order_shards for v in versions] == [False] * 5 + [True]
-    assert fmt.FORMAT_VERSION == 6 and fmt.SUPPORTED_FORMAT_VERSIONS == versions
+    versions = (1, 2, 3, 4, 5, 6, 7)
+    assert [fmt.spec(v).every_chunk_present for v in versions] == [False, False, True, True, True, True, True]
+    assert [fmt.spec(v).bundle for v in versions] == [False, False, False, False, True, True, True]
+    assert [fmt.spec(v).c_order_shards for v in versions] == [False] * 5 + [True] * 2
+    assert [fmt.spec(v).uncoded_chunks for v in versions] == [False] * 6 + [True]
+    assert fmt.FORMAT_VERSION == 7 and fmt.SUPPORTED_FORMAT_VERSIONS == versions
 
 
 @pytest.fixture
@@ -271,11 +272,15 @@ def test_a_version_2_store_missing_a_chunk_that_held_values_is_reported(golden_v
     assert open_mouse(store).valid_frames.max() == 0
 
 
-def _blosc(array: zarr.Array) -> dict:
+def _chunk_codecs(array: zarr.Array) -> list[dict]:
     codecs = array.metadata.to_dict()["codecs"]
     if codecs[0]["name"] == "sharding_indexed":
         codecs = codecs[0]["configuration"]["codecs"]
-    return next(c["configuration"] for c in codecs if c["name"] == "blosc")
+    return codecs
+
+
+def _blosc(array: zarr.Array) -> dict | None:
+    return next((c["configuration"] for c in _chunk_codecs(array) if c["name"] == "blosc"), None)
 
 
 @pytest.mark.parametrize("store", ["converted", *(f"golden-v{v}" for v in fmt.SUPPORTED_FORMAT_VERSIONS)])
@@ -289,14 +294,32 @@ def test_the_chunking_attribute_records_each_variables_blosc_shuffle(converted, 
     version = root.attrs[fmt.ATTRS_KEY]["format_version"]
     expected = ("shuffle", "noshuffle") if version >= 5 else ("shuffle", "shuffle")
     assert (chunking.shuffle, chunking.response_shuffle) == expected
-    for variable in fmt.VARIABLES:
-        assert _blosc(root[variable])["shuffle"] == (
+    coded = [v for v in fmt.VARIABLES if _blosc(root[v]) is not None]
+    assert "videos" in coded  # from version 7 a variable Blosc barely shrinks is uncoded
+    for variable in coded:
+        assert _blosc(root[variable])["shuffle"] == (  # type: ignore[index]
             chunking.response_shuffle if variable == "responses" else chunking.shuffle
         ), variable
 
 
-def test_verify_reports_a_codec_the_chunking_attribute_does_not_record(converted):
+def test_verify_reports_an_uncoded_variable_the_chunking_attribute_does_not_allow(converted):
     source, store = converted
+    root = zarr.open_group(str(store), mode="r")
+    uncoded = [v for v in fmt.VARIABLES if _blosc(root[v]) is None]
+    assert "responses" in uncoded  # the test mouse's dense traces: Blosc saves under 10%
+    assert [c["name"] for c in _chunk_codecs(root["responses"])] == ["bytes", "crc32c"]
+    assert verify(source, store) == []
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"][fmt.ATTRS_KEY]["chunking"]["min_blosc_saving"] = 0
+    meta_path.write_text(json.dumps(meta))
+    problems = "\n".join(verify(source, store))
+    assert "responses: stored uncoded, but the chunking attribute's min_blosc_saving is 0 (always Blosc)" in problems
+
+
+def test_verify_reports_a_codec_the_chunking_attribute_does_not_record(folder_mouse, tmp_path):
+    source = Path(shutil.copytree(folder_mouse, tmp_path / "src" / folder_mouse.name))
+    store = convert_mouse(source, tmp_path / "out", progress=False, chunking=Chunking(min_blosc_saving=0))
     assert verify(source, store) == []
     meta_path = store / "zarr.json"
     meta = json.loads(meta_path.read_text())

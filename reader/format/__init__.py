@@ -47,6 +47,11 @@ Format versions (each entry is its changelog):
   writes Morton order, which interleaves the trials of a shard). Only the order of the
   chunks in a shard's file changed, which its index states: every Zarr reader reads
   version 5 and 6 stores alike.
+- 7: a per-trial variable whose values Blosc barely compresses is stored uncoded
+  (``uncoded_chunks``: inner chunks coded ``bytes`` and ``crc32c`` only, still
+  checksummed), so a read copies them into place instead of decoding them; the chunking
+  option ``min_blosc_saving`` (percent) draws the line. Every Zarr reader reads both
+  chains; version 6 stores stay readable.
 """
 
 from ._arrays import (

@@ -278,7 +278,8 @@ class FormatSpec:
     ``consolidated`` (from version 3: the root group holds the consolidated metadata of
     every array, so opening a store is one metadata read); ``every_chunk_present``
     (from version 3: see the field); ``bundle`` (from version 5: see the field); and
-    ``c_order_shards`` (from version 6: see the field)."""
+    ``c_order_shards`` (from version 6: see the field); ``uncoded_chunks`` (from version
+    7: see the field)."""
 
     version: int
     arrays: tuple[ArraySpec, ...]
@@ -298,6 +299,11 @@ class FormatSpec:
     #: of chunks (the converter writes them: ``converter._shards``), so a trial's chunks
     #: in a shard are one byte range; before, zarr-python's Morton order.
     c_order_shards: bool = False
+    #: From version 7 a per-trial variable's chunks may be uncoded (codecs ``bytes`` and
+    #: ``crc32c``, no Blosc): the converter stores a variable so when Blosc saves less than
+    #: the chunking option ``min_blosc_saving`` percent of its first trials' bytes, and a
+    #: read copies such chunks straight into place instead of decoding them.
+    uncoded_chunks: bool = False
 
     @property
     def dimensions(self) -> dict[str, tuple[str, ...]]:
@@ -507,6 +513,7 @@ SPECS: dict[int, FormatSpec] = {
     4: FormatSpec(4, ARRAYS_V4, **_FROM_V3),
     5: FormatSpec(5, ARRAYS, **_FROM_V3, bundle=True),
     6: FormatSpec(6, ARRAYS, **_FROM_V3, bundle=True, c_order_shards=True),
+    7: FormatSpec(7, ARRAYS, **_FROM_V3, bundle=True, c_order_shards=True, uncoded_chunks=True),
 }
 
 

@@ -16,10 +16,12 @@ from typing import Any
 
 import numcodecs
 import numpy as np
+import zarr
 from numcodecs import blosc as numcodecs_blosc
 
 from sensorium_zarr import format as fmt
 from sensorium_zarr._engine import open_reader
+from sensorium_zarr._native import layout_of
 from sensorium_zarr.converter import Chunking
 
 from . import children, rows
@@ -127,7 +129,8 @@ def measure_stream(sides: Sides, repeats: int, report: Report) -> float:
 
 def chunking_options(args: argparse.Namespace) -> str:
     """The converter's chunking options the command line asked for, as JSON ("" for none)."""
-    options = {name: getattr(args, name) for name in ("neurons_per_chunk", "frames_per_response_chunk")
+    options = {name: getattr(args, name) for name in ("neurons_per_chunk", "frames_per_response_chunk",
+                                                      "min_blosc_saving")
                if getattr(args, name, None) is not None}
     return json.dumps(options) if options else ""
 
@@ -169,7 +172,25 @@ _BLOSC_SHUFFLES = {"shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": numcodecs.B
                    "noshuffle": numcodecs.Blosc.NOSHUFFLE}
 
 
-def codec_rate(chunks: list[np.ndarray], codec: numcodecs.Blosc, threads: int, repeats: int) -> float:
+class Uncoded:
+    """The "codec" of a variable the store holds uncoded (format version 7): decoding is a
+    copy of the chunk's bytes."""
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        return chunk.tobytes()
+
+    def decode(self, data: bytes) -> bytearray:
+        return bytearray(data)
+
+
+def is_coded(store: Path, variable: str) -> bool:
+    """Whether ``variable``'s chunks in ``store`` are Blosc-coded."""
+    metadata = zarr.open_array(str(store), path=variable, mode="r").metadata.to_dict()
+    layout = layout_of(metadata, None)
+    return layout is None or layout.compressed
+
+
+def codec_rate(chunks: list[np.ndarray], codec: numcodecs.Blosc | Uncoded, threads: int, repeats: int) -> float:
     """Decoded bytes/s of the bare codec on ``chunks``, spread over ``threads`` Python threads."""
     encoded = [codec.encode(c) for c in chunks]
     nbytes = sum(c.nbytes for c in chunks)
@@ -203,12 +224,14 @@ def measure_codec(args: argparse.Namespace, sides: Sides, store: Path, stream_ra
 
     recorded = Chunking.recorded(chunking)
     shuffles = {fmt.RESPONSES: recorded.response_shuffle, fmt.VIDEOS: recorded.shuffle}
-    codecs = {
+    coded = {variable: is_coded(store, variable) for variable in shuffles}
+    codecs: dict[str, numcodecs.Blosc | Uncoded] = {
         variable: numcodecs.Blosc(cname=recorded.cname, clevel=recorded.clevel, shuffle=_BLOSC_SHUFFLES[name])
+        if coded[variable] else Uncoded()
         for variable, name in shuffles.items()
     }
-    label = (f"Blosc {recorded.cname} {recorded.clevel}, responses {shuffles[fmt.RESPONSES]}, "
-             f"videos {shuffles[fmt.VIDEOS]}")
+    label = (f"Blosc {recorded.cname} {recorded.clevel}, "
+             + ", ".join(f"{v} {shuffles[v] if coded[v] else 'uncoded (a copy)'}" for v in (fmt.RESPONSES, fmt.VIDEOS)))
     chunks = codec_chunks(sides, chunking, args.codec_trials)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # Blosc's own thread pool off: parallelism comes from the Python threads, as in a Dask read.

@@ -249,6 +249,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames-per-response-chunk", type=int, default=None,
                         help="convert with response chunks cut along time too (the converter's option of "
                         "that name; default: every frame in a chunk)")
+    parser.add_argument("--min-blosc-saving", type=int, default=None,
+                        help="convert with this option of the converter (percent; 0: Blosc for every variable)")
     parser.add_argument("--shards", type=int, default=20, help="shards read in row 6a (default 20)")
     parser.add_argument("--codec-trials", type=int, default=4, help="train trials encoded for rows 6b/6c (default 4)")
     parser.add_argument("--arithmetic-trials", type=int, default=32,
