@@ -54,7 +54,7 @@ class Chunking:
     #: mantissas (dense, or mostly zero like deconvolved ones) larger and slower to decode.
     response_shuffle: Shuffle = "noshuffle"
     #: A per-trial variable is stored uncoded (format version 7: no Blosc, each chunk its
-    #: values and their CRC32C, copied straight into place on read) when Blosc saves less
+    #: values and their CRC32C, checked and copied on read) when Blosc saves less
     #: than this percentage of the bytes of its first shard of trials; 0: always Blosc.
     min_blosc_saving: int = 10
 

@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                          "(for training; one neuron across trials then decodes more; default: every frame)")
     convert.add_argument("--min-blosc-saving", type=_percent("--min-blosc-saving"),
                          default=Chunking.min_blosc_saving,
-                         help="store a variable uncoded (no Blosc: read straight into place) when Blosc saves less "
+                         help="store a variable uncoded (no Blosc: copied, not decoded, on read) when Blosc saves less "
                          "than this percentage of its first trials' bytes; 0: always Blosc (default: %(default)s)")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     convert.add_argument("--verify", action="store_true", help="verify each store against its source after converting")

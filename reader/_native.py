@@ -17,10 +17,10 @@ is unchanged), reads each contiguous run of the inner chunks a selection touches
 ``_MAX_RUN`` bytes) with one ``os.preadv`` into a buffer each thread reuses, checks every
 chunk's CRC32C before decoding it, and decodes with Blosc, called by address (``_blosc``:
 numcodecs' wrapper costs more than a small chunk's decoding), straight into the output
-where a whole chunk fills one contiguous block of it. Uncoded chunks that fill blocks of
-the output are read straight into them, one ``preadv`` scattering a run of chunks into
-their blocks and their checksums aside, each block checked before the read returns.
-A read from the main thread is
+where a whole chunk fills one contiguous block of it. An uncoded chunk is checked in the
+buffer and copied out: reading it straight into the output (one ``preadv`` scattering the
+chunks into place) left the values out of cache for the standardization that follows,
+and made a whole trial slower. A read from the main thread is
 split over a small thread pool; a read from any other thread, one of several at once,
 decodes in that thread (Blosc and the CRC32C of ``google_crc32c`` release the GIL).
 
@@ -65,9 +65,6 @@ _MAX_GAP = 16 * 1024
 #: A contiguous run read with one system call is at most this many bytes (unless one chunk
 #: is larger): each decoding thread keeps a buffer of this size for its reads.
 _MAX_RUN = 1024 * 1024
-#: Chunks read straight into the output by one ``preadv`` at most (two buffers each, well
-#: under the system's limit of 1024).
-_MAX_SCATTER = 256
 #: A read decodes on several threads only when it has at least this many compressed bytes
 #: per thread; below, handing work to the pool costs more than it saves.
 _BYTES_PER_THREAD = 512 * 1024
@@ -511,9 +508,6 @@ class NativeArray:
         into = _Into(out, self.layout)
         start = 0
         while start < len(chunks):
-            if self._lands_in_place(chunks[start][1], into):
-                start = self._read_in_place(chunks, start, fds, into)
-                continue
             shard, first = chunks[start]
             end, reach = start + 1, first.offset + first.nbytes
             while end < len(chunks):
@@ -535,45 +529,6 @@ class NativeArray:
             for _, chunk in chunks[start:end]:
                 self._decode(chunk, data, view, address, chunk.offset - first.offset, path, into)
             start = end
-
-    def _lands_in_place(self, chunk: _Chunk, into: _Into) -> bool:
-        """Whether ``chunk`` is read straight into its block of the output: an uncoded
-        chunk, whole, of the expected size, whose part of the output is one block."""
-        return (
-            not self.layout.compressed and chunk.whole and into.direct
-            and chunk.nbytes == self._chunk_nbytes + _CRC
-        )
-
-    def _read_in_place(
-        self, chunks: list[tuple[tuple[int, ...], _Chunk]], start: int, fds: dict[tuple[int, ...], Any], into: _Into
-    ) -> int:
-        """Read the run of uncoded chunks from ``chunks[start]`` that lie back to back in one
-        shard and land in place, with one ``preadv`` scattering each chunk's values into its
-        block of the output and its CRC32C into a small array, then check every checksum;
-        the position after the run."""
-        shard, first = chunks[start]
-        end, reach = start + 1, first.offset + first.nbytes
-        while end < len(chunks) and end - start < _MAX_SCATTER:
-            next_shard, chunk = chunks[end]
-            if next_shard != shard or chunk.offset != reach or not self._lands_in_place(chunk, into):
-                break
-            reach += chunk.nbytes
-            end += 1
-        run = [chunk for _, chunk in chunks[start:end]]
-        crcs = np.empty(len(run), "<u4")
-        crc_bytes = crcs.view(np.uint8)
-        blocks = [into.block(chunk, self._chunk_nbytes) for chunk in run]
-        buffers: list[Any] = []
-        for i, block in enumerate(blocks):
-            buffers.append(block.data)
-            buffers.append(crc_bytes[4 * i : 4 * i + 4].data)
-        path = self._shard_file(shard)
-        if os.preadv(fds[shard], buffers, first.offset) != reach - first.offset:
-            raise ChunkDecodeError(f"shard {_name(path)} was cut short while being read")
-        for chunk, block, crc in zip(run, blocks, crcs.tolist(), strict=True):
-            if google_crc32c.value(block) != crc:
-                raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
-        return end
 
     def _decode(
         self, chunk: _Chunk, data: np.ndarray, view: memoryview, address: int, at: int, path: str, into: _Into
@@ -651,13 +606,6 @@ class _Into:
             layout.inner[i] == out.shape[i] for i in range(spans[0] + 1 if spans else out.ndim, out.ndim)
         )
         self.scratch, self.scratch_address = _scratch(layout.inner, layout.dtype)
-
-    def block(self, chunk: _Chunk, nbytes: int) -> np.ndarray:
-        """The ``nbytes`` bytes of the output that ``chunk`` (a whole one, when ``direct``)
-        fills, as a writable uint8 array."""
-        start = self.address(chunk) - self.base
-        flat: np.ndarray = self.out.reshape(-1).view(np.uint8)
-        return flat[start : start + nbytes]
 
     def address(self, chunk: _Chunk) -> int:
         """Where the first value of ``chunk`` (a whole one: its parts are slices) goes."""

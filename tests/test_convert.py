@@ -279,7 +279,7 @@ def test_variables_blosc_barely_shrinks_are_stored_uncoded_and_read_alike(tmp_pa
     """Format version 7: the converter codes a variable with Blosc only if Blosc saves at
     least ``min_blosc_saving`` percent of its first trial's bytes; every engine reads the
     store equal to its source, and the reader's own engine reads an uncoded variable
-    (whole trials straight into place, windows and single neurons by copy) as zarr does."""
+    (whole trials, windows and single neurons) as zarr does."""
     import sensorium_zarr as reader
     from sensorium_zarr._native import NativeArray
 

@@ -10,7 +10,7 @@ stored values exactly. The per-trial arrays are damaged on disk and, the same wa
 bucket of the real S3 server (the session's ``s3_server``), object by object.
 
 Every test runs on a store whose variables are Blosc-coded and on one whose variables are
-all uncoded (format version 7: ``bytes`` and ``crc32c`` only, read straight into place).
+all uncoded (format version 7: ``bytes`` and ``crc32c`` only, checked and copied on read).
 
 From format version 5 opening reads the bundle, one chunk duplicating the small arrays:
 damage in it fails opening, and damage in an array it duplicates is not read there (a

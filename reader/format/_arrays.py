@@ -302,7 +302,7 @@ class FormatSpec:
     #: From version 7 a per-trial variable's chunks may be uncoded (codecs ``bytes`` and
     #: ``crc32c``, no Blosc): the converter stores a variable so when Blosc saves less than
     #: the chunking option ``min_blosc_saving`` percent of its first trials' bytes, and a
-    #: read copies such chunks straight into place instead of decoding them.
+    #: read checks and copies such chunks instead of decoding them.
     uncoded_chunks: bool = False
 
     @property
