@@ -6,6 +6,8 @@ a real LocalCluster. Every run is bounded by a timeout; never a timing assertion
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import threading
 from collections.abc import Callable
@@ -84,6 +86,32 @@ def test_the_proxy_counts_every_request_the_server_receives(s3_server, bucket_ur
             pass
         assert none == []
     assert s3.request_kinds(got) == "1 PUT chunk, 1 HEAD chunk, 1 GET chunk"
+
+
+def test_a_replay_makes_the_recorded_requests_again_and_fetches_their_bytes(s3_server, bucket_url):
+    """Rows s3tf and s3sf: the floor replays exactly the byte ranges the reader asked for."""
+    import obstore
+
+    data = bytes(range(256)) * 40
+    with s3.CountingProxy(s3_server.endpoint) as proxy:
+        objects = Remote.of(bucket_url, {**s3_server.storage_options(), "endpoint": proxy.endpoint}).objects()
+        obstore.put(objects, "shard/c/0", data)
+        with proxy.counting() as got:
+            assert bytes(obstore.get_range(objects, "shard/c/0", start=100, end=1100)) == data[100:1100]
+            suffix = obstore.get(objects, "shard/c/0", options={"range": {"suffix": 68}}).bytes()
+            assert bytes(suffix) == data[-68:]
+            assert len(obstore.get(objects, "shard/c/0").bytes()) == len(data)
+            obstore.head(objects, "shard/c/0")
+    assert [r.nbytes for r in got] == [1000, 68, len(data), 0]
+    assert [r.range for r in got][:2] == ["bytes=100-1099", "bytes=-68"]
+    bucket = bucket_url.removeprefix("s3://").split("/")[0]
+    direct = Remote.of(f"s3://{bucket}", s3_server.storage_options()).objects()
+    prefix = bucket_url.removeprefix(f"s3://{bucket}").strip("/")
+    assert all(s3._key(r.target, bucket) == f"{prefix}/shard/c/0".lstrip("/") for r in got)
+    assert s3.replay(direct, got, 2, bucket) == 1068 + len(data)
+    wrong = [dataclasses.replace(got[0], nbytes=999)]
+    with pytest.raises(RuntimeError, match="fetched 1000 bytes, the recorded ones 999"):
+        s3.replay(direct, wrong, 1, bucket)
 
 
 @pytest.mark.parametrize("row_id", [r.id for r in rows.ROWS if r.group == "s3" and r.compared])

@@ -234,11 +234,19 @@ ROWS += (
     Row("s3t", f"one random train trial, 4 variables, standardized, `split.trial(k)`, {_S3} ({{cache}})",
         "{ours} ({requests} requests)", "{base} (local disk)", MS, S3_TIME, "lower", Target("<=", 3), "warm",
         ours="our_trial", baseline="our_trial", over="trials", group="s3"),
+    Row("s3tf", "floor for row s3t: the requests each trial's read made (recorded through the proxy), made again "
+        "at once with obstore, bodies dropped: no decoding, checks or arithmetic",
+        "{ours} ({requests} requests, {fetched_kb:.0f} kB)", "{base} (local disk, row s3t's baseline)", MS, S3_TIME,
+        "lower", None, "warm", group="s3"),
     Row("s3s", f"stream the train split (row 5's arithmetic), {_S3} ({{cache}})",
         "{ours} ({rate_mbs:.0f} MB/s decoded; {requests} requests, at most {in_flight} in flight)",
         "{base} ({base_rate_mbs:.0f} MB/s, local disk)", SECONDS, S3_RATE,
         "higher", Target(">=", 0.5), "warm",
         ours="our_stream", baseline="our_stream", over="passes", group="s3"),
+    Row("s3sf", "floor for row s3s: the requests of one streaming pass (recorded through the proxy), made again "
+        "with as many in flight, bodies dropped: no decoding, checks or arithmetic",
+        "{ours} ({rate_mbs:.0f} MB/s fetched; {requests} requests, {fetched_mb:.0f} MB)",
+        "{base} (local disk, row s3s's baseline)", SECONDS, S3_RATE, "higher", None, "warm", group="s3"),
     Row("c1", "convert {mice} twins (scale {scale:g}, dense; {source_gb:.2f} GB of .npy) on a {workers}-worker "
         "LocalCluster: `convert_all(..., client=)`, one workload, vs `convert_mouse(..., client=)` one after another",
         "{ours}", "{base} (one after another)", SECONDS, AT_ONCE_TIME, "lower", Target("<=", 1), group="cluster"),

@@ -13,9 +13,11 @@ gateway directly, without the proxy.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +55,8 @@ class Request:
     end: float
     #: The bytes of the response's body (0 for a HEAD).
     nbytes: int = 0
+    #: The request's Range header, if it had one.
+    range: str | None = None
 
 
 class CountingProxy:
@@ -81,7 +85,7 @@ class CountingProxy:
                 # Recorded before the client can see the answer, so a request always counts
                 # in the block (``counting``) that made it.
                 proxy._record(Request(self.command, self.path, start, time.perf_counter(),
-                                      0 if self.command == "HEAD" else len(data)))
+                                      0 if self.command == "HEAD" else len(data), self.headers.get("Range")))
                 self.send_response_only(status, reason)
                 for k, v in headers:
                     if k.lower() not in _HOP and k.lower() != "content-length":
@@ -191,6 +195,56 @@ def s3_pair(row_id: str, remote: Sides, local: Sides) -> tuple[Callable[[Any], A
     return remote.method(row.ours), local.method(row.baseline)
 
 
+def _span(header: str | None) -> tuple[int, int] | int | None:
+    """A ``Range: bytes=a-b`` header as (start, end), ``bytes=-n`` as n (a suffix), none as None."""
+    if not header:
+        return None
+    first, last = header.removeprefix("bytes=").split("-")
+    return int(last) if not first else (int(first), int(last) + 1)
+
+
+def _key(target: str, bucket: str) -> str:
+    """The object key of a path-style request target (``/bucket/key?query``)."""
+    return urllib.parse.unquote(target.split("?")[0]).split(f"/{bucket}/", 1)[1]
+
+
+async def _fetch_bare(objects: Any, request: Request, bucket: str) -> int:
+    """``request`` made again with obstore, its body read and dropped: its bytes."""
+    import obstore
+
+    key, span = _key(request.target, bucket), _span(request.range)
+    if request.method == "HEAD":
+        await obstore.head_async(objects, key)
+        return 0
+    if isinstance(span, tuple):
+        return len(await obstore.get_range_async(objects, key, start=span[0], end=span[1]))
+    options = {"range": {"suffix": span}} if isinstance(span, int) else None
+    return len(await (await obstore.get_async(objects, key, options=options)).bytes_async())
+
+
+def replay(objects: Any, requests: list[Request], in_flight: int, bucket: str = BUCKET) -> int:
+    """The recorded ``requests`` (GETs of byte ranges, HEADs) made again at once, at most
+    ``in_flight`` under way, with nothing done with the bytes: the floor any reader of
+    those bytes through this server has (``objects``: an obstore store rooted at the
+    ``bucket`` the requests went to). Returns the bytes fetched, which must be the
+    recorded responses' (RuntimeError otherwise: the floor would not be of the same reads)."""
+
+    async def run() -> int:
+        limit = asyncio.Semaphore(max(1, in_flight))
+
+        async def one(request: Request) -> int:
+            async with limit:
+                return await _fetch_bare(objects, request, bucket)
+
+        return sum(await asyncio.gather(*(one(r) for r in requests)))
+
+    fetched = asyncio.run(run())
+    recorded = sum(r.nbytes for r in requests)
+    if fetched != recorded:
+        raise RuntimeError(f"replayed requests fetched {fetched} bytes, the recorded ones {recorded}")
+    return fetched
+
+
 def request_kinds(requests: list[Request]) -> str:
     """'5 HEAD zarr.json, 3 GET chunk': what the requests asked for, most common first."""
     kinds = Counter(f"{r.method} {'zarr.json' if r.target.split('?')[0].endswith('/zarr.json') else 'chunk'}"
@@ -246,8 +300,12 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
         mouse = reader.open_mouse(url, storage_options={**options, "endpoint": proxy.endpoint})
         trial = mouse.split("train")
         trial.trial(0)  # the split's own metadata reads, once
-        with proxy.counting() as got:
-            trial.trial(picks[0])
+        per_pick = {}
+        for k in dict.fromkeys(picks):  # row s3tf replays what each trial read asked for
+            with proxy.counting() as asked:
+                trial.trial(k)
+            per_pick[k] = list(asked)
+        got = per_pick[picks[0]]
         trial_requests, trial_in_flight = len(got), most_in_flight(got)
         log("counting the requests of one streaming pass (through the proxy, untimed)")
         with proxy.counting() as streamed_requests:
@@ -279,6 +337,13 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
     t_ours, t_base, r_ours, r_base = paired(ours, base, picks)
     check_same("row s3t", r_ours, r_base, rtol=rows.row("s3t").rtol, atol=rows.row("s3t").atol)
     report.add("s3t", t_ours, t_base, requests=trial_requests)
+    bucket = Remote.of(f"s3://{BUCKET}", options).objects()
+    log(f"row s3tf: one trial's requests replayed bare ({len(picks)} repetitions)")
+    t_floor, t_local, _, _ = paired(lambda k: replay(bucket, per_pick[k], len(per_pick[k])), base, picks)
+    report.add("s3tf", t_floor, t_local, requests=trial_requests,
+               fetched_kb=sum(r.nbytes for r in got) / 1e3)
+    _out_of_reach(report, "s3t", t_floor / t_local, "fetching one trial's bytes alone (row s3tf) takes "
+                  f"{t_floor / t_local:.2f}x the local trial")
 
     ours, base = s3_pair("s3s", in_bucket, sides)
     log(f"row s3s: streaming the train split, S3 vs local disk ({args.repeats} repetitions)")
@@ -287,6 +352,23 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
     streamed = sides.streamed_bytes()
     report.add("s3s", t_ours, t_base, rate_mbs=streamed / t_ours / 1e6, base_rate_mbs=streamed / t_base / 1e6,
                requests=len(streamed_requests), in_flight=most_in_flight(streamed_requests))
+    log(f"row s3sf: the streaming pass's requests replayed bare ({args.repeats} repetitions)")
+    streamed_in_flight = most_in_flight(streamed_requests)
+    t_floor, t_local, _, _ = paired(lambda _: replay(bucket, streamed_requests, streamed_in_flight), base,
+                                    range(args.repeats))
+    fetched = sum(r.nbytes for r in streamed_requests)
+    report.add("s3sf", t_floor, t_local, requests=len(streamed_requests), in_flight=streamed_in_flight,
+               fetched_mb=fetched / 1e6, rate_mbs=fetched / t_floor / 1e6)
+    _out_of_reach(report, "s3s", t_local / t_floor, "fetching the stream's bytes alone (row s3sf), with no "
+                  f"decoding or arithmetic, goes at {t_local / t_floor:.2f} of the local streaming rate")
     report.note(f"row s3s: one streaming pass made {len(streamed_requests)} requests "
                 f"({request_kinds(streamed_requests)}), at most {most_in_flight(streamed_requests)} in flight at once "
                 f"(counted through the proxy in an untimed pass).")
+
+
+def _out_of_reach(report: Report, row_id: str, floor_ratio: float, why: str) -> None:
+    """A note that ``row_id``'s target is out of reach, if its floor row's ratio misses it."""
+    target = rows.row(row_id).target
+    if target is not None and not target.met(floor_ratio):
+        report.note(f"{rows.ref(row_id)}'s target ({target.cell(rows.row(row_id))}) is out of reach with this server "
+                    f"on this machine: {why}, before the reader does anything with them.")
