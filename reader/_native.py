@@ -271,6 +271,9 @@ class NativeArray:
     same values; the zarr-python array it was opened from reads what this path does not
     (``fallback``)."""
 
+    #: Its reads are of local files, bound by the CPU (a bucket's are bound by requests).
+    local_files = True
+
     def __init__(self, array: zarr.Array[Any], folder: Path, layout: Layout, every_chunk_present: bool) -> None:
         self.fallback = array
         self.folder = folder

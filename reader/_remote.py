@@ -83,6 +83,8 @@ class RemoteArray(NativeArray):
     """An array of a store at ``remote``, read by ranged GETs: ``get_orthogonal_selection``
     and ``[...]`` as ``NativeArray``'s; zarr-python's array reads what this path does not."""
 
+    local_files = False
+
     def __init__(self, array: zarr.Array[Any], remote: Remote, layout: Layout, every_chunk_present: bool) -> None:
         # Keys relative to the store's root, where NativeArray has paths in its folder.
         super().__init__(array, Path(array.path), layout, every_chunk_present)

@@ -163,7 +163,8 @@ class Split:
             key: list[Any] = [index] + [slice(None)] * (len(self.shapes[variable]) - 1)
             key[fmt.time_axis(variable)] = window
             keys[variable] = tuple(key)
-        if all(isinstance(self._handle.array(v), NativeArray) for v in fmt.VARIABLES):
+        arrays = [self._handle.array(v) for v in fmt.VARIABLES]
+        if all(isinstance(a, NativeArray) and a.local_files for a in arrays):
             # Local files through the native engine: the reads are CPU-bound, and one after
             # another in this thread cost less than in the pool's, where four threads
             # contend for two cores (and for a DataLoader worker's one). The engine still

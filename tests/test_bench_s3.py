@@ -7,7 +7,6 @@ a real LocalCluster. Every run is bounded by a timeout; never a timing assertion
 from __future__ import annotations
 
 import dataclasses
-
 import re
 import threading
 from collections.abc import Callable

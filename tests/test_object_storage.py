@@ -232,7 +232,7 @@ def test_opening_is_a_few_requests_whatever_the_trials_and_tiers_and_split_adds_
 def test_a_local_cluster_converts_several_mice_into_the_bucket_as_one_workload(s3_server, bucket_url, tmp_path):
     from distributed import Client, LocalCluster, get_task_stream
 
-    from sensorium_zarr.converter import convert_all
+    from sensorium_zarr.converter import Chunking, convert_all
 
     options = s3_server.storage_options()
     names = [f"dynamic0000{i}-1-1-Video-test" for i in (1, 2, 3)]
@@ -242,8 +242,10 @@ def test_a_local_cluster_converts_several_mice_into_the_bucket_as_one_workload(s
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster, timeout="60s") as client:
         with get_task_stream(client) as stream:
+            # Shards of 2 trials: 24 blocks, enough that one worker cannot take them all
+            # while the other is busy (with the default 8, 7 blocks sometimes could).
             stores = convert_all([tmp_path / "src"], bucket_url, client=client, progress=False,
-                                 storage_options=options)
+                                 storage_options=options, chunking=Chunking(trials_per_shard=2))
         assert [s.url for s in stores] == [f"{bucket_url}/{p.stem}.zarr" for p in sources]
         # Both workers wrote blocks: the mice were spread over the cluster.
         writers = {t["worker"] for t in stream.data if str(t["key"]).startswith("write_block")}
@@ -332,11 +334,11 @@ def _trial_nbytes(shard: Path, n_inner: int, trials_per_shard: int, within: int)
 def test_one_trial_from_a_bucket_is_one_get_per_variable_of_only_its_chunks(s3_server, bucket_url, tmp_path):
     """Format version 6 stores a shard's inner chunks in C order, trial axis first: once
     its shards' indexes are cached, ``split.trial(k)`` is one GET per variable, of exactly
-    that trial's chunks' bytes, and the replaced-store check's HEAD. (In Morton order the
-    trials of a shard interleave, and a run takes in other trials' chunks.)"""
+    that trial's chunks' bytes, all four at once, and the replaced-store check's HEAD. (In
+    Morton order the trials of a shard interleave, and a run takes in other trials' chunks.)"""
     import zarr
 
-    from benchmarks.s3 import CountingProxy, request_keys
+    from benchmarks.s3 import CountingProxy, most_in_flight, request_keys
     from sensorium_zarr.converter import Chunking
 
     options = s3_server.storage_options()
@@ -350,8 +352,10 @@ def test_one_trial_from_a_bucket_is_one_get_per_variable_of_only_its_chunks(s3_s
         positions = split.source("responses").positions
         k = next(k for k in range(1, len(positions)) if positions[k] // 4 == positions[k - 1] // 4)
         split.trial(k - 1)  # reads the indexes of the shards trial k is in
+        proxy.delay = 0.2  # requests made at once overlap for certain
         with proxy.counting() as got:
             values = split.trial(k)
+    assert most_in_flight(got) == 4, [(r.method, r.start, r.end) for r in got]
     shard, within = divmod(int(positions[k]), 4)
     expected = {"HEAD zarr.json": 0}
     for variable, key in (("responses", f"{shard}/0/0"), ("videos", f"{shard}/0/0/0")):

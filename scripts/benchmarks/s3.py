@@ -63,9 +63,12 @@ class CountingProxy:
     """An HTTP proxy on 127.0.0.1 forwarding to ``upstream`` (``http://host:port``) and
     recording every request it forwards; a context manager."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, delay: float = 0.0) -> None:
         host, port = upstream.removeprefix("http://").rstrip("/").split(":")
         self.upstream = (host, int(port))
+        #: Seconds each request waits before it is forwarded (settable): requests made at
+        #: once then overlap for certain, so ``most_in_flight`` tells them from serial ones.
+        self.delay = delay
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -81,6 +84,8 @@ class CountingProxy:
                     self.send_error(501, "chunked request bodies are not forwarded")
                     return
                 body = self.rfile.read(length) if length else None
+                if proxy.delay:
+                    time.sleep(proxy.delay)
                 status, reason, headers, data = proxy._send(self.command, self.path, self.headers.items(), body)
                 # Recorded before the client can see the answer, so a request always counts
                 # in the block (``counting``) that made it.
