@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import os
 import threading
 from collections.abc import Awaitable, Iterable
@@ -79,6 +80,10 @@ def open_remote(array: zarr.Array[Any], remote: Remote, every_chunk_present: boo
     return RemoteArray(array, remote, layout, every_chunk_present)
 
 
+#: The key in a RemoteArray's index cache saying every shard index was asked for.
+_EVERY_INDEX = ""
+
+
 class RemoteArray(NativeArray):
     """An array of a store at ``remote``, read by ranged GETs: ``get_orthogonal_selection``
     and ``[...]`` as ``NativeArray``'s; zarr-python's array reads what this path does not."""
@@ -121,6 +126,14 @@ class RemoteArray(NativeArray):
         keys = {shard: self._shard_file(shard) for shard, _ in shards}
         if self.layout.sharded:
             missing = [key for key in keys.values() if key not in self._indexes]
+            if missing and _EVERY_INDEX not in self._indexes:
+                # The first read fetches every shard's index at once (a full-size mouse: 90
+                # small GETs in flight together, about 1.4 MB for responses), not only its
+                # own: a later read of another shard would otherwise wait for its index,
+                # one round trip, before it could ask for its chunks.
+                self._indexes[_EVERY_INDEX] = None  # once per process (the dict is reset in a fork)
+                wanted = set(missing)
+                missing += [k for k in self._every_shard_key() if k not in self._indexes and k not in wanted]
             for key, index in zip(missing, await _gather(self._read_index(objects, k) for k in missing), strict=True):
                 if index is not None:
                     self._indexes[key] = index
@@ -167,6 +180,10 @@ class RemoteArray(NativeArray):
                 stored.append((shard, chunk))
             fetched[shard] = ([0], [_buffers(data)])
         return stored, fetched
+
+    def _every_shard_key(self) -> list[str]:
+        grid = (range(-(-n // o)) for n, o in zip(self.shape, self.layout.outer, strict=True))
+        return [self._shard_file(shard) for shard in itertools.product(*grid)]
 
     async def _read_index(self, objects: Any, key: str) -> tuple[str | None, int, list[int], list[int]] | None:
         """The checked index of the shard ``key``, with the object's ETag and size; None if

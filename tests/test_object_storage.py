@@ -370,3 +370,30 @@ def test_one_trial_from_a_bucket_is_one_get_per_variable_of_only_its_chunks(s3_s
     want = reader.open_mouse(local).split("train").trial(k)
     for variable, array in want.items():
         np.testing.assert_array_equal(values[variable], array, err_msg=variable)
+
+
+def test_after_a_first_read_no_read_from_a_bucket_waits_for_a_shard_index(s3_server, bucket_url, tmp_path):
+    """The first read of a variable fetches every shard's index at once, so a trial of any
+    other shard is then one GET per variable and the HEAD, with no index GET before them."""
+    from benchmarks.s3 import CountingProxy, request_kinds
+    from sensorium_zarr.converter import Chunking
+
+    options = s3_server.storage_options()
+    source = write_mouse(small_spec(), tmp_path / "src")
+    url = convert_mouse(source, f"{bucket_url}/every-index", progress=False, storage_options=options,
+                        chunking=Chunking(trials_per_shard=4)).url
+    with CountingProxy(options["endpoint"]) as proxy:
+        split = reader.open_mouse(url, storage_options={**options, "endpoint": proxy.endpoint}).split("train")
+        positions = split.source("responses").positions
+        with proxy.counting() as first:
+            split.trial(0)
+        later = [k for k in range(len(positions)) if positions[k] // 4 != positions[0] // 4]
+        assert len({int(positions[k]) // 4 for k in later[-2:]}) == 2  # two other shards
+        for k in later[-2:]:
+            with proxy.counting() as got:
+                split.trial(k)
+            assert request_kinds(got) == "4 GET chunk, 1 HEAD zarr.json", (k, request_kinds(got))
+    # The first read asked for both sharded variables' indexes of every shard at once.
+    index_gets = [r for r in first if r.method == "GET" and (r.range or "").startswith("bytes=-")]
+    n_shards = -(-reader.open_mouse(url, storage_options=options).n_trials // 4)
+    assert len(index_gets) == 2 * n_shards, request_kinds(first)
