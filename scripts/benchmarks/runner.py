@@ -95,7 +95,9 @@ def run_s3(args: argparse.Namespace, sides: Sides, store: Path, picks: list[int]
     log("starting a SeaweedFS S3 server on 127.0.0.1")
     try:
         with S3Server(folder) as server:
-            s3.measure_s3(args, sides, store, server.endpoint, server.storage_options(), work, report, picks)
+            pid = server.process.pid if server.process is not None else None
+            s3.measure_s3(args, sides, store, server.endpoint, server.storage_options(), work, report, picks,
+                          server_pid=pid)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         for name in ("small-source", "small-store"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import os
 import threading
 import time
 import urllib.parse
@@ -282,9 +283,23 @@ def small_store(folder: Path) -> Path:
     return Path(convert_mouse(source, folder / "small-store", progress=False))
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) the process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(fn: Callable[[], Any], server_pid: int) -> tuple[float, float, float]:
+    """(wall seconds, this process's CPU seconds, the server's CPU seconds) of ``fn()``."""
+    wall, ours, server = time.perf_counter(), time.process_time(), process_cpu(server_pid)
+    fn()
+    return time.perf_counter() - wall, time.process_time() - ours, process_cpu(server_pid) - server
+
+
 def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: str, options: dict[str, Any],
-               work: Path, report: Report, picks: list[int]) -> None:
-    """Rows s3u, s3o, s3ot, s3t, s3s, against the S3 server at ``endpoint``."""
+               work: Path, report: Report, picks: list[int], server_pid: int | None = None) -> None:
+    """Rows s3u, s3o, s3ot, s3t, s3tf, s3s, s3sf, against the S3 server at ``endpoint``
+    (``server_pid``: its process, for row s3sf's CPU accounting where the platform has /proc)."""
     url = f"s3://{BUCKET}/{store.name}"
     remote = Remote.of(url, options)
     files = files_under(store)
@@ -366,6 +381,8 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
                fetched_mb=fetched / 1e6, rate_mbs=fetched / t_floor / 1e6)
     _out_of_reach(report, "s3s", t_local / t_floor, "fetching the stream's bytes alone (row s3sf), with no "
                   f"decoding or arithmetic, goes at {t_local / t_floor:.2f} of the local streaming rate")
+    if server_pid is not None and Path(f"/proc/{server_pid}/stat").exists():
+        _stream_cpu(report, bucket, streamed_requests, streamed_in_flight, ours, base, server_pid)
     report.note(f"row s3s: one streaming pass made {len(streamed_requests)} requests "
                 f"({request_kinds(streamed_requests)}), at most {most_in_flight(streamed_requests)} in flight at once "
                 f"(counted through the proxy in an untimed pass).")
@@ -377,3 +394,27 @@ def _out_of_reach(report: Report, row_id: str, floor_ratio: float, why: str) -> 
     if target is not None and not target.met(floor_ratio):
         report.note(f"{rows.ref(row_id)}'s target ({target.cell(rows.row(row_id))}) is out of reach with this server "
                     f"on this machine: {why}, before the reader does anything with them.")
+
+
+def _stream_cpu(report: Report, bucket: Any, requests: list[Request], in_flight: int, ours: Callable[[Any], Any],
+                base: Callable[[Any], Any], server_pid: int) -> None:
+    """Row s3s's CPU accounting, one untimed-for-the-ratio run of each: what the server
+    spends to serve the stream's requests (the bare replay), what the local pass spends
+    (decoding and arithmetic), and what the pass from the bucket spends on both sides.
+    However well a reader overlaps fetching and computing, the two cores cannot do the
+    server's work and the local pass's in less than their sum over the cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    _, client_replay, server_replay = cpu_of(lambda: replay(bucket, requests, in_flight), server_pid)
+    local_wall, local_cpu, _ = cpu_of(lambda: base(0), server_pid)
+    s3_wall, s3_cpu, s3_server = cpu_of(lambda: ours(0), server_pid)
+    bound = (server_replay + client_replay + local_cpu) / cores
+    report.note(
+        f"row s3s's CPU, one more run of each side: from the bucket {s3_wall:.2f} s of wall time, the reader "
+        f"{s3_cpu:.2f} CPU s and the server {s3_server:.2f}; from local disk {local_wall:.2f} s, "
+        f"{local_cpu:.2f} CPU s. "
+        f"Serving the stream's requests alone (row s3sf's replay) costs the server {server_replay:.2f} CPU s and "
+        f"receiving them {client_replay:.2f}, so on {cores} cores no reader of these bytes with this arithmetic can "
+        f"stream from this server in less than ({server_replay:.2f} + {client_replay:.2f} + {local_cpu:.2f}) / "
+        f"{cores} = {bound:.2f} s, {local_wall / bound:.2f} of the local rate.")
+    _out_of_reach(report, "s3s", local_wall / bound, f"serving and receiving the stream plus the local pass's CPU, "
+                  f"over the {cores} cores, allow at most {local_wall / bound:.2f} of the local rate")
