@@ -55,7 +55,7 @@ class Chunking:
     response_shuffle: Shuffle = "noshuffle"
     #: A per-trial variable is stored uncoded (format version 7: no Blosc, each chunk its
     #: values and their CRC32C, checked and copied on read) when Blosc saves less
-    #: than this percentage of the bytes of its first shard of trials; 0: always Blosc.
+    #: than this percentage of the bytes of the mouse's first trial; 0: always Blosc.
     min_blosc_saving: int = 10
 
     def __post_init__(self) -> None:

@@ -22,7 +22,8 @@ buffer and copied out: reading it straight into the output (one ``preadv`` scatt
 chunks into place) left the values out of cache for the standardization that follows,
 and made a whole trial slower. A read from the main thread is
 split over a small thread pool; a read from any other thread, one of several at once,
-decodes in that thread (Blosc and the CRC32C of ``google_crc32c`` release the GIL).
+decodes in that thread. Blosc and the file reads release the GIL; ``google_crc32c``'s
+checksum does not, but it is a small share of a chunk's work.
 
 Absent chunks (an inner chunk indexed 2^64-1, a missing shard file) read as the fill
 value, as zarr reads them, unless the array is opened with ``every_chunk_present``.

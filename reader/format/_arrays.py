@@ -301,7 +301,7 @@ class FormatSpec:
     c_order_shards: bool = False
     #: From version 7 a per-trial variable's chunks may be uncoded (codecs ``bytes`` and
     #: ``crc32c``, no Blosc): the converter stores a variable so when Blosc saves less than
-    #: the chunking option ``min_blosc_saving`` percent of its first trials' bytes, and a
+    #: the chunking option ``min_blosc_saving`` percent of its first trial's bytes, and a
     #: read checks and copies such chunks instead of decoding them.
     uncoded_chunks: bool = False
 
