@@ -111,6 +111,14 @@ def test_numeric_option_out_of_range_is_one_line_at_parse_time(folder_mouse, tmp
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["101", "-1", "ten"])
+def test_min_blosc_saving_out_of_range_is_one_line_at_parse_time(folder_mouse, tmp_path, value):
+    out = tmp_path / "out"
+    line = _one_error_line(_convert(folder_mouse, out, "--min-blosc-saving", value), "--min-blosc-saving", repr(value))
+    assert "from 0 to 100" in line
+    assert not out.exists()
+
+
 def test_verify_workers_zero_is_one_line(folder_mouse, folder_store):
     _one_error_line(_run([*CLI, "verify", str(folder_mouse), str(folder_store), "--workers", "0"]), "--workers")
 
@@ -119,7 +127,8 @@ def test_verify_workers_zero_is_one_line(folder_mouse, folder_store):
     ("trials_per_shard", 0), ("neurons_per_chunk", -2), ("frames_per_video_chunk", 0), ("frames_per_response_chunk", 0),
     ("frames_per_response_chunk", 1.5),
     ("trials_per_shard", 2.5), ("trials_per_shard", True), ("clevel", 10), ("cname", "gzip"), ("shuffle", "yes"),
-    ("response_shuffle", "bitshuffles"),
+    ("response_shuffle", "bitshuffles"), ("min_blosc_saving", 101), ("min_blosc_saving", -1),
+    ("min_blosc_saving", 2.5), ("min_blosc_saving", True),
 ])
 def test_chunking_refuses_out_of_range(field, value):
     with pytest.raises(OptionError, match=f"Chunking.{field} must be"):
