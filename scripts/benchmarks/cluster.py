@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import resource
 import shutil
 import statistics
@@ -32,7 +31,7 @@ from sensorium_zarr.testing import twin_spec, write_mouse
 from .cache import bytes_on_disk, files_under, read_all
 from .children import psutil_module
 from .report import Report
-from .timing import log
+from .timing import log, usable_cores
 
 
 def twin_sources(args: argparse.Namespace, work: Path) -> list[Path]:
@@ -137,7 +136,7 @@ def measure_cluster(args: argparse.Namespace, work: Path, report: Report) -> Non
 
     sources = twin_sources(args, work)
     source_bytes = sum(bytes_on_disk(s)[1] for s in sources)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     runs: dict[str, list[ClusterRun]] = {"all": [], "serial": []}
     outputs = {"all": work / "cluster-out-all", "serial": work / "cluster-out-serial"}
 

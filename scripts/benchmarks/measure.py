@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from .cache import bytes_on_disk, files_under
 from .children import ChildRun, run_child, stage_lines
 from .report import Report
 from .sides import STREAMED, Sides, check_same, source_file, to_stored
-from .timing import log, median_time, memcpy_rate, paired
+from .timing import log, median_time, memcpy_rate, paired, usable_cores
 
 
 def measure_conversion(args: argparse.Namespace, source: Path, out: Path, logs: Path, report: Report) -> Path:
@@ -233,7 +232,7 @@ def measure_codec(args: argparse.Namespace, sides: Sides, store: Path, stream_ra
     label = (f"Blosc {recorded.cname} {recorded.clevel}, "
              + ", ".join(f"{v} {shuffles[v] if coded[v] else 'uncoded (a copy)'}" for v in (fmt.RESPONSES, fmt.VIDEOS)))
     chunks = codec_chunks(sides, chunking, args.codec_trials)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     # Blosc's own thread pool off: parallelism comes from the Python threads, as in a Dask read.
     previous = numcodecs_blosc.use_threads
     numcodecs_blosc.use_threads = False

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import os
 import threading
 import time
 import urllib.parse
@@ -35,9 +34,10 @@ from sensorium_zarr.testing import sample_spec, write_mouse
 
 from . import rows
 from .cache import files_under, read_all
+from .children import psutil_module
 from .report import Report
 from .sides import Sides, check_same
-from .timing import log, median_time, paired
+from .timing import log, median_time, paired, usable_cores
 
 BUCKET = "sensorium-bench"
 #: Threads uploading the store's files (obstore's put is one request per call).
@@ -283,23 +283,23 @@ def small_store(folder: Path) -> Path:
     return Path(convert_mouse(source, folder / "small-store", progress=False))
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system, every thread) the process ``pid`` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_of(fn: Callable[[], Any], server_pid: int) -> tuple[float, float, float]:
     """(wall seconds, this process's CPU seconds, the server's CPU seconds) of ``fn()``."""
-    wall, ours, server = time.perf_counter(), time.process_time(), process_cpu(server_pid)
+    server = psutil_module().Process(server_pid)
+
+    def server_cpu() -> float:
+        times = server.cpu_times()
+        return float(times.user + times.system)
+
+    wall, ours, before = time.perf_counter(), time.process_time(), server_cpu()
     fn()
-    return time.perf_counter() - wall, time.process_time() - ours, process_cpu(server_pid) - server
+    return time.perf_counter() - wall, time.process_time() - ours, server_cpu() - before
 
 
 def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: str, options: dict[str, Any],
                work: Path, report: Report, picks: list[int], server_pid: int | None = None) -> None:
     """Rows s3u, s3o, s3ot, s3t, s3tf, s3s, s3sf, against the S3 server at ``endpoint``
-    (``server_pid``: its process, for row s3sf's CPU accounting where the platform has /proc)."""
+    (``server_pid``: its process, for row s3s's CPU accounting)."""
     url = f"s3://{BUCKET}/{store.name}"
     remote = Remote.of(url, options)
     files = files_under(store)
@@ -363,7 +363,7 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
     report.add("s3tf", t_floor, t_local, requests=trial_requests,
                fetched_kb=sum(r.nbytes for r in got) / 1e3)
     _out_of_reach(report, "s3t", t_floor / t_local, "fetching one trial's bytes alone (row s3tf) takes "
-                  f"{t_floor / t_local:.2f}x the local trial")
+                  f"{t_floor / t_local:.2f}x the local trial, before the reader does anything with them")
 
     ours, base = s3_pair("s3s", in_bucket, sides)
     log(f"row s3s: streaming the train split, S3 vs local disk ({args.repeats} repetitions)")
@@ -381,7 +381,7 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
                fetched_mb=fetched / 1e6, rate_mbs=fetched / t_floor / 1e6)
     _out_of_reach(report, "s3s", t_local / t_floor, "fetching the stream's bytes alone (row s3sf), with no "
                   f"decoding or arithmetic, goes at {t_local / t_floor:.2f} of the local streaming rate")
-    if server_pid is not None and Path(f"/proc/{server_pid}/stat").exists():
+    if server_pid is not None:
         _stream_cpu(report, bucket, streamed_requests, streamed_in_flight, ours, base, server_pid)
     report.note(f"row s3s: one streaming pass made {len(streamed_requests)} requests "
                 f"({request_kinds(streamed_requests)}), at most {most_in_flight(streamed_requests)} in flight at once "
@@ -393,7 +393,7 @@ def _out_of_reach(report: Report, row_id: str, floor_ratio: float, why: str) -> 
     target = rows.row(row_id).target
     if target is not None and not target.met(floor_ratio):
         report.note(f"{rows.ref(row_id)}'s target ({target.cell(rows.row(row_id))}) is out of reach with this server "
-                    f"on this machine: {why}, before the reader does anything with them.")
+                    f"on this machine: {why}.")
 
 
 def _stream_cpu(report: Report, bucket: Any, requests: list[Request], in_flight: int, ours: Callable[[Any], Any],
@@ -403,7 +403,7 @@ def _stream_cpu(report: Report, bucket: Any, requests: list[Request], in_flight:
     (decoding and arithmetic), and what the pass from the bucket spends on both sides.
     However well a reader overlaps fetching and computing, the two cores cannot do the
     server's work and the local pass's in less than their sum over the cores."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     _, client_replay, server_replay = cpu_of(lambda: replay(bucket, requests, in_flight), server_pid)
     local_wall, local_cpu, _ = cpu_of(lambda: base(0), server_pid)
     s3_wall, s3_cpu, s3_server = cpu_of(lambda: ours(0), server_pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -52,6 +53,11 @@ def paired(
             else:
                 r_base = result
     return statistics.median(t_ours), statistics.median(t_base), r_ours, r_base
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> float:
