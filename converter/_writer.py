@@ -118,23 +118,20 @@ def uncoded_variables(layout: SourceLayout, chunking: Chunking, dtypes: Mapping[
     ``chunking.min_blosc_saving`` percent, judged on the mouse's first trial in the stored
     layout and dtype (a full-size trial's responses are megabytes; one file more to read
     from a bucket): decoding them would cost reads much more than the bytes saved."""
-    if not chunking.min_blosc_saving:
+    if not chunking.min_blosc_saving or not len(layout.trial_ids):
         return frozenset()
-    sample = layout.trial_ids[:1]
+    first = int(layout.trial_ids[0])
     uncoded = set()
     for variable in fmt.VARIABLES:
         dtype = np.dtype(dtypes[variable])
-        shuffle = BLOSC_SHUFFLES[chunking.shuffle_of(variable)]
-        raw = coded = 0
-        for trial_id in sample:
-            values = np.ascontiguousarray(
-                layout.read_trial(variable, int(trial_id)).transpose(fmt.SOURCE_TO_STORED_AXES[variable]), dtype
-            )
-            raw += values.nbytes
-            coded += len(numcodecs.blosc.compress(
-                values, chunking.cname.encode(), chunking.clevel, shuffle, typesize=dtype.itemsize
-            ))
-        if raw and coded * 100 > raw * (100 - chunking.min_blosc_saving):
+        values = np.ascontiguousarray(
+            layout.read_trial(variable, first).transpose(fmt.SOURCE_TO_STORED_AXES[variable]), dtype
+        )
+        coded = len(numcodecs.blosc.compress(
+            values, chunking.cname.encode(), chunking.clevel, BLOSC_SHUFFLES[chunking.shuffle_of(variable)],
+            typesize=dtype.itemsize,
+        ))
+        if values.nbytes and coded * 100 > values.nbytes * (100 - chunking.min_blosc_saving):
             uncoded.add(variable)
     return frozenset(uncoded)
 
