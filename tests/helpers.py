@@ -81,3 +81,11 @@ def shard_index(data: bytes, n_inner: int) -> np.ndarray:
     """The (offset, nbytes) rows of the index at the end of the shard file ``data`` of
     ``n_inner`` inner chunks (its CRC32C, the last 4 bytes, not checked)."""
     return np.frombuffer(data[-(16 * n_inner + 4) : -4], "<u8").reshape(n_inner, 2)
+
+
+def chunk_codecs(array: zarr.Array) -> list[dict]:
+    """The codec chain of ``array``'s chunks as metadata: a sharded array's inner chunks'."""
+    codecs: list[dict] = array.metadata.to_dict()["codecs"]
+    if codecs[0]["name"] == "sharding_indexed":
+        codecs = codecs[0]["configuration"]["codecs"]
+    return codecs

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import small_spec
+from helpers import chunk_codecs, small_spec
 
 import sensorium_zarr as reader
 from sensorium_zarr import format as fmt
@@ -59,9 +59,7 @@ def pristine(request, tmp_path_factory) -> Path:
                         min_blosc_saving=CODINGS[request.param])
     store = convert_mouse(source, tmp_path_factory.mktemp("out"), chunking=chunking, engine="zarr", progress=False)
     for variable in VARIABLES:
-        codecs = zarr.open_array(str(store / variable), mode="r").metadata.to_dict()["codecs"]
-        if codecs[0]["name"] == "sharding_indexed":
-            codecs = codecs[0]["configuration"]["codecs"]
+        codecs = chunk_codecs(zarr.open_array(str(store / variable), mode="r"))
         assert ("blosc" in [c["name"] for c in codecs]) == (request.param == "blosc"), variable
     return store
 

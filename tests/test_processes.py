@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import small_spec
+from helpers import small_spec
 
 from sensorium_zarr.converter import convert_mouse
 from sensorium_zarr.converter._chunking import Chunking

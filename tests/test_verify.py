@@ -13,7 +13,7 @@ import google_crc32c
 import numpy as np
 import pytest
 import zarr
-from helpers import small_spec
+from helpers import chunk_codecs, small_spec
 
 from sensorium_zarr import _chunks, open_mouse
 from sensorium_zarr import format as fmt
@@ -272,15 +272,8 @@ def test_a_version_2_store_missing_a_chunk_that_held_values_is_reported(golden_v
     assert open_mouse(store).valid_frames.max() == 0
 
 
-def _chunk_codecs(array: zarr.Array) -> list[dict]:
-    codecs = array.metadata.to_dict()["codecs"]
-    if codecs[0]["name"] == "sharding_indexed":
-        codecs = codecs[0]["configuration"]["codecs"]
-    return codecs
-
-
 def _blosc(array: zarr.Array) -> dict | None:
-    return next((c["configuration"] for c in _chunk_codecs(array) if c["name"] == "blosc"), None)
+    return next((c["configuration"] for c in chunk_codecs(array) if c["name"] == "blosc"), None)
 
 
 @pytest.mark.parametrize("store", ["converted", *(f"golden-v{v}" for v in fmt.SUPPORTED_FORMAT_VERSIONS)])
@@ -307,7 +300,7 @@ def test_verify_reports_an_uncoded_variable_the_chunking_attribute_does_not_allo
     root = zarr.open_group(str(store), mode="r")
     uncoded = [v for v in fmt.VARIABLES if _blosc(root[v]) is None]
     assert "responses" in uncoded  # the test mouse's dense traces: Blosc saves under 10%
-    assert [c["name"] for c in _chunk_codecs(root["responses"])] == ["bytes", "crc32c"]
+    assert [c["name"] for c in chunk_codecs(root["responses"])] == ["bytes", "crc32c"]
     assert verify(source, store) == []
     meta_path = store / "zarr.json"
     meta = json.loads(meta_path.read_text())
