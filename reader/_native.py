@@ -541,15 +541,20 @@ class NativeArray:
         same bytes as a memoryview; ``address``: where they start in memory), into its part
         of the output."""
         nbytes = chunk.nbytes - _CRC
-        if not self.layout.compressed:
-            self._copy(chunk, data, view, at, nbytes, path, into)
-            return
-        if nbytes < _BLOSC_HEADER:
+        uncoded = not self.layout.compressed
+        if uncoded and nbytes != self._chunk_nbytes:
+            raise ChunkDecodeError(
+                f"chunk {chunk.coords} in {_name(path)} is {nbytes} bytes, expected {self._chunk_nbytes}"
+            )
+        if nbytes < _BLOSC_HEADER and not uncoded:
             raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)} is too short for Blosc")
         end = at + nbytes
         # A numpy view: google_crc32c takes no memoryview.
         if google_crc32c.value(data[at:end]) != _UINT32.unpack_from(view, end)[0]:
             raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
+        if uncoded:
+            into.put(chunk, data[at:end].view(self.layout.dtype).reshape(self.layout.inner))
+            return
         # Blosc's header: version bytes, flags, typesize, then nbytes, blocksize, cbytes (uint32).
         decoded, _, cbytes = _SIZES.unpack_from(view, at + 4)
         if decoded != self._chunk_nbytes or cbytes != nbytes:
@@ -569,28 +574,7 @@ class NativeArray:
             except RuntimeError as e:
                 raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)}: {e}") from e
         if not direct:
-            if chunk.basic:
-                into.out[chunk.out] = into.scratch[chunk.inside]
-            else:
-                _assign(into.out, chunk.out, _take(into.scratch, chunk.inside))
-
-
-    def _copy(self, chunk: _Chunk, data: np.ndarray, view: memoryview, at: int, nbytes: int, path: str,
-              into: _Into) -> None:
-        """Check the uncoded ``chunk`` (its ``nbytes`` bytes of values at ``at`` in
-        ``data``, then their CRC32C) and copy its part into the output."""
-        if nbytes != self._chunk_nbytes:
-            raise ChunkDecodeError(
-                f"chunk {chunk.coords} in {_name(path)} is {nbytes} bytes, expected {self._chunk_nbytes}"
-            )
-        end = at + nbytes
-        if google_crc32c.value(data[at:end]) != _UINT32.unpack_from(view, end)[0]:
-            raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
-        values = data[at:end].view(self.layout.dtype).reshape(self.layout.inner)
-        if chunk.basic:
-            into.out[chunk.out] = values[chunk.inside]
-        else:
-            _assign(into.out, chunk.out, _take(values, chunk.inside))
+            into.put(chunk, into.scratch)
 
 
 class _Into:
@@ -610,6 +594,13 @@ class _Into:
             layout.inner[i] == out.shape[i] for i in range(spans[0] + 1 if spans else out.ndim, out.ndim)
         )
         self.scratch, self.scratch_address = _scratch(layout.inner, layout.dtype)
+
+    def put(self, chunk: _Chunk, values: np.ndarray) -> None:
+        """Copy ``chunk``'s part of ``values`` (the whole chunk, decoded) into the output."""
+        if chunk.basic:
+            self.out[chunk.out] = values[chunk.inside]
+        else:
+            _assign(self.out, chunk.out, _take(values, chunk.inside))
 
     def address(self, chunk: _Chunk) -> int:
         """Where the first value of ``chunk`` (a whole one: its parts are slices) goes."""
