@@ -339,3 +339,39 @@ def test_numpy_peer_keeps_every_trial_and_draws_inside_the_cut(tiny_tree):
         assert sample["videos"].shape[:2] == (1, training.FRAMES)
         assert not any(bool(sample[v].isnan().any()) for v in ("videos", "behavior", "pupil_center"))
     assert sorted(peer.cache) == sorted(ids), "the status quo caches every trial it loaded, forever"
+
+
+@pytest.mark.parametrize("warm_up", [False, True])
+def test_warm_rows_read_every_item_once_before_timing(warm_up):
+    """A warm row runs both sides once over its items, untimed, before the timed
+    repetitions: the page cache may have dropped what the start of the run read."""
+    from benchmarks.timing import paired
+
+    calls: list[tuple[str, int]] = []
+
+    def side(name):
+        def call(item):
+            calls.append((name, item))
+            return item
+        return call
+
+    paired(side("ours"), side("base"), [1, 2, 3], warm_up=warm_up)
+    timed = [("ours", 1), ("base", 1), ("base", 2), ("ours", 2), ("ours", 3), ("base", 3)]
+    first = [("ours", 1), ("base", 1), ("ours", 2), ("base", 2), ("ours", 3), ("base", 3)]
+    assert calls == (first + timed if warm_up else timed)
+
+
+def test_compared_warm_rows_warm_up_and_cold_rows_do_not(monkeypatch, tiny_sides):
+    from benchmarks import measure
+
+    seen: dict[str, bool] = {}
+
+    def fake_paired(ours, base, items, before=None, warm_up=False):
+        seen[row_id] = warm_up
+        return 0.0, 0.0, ours(items[0]), base(items[0])
+
+    monkeypatch.setattr(measure, "paired", fake_paired)
+    for row_id in ("3", "4a", "3c"):
+        items = [0] if rows.row(row_id).over == "trials" else [1]
+        measure.compare(tiny_sides, row_id, items)
+    assert seen == {"3": True, "4a": True, "3c": False}

@@ -117,5 +117,6 @@ def machine_lines(args: Any, mouse: reader.Mouse, n_train: int, source_bytes: in
         f"- chunking: {json.dumps(mouse.attrs.chunking)}",
         f"- every figure is the median of {args.repeats} repetitions ({args.convert_repeats} for the "
         f"conversion, {args.trial_repeats} for the one-trial rows), the two sides interleaved; "
-        "warm page cache (everything read once first) unless the row says cold",
+        "warm page cache unless the row says cold (everything read once first, and each compared warm row's "
+        "reads made once, untimed, just before it is timed)",
     ]

@@ -354,7 +354,7 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
     in_bucket = Sides(reader.open_mouse(url, storage_options=options, engine=args.engine), sides.source)
     ours, base = s3_pair("s3t", in_bucket, sides)
     log(f"row s3t: one trial, S3 vs local disk ({len(picks)} repetitions)")
-    t_ours, t_base, r_ours, r_base = paired(ours, base, picks)
+    t_ours, t_base, r_ours, r_base = paired(ours, base, picks, warm_up=True)
     check_same("row s3t", r_ours, r_base, rtol=rows.row("s3t").rtol, atol=rows.row("s3t").atol)
     report.add("s3t", t_ours, t_base, requests=trial_requests)
     bucket = Remote.of(f"s3://{BUCKET}", options).objects()
@@ -367,7 +367,7 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
 
     ours, base = s3_pair("s3s", in_bucket, sides)
     log(f"row s3s: streaming the train split, S3 vs local disk ({args.repeats} repetitions)")
-    t_ours, t_base, r_ours, r_base = paired(ours, base, range(args.repeats))
+    t_ours, t_base, r_ours, r_base = paired(ours, base, range(args.repeats), warm_up=True)
     check_same("row s3s", r_ours, r_base, rtol=rows.row("s3s").rtol, atol=rows.row("s3s").atol)
     streamed = sides.streamed_bytes()
     report.add("s3s", t_ours, t_base, rate_mbs=streamed / t_ours / 1e6, base_rate_mbs=streamed / t_base / 1e6,

@@ -29,17 +29,23 @@ def paired(
     base: Callable[[Any], Any],
     items: Sequence[Any],
     before: Callable[[], None] | None = None,
+    warm_up: bool = False,
 ) -> tuple[float, float, Any, Any]:
     """Median seconds of ``ours(item)`` and ``base(item)`` over ``items``, and their results
     for the last item.
 
     The two sides alternate which goes first, so a burst of load from other tenants or
     a cache warming up hits both about equally. ``before`` runs untimed before each call
-    (e.g. evicting the page cache for a cold repetition).
+    (e.g. evicting the page cache for a cold repetition). ``warm_up`` first runs both sides
+    once over every item, untimed, so the pages the timed calls read are in the page cache.
     """
     t_ours: list[float] = []
     t_base: list[float] = []
     r_ours = r_base = None
+    if warm_up:
+        for item in items:
+            ours(item)
+            base(item)
     for k, item in enumerate(items):
         sides = [(ours, t_ours), (base, t_base)]
         for fn, times in sides if k % 2 == 0 else sides[::-1]:
