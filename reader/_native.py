@@ -243,28 +243,25 @@ def _pieces(axis: slice | np.ndarray, size: int) -> list[_Piece]:
 class _Chunk:
     """One inner chunk a read needs: where it is stored and where its values go."""
 
-    __slots__ = ("number", "pieces", "whole", "basic", "offset", "nbytes")
+    __slots__ = ("number", "coords", "out", "inside", "whole", "basic", "offset", "nbytes")
 
-    def __init__(self, number: int, pieces: tuple[_Piece, ...], whole: bool, basic: bool) -> None:
+    def __init__(
+        self,
+        number: int,
+        coords: tuple[int, ...],
+        out: tuple[slice | np.ndarray, ...],
+        inside: tuple[slice | np.ndarray, ...],
+        whole: bool,
+        basic: bool,
+    ) -> None:
         self.number = number  # its position in the shard index (C order)
-        self.pieces = pieces  # per axis: (chunk number along the axis, output part, chunk part)
+        self.coords = coords  # its position in the array's grid of inner chunks
+        self.out = out  # per axis, its part of the output
+        self.inside = inside  # per axis, that part's positions in the chunk
         self.whole = whole  # it fills its output part with every value it holds
         self.basic = basic  # its parts, in the output and in the chunk, are slices on every axis
         self.offset = 0
         self.nbytes = 0
-
-    @property
-    def coords(self) -> tuple[int, ...]:
-        """Its position in the array's grid of inner chunks."""
-        return tuple(p[0] for p in self.pieces)
-
-    @property
-    def out(self) -> tuple[slice | np.ndarray, ...]:
-        return tuple(p[1] for p in self.pieces)
-
-    @property
-    def inside(self) -> tuple[slice | np.ndarray, ...]:
-        return tuple(p[2] for p in self.pieces)
 
 
 class NativeArray:
@@ -374,14 +371,18 @@ class NativeArray:
                 groups.setdefault(c // k, []).append((piece, (c % k) * step, whole, basic))
             by_axis.append(groups)
         for shard in itertools.product(*(sorted(g) for g in by_axis)):
-            chunks = [
-                _Chunk(
-                    sum(p[1] for p in combo), tuple(p[0] for p in combo), all(p[2] for p in combo),
-                    all(p[3] for p in combo),
-                )
-                for combo in itertools.product(*(g[c] for g, c in zip(by_axis, shard, strict=True)))
+            # Built up one axis at a time: a read of one trial has one piece on most axes,
+            # so this makes a few tuples per chunk, not a generator per chunk and field.
+            combos: list[tuple[int, tuple[int, ...], tuple[Any, ...], tuple[Any, ...], bool, bool]] = [
+                (0, (), (), (), True, True)
             ]
-            yield shard, chunks
+            for g, c in zip(by_axis, shard, strict=True):
+                combos = [
+                    (n + step, coords + (piece[0],), out + (piece[1],), inside + (piece[2],), whole and w, basic and b)
+                    for n, coords, out, inside, whole, basic in combos
+                    for piece, step, w, b in g[c]
+                ]
+            yield shard, [_Chunk(*combo) for combo in combos]
 
     def _shard_file(self, shard: tuple[int, ...]) -> str:
         path = self._paths.get(shard)
@@ -486,7 +487,7 @@ class NativeArray:
         # the cores busy already; handing their chunks to the pool too costs more in locks
         # and wake-ups than it saves. Consecutive chunks (in file order) per thread, about
         # the same bytes each, so each thread reads its own contiguous runs.
-        if total < _BYTES_PER_THREAD or threading.current_thread() is not threading.main_thread():
+        if total < _BYTES_PER_THREAD or _one_of_several or threading.current_thread() is not threading.main_thread():
             self._decode_group(chunks, out, fds)
             return
         threads = max(1, min(_POOL_SIZE, total // _BYTES_PER_THREAD, len(chunks)))
@@ -605,8 +606,8 @@ class _Into:
     def address(self, chunk: _Chunk) -> int:
         """Where the first value of ``chunk`` (a whole one: its parts are slices) goes."""
         offset = self.base
-        for piece, stride in zip(chunk.pieces, self.strides, strict=True):
-            offset += piece[1].start * stride  # type: ignore[union-attr]
+        for part, stride in zip(chunk.out, self.strides, strict=True):
+            offset += part.start * stride  # type: ignore[union-attr]
         return offset
 
 
@@ -681,6 +682,19 @@ def _assign(out: np.ndarray, where: tuple[slice | np.ndarray, ...], values: Any)
         return
     ranges = [np.arange(out.shape[a])[s] if isinstance(s, slice) else s for a, s in enumerate(where)]
     out[np.ix_(*ranges)] = values
+
+
+#: Set in a process that is one of several reading at once (a DataLoader worker): its main
+#: thread then decodes in that thread too, as any other thread does.
+_one_of_several = False
+
+
+def decode_in_calling_thread() -> None:
+    """Make every read of this process decode in the thread that asks for it, the main
+    thread included: for a process that is one of several reading at once, such as a
+    PyTorch DataLoader worker, whose siblings keep the cores busy already."""
+    global _one_of_several
+    _one_of_several = True
 
 
 _POOL_SIZE = max(1, min(8, os.cpu_count() or 1))
