@@ -295,3 +295,46 @@ def test_workers_fork_and_spawn_give_the_serial_batches(folder, tmp_path, contex
     assert result["state"]["position"] == 2
     first_epoch = len(serial) // 2
     assert result["resumed"] == [row[:3] for row in serial[2:first_epoch]]
+
+
+_DECODE_THREADS = """
+    import json, sys, threading
+    from torch.utils.data import DataLoader
+    from sensorium_zarr import _native
+    from sensorium_zarr.torch import MouseDataset
+
+    # Every read large enough to split over the decoding threads when made from a main thread.
+    _native._BYTES_PER_THREAD = 1
+
+    def decode_threads():
+        return sum(t.name.startswith("sensorium-zarr-decode") for t in threading.enumerate())
+
+    class Probe(MouseDataset):
+        def __getitem__(self, key):
+            sample = super().__getitem__(key)
+            sample["decode_threads"] = decode_threads()
+            return sample
+
+    dataset = Probe(sys.argv[1], frames=10, windows="fixed")
+    loader = DataLoader(dataset, batch_size=4, num_workers=1, multiprocessing_context="fork", timeout=60)
+    in_worker = [int(n) for batch in loader for n in batch["decode_threads"]]
+    dataset[0]
+    print(json.dumps({"in_worker": in_worker, "in_main": decode_threads()}))
+"""
+
+
+def test_a_dataloader_worker_decodes_in_its_own_thread(folder, tmp_path):
+    """A DataLoader worker is one of several processes sharing the cores: its reads decode
+    in the worker's thread, without the decoding threads a read from a main process's main
+    thread is split over (both shown with reads large enough to split)."""
+    script = tmp_path / "decode_threads.py"
+    script.write_text(textwrap.dedent(_DECODE_THREADS))
+    store = folder / f"{next(iter(MICE))}.zarr"
+    try:
+        done = subprocess.run([sys.executable, str(script), str(store)], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a DataLoader with one forked worker did not finish in 120 s (hung)")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["in_worker"] and set(result["in_worker"]) == {0}
+    assert result["in_main"] > 0
