@@ -362,6 +362,8 @@ def test_warm_rows_read_every_item_once_before_timing(warm_up):
 
 
 def test_compared_warm_rows_warm_up_and_cold_rows_do_not(monkeypatch, tiny_sides):
+    """``compare`` asks ``paired`` for the warm-up on warm rows only (a cold row's
+    eviction before each call would undo it)."""
     from benchmarks import measure
 
     seen: dict[str, bool] = {}
