@@ -153,15 +153,15 @@ def test_the_command_line_takes_urls_and_credentials_from_the_environment(mouse_
                           env=env, capture_output=True, text=True, timeout=240, cwd=mouse_zip.parent)
     assert done.returncode == 0, done.stderr
     store_url = f"{bucket_url}/{mouse_zip.stem}.zarr"
-    assert f"{store_url}: OK, identical to" in done.stdout
+    assert f"{store_url}: OK, identical to" in done.stdout, done.stdout[-2000:]
     assert not (mouse_zip.parent / "s3:").exists()
     info = subprocess.run([*run, "info", store_url], env=env, capture_output=True, text=True, timeout=120)
     assert info.returncode == 0, info.stderr
-    assert "20 trials, 23 neurons" in info.stdout and "in the store" in info.stdout
+    assert "20 trials, 23 neurons" in info.stdout and "in the store" in info.stdout, info.stdout[-2000:]
     bad = {**env, "AWS_SECRET_ACCESS_KEY": "wrong"}
     refused = subprocess.run([*run, "info", store_url], env=bad, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2
-    assert refused.stderr.count("\n") == 1 and "credentials were refused" in refused.stderr
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert refused.stderr.count("\n") == 1 and "credentials were refused" in refused.stderr, refused.stderr[-2000:]
 
 
 #: HTTP requests opening a format version 5 store may cost, whatever its trials and tiers:
