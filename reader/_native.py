@@ -551,10 +551,11 @@ class NativeArray:
             raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)} is too short for Blosc")
         end = at + nbytes
         # A numpy view: google_crc32c takes no memoryview.
-        if google_crc32c.value(data[at:end]) != _UINT32.unpack_from(view, end)[0]:
+        stored = data[at:end]
+        if google_crc32c.value(stored) != _UINT32.unpack_from(view, end)[0]:
             raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
         if uncoded:
-            into.put(chunk, data[at:end].view(self.layout.dtype).reshape(self.layout.inner))
+            into.put(chunk, stored.view(self.layout.dtype).reshape(self.layout.inner))
             return
         # Blosc's header: version bytes, flags, typesize, then nbytes, blocksize, cbytes (uint32).
         decoded, _, cbytes = _SIZES.unpack_from(view, at + 4)
@@ -571,7 +572,7 @@ class NativeArray:
                 raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)}: Blosc cannot decode it")
         else:
             try:
-                numcodecs.blosc.decompress(data[at:end], into.out[chunk.out] if direct else into.scratch)
+                numcodecs.blosc.decompress(stored, into.out[chunk.out] if direct else into.scratch)
             except RuntimeError as e:
                 raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)}: {e}") from e
         if not direct:
