@@ -20,10 +20,11 @@ numcodecs' wrapper costs more than a small chunk's decoding), straight into the 
 where a whole chunk fills one contiguous block of it. An uncoded chunk is checked in the
 buffer and copied out: reading it straight into the output (one ``preadv`` scattering the
 chunks into place) left the values out of cache for the standardization that follows,
-and made a whole trial slower. A read from the main thread is
-split over a small thread pool; a read from any other thread, one of several at once,
-decodes in that thread. Blosc and the file reads release the GIL; ``google_crc32c``'s
-checksum does not, but it is a small share of a chunk's work.
+and made a whole trial slower. A read decodes in the thread that makes it: splitting a
+read over a pool of decoding threads made every read measured slower on two cores, one
+trial, a window and reads of 32 trials alike (the copies are bound by memory, not by
+the cores, and ``google_crc32c``'s checksum holds the GIL); threads that read at once
+(Dask's, ``Split.trial``'s from a bucket, DataLoader workers) share the cores instead.
 
 Absent chunks (an inner chunk indexed 2^64-1, a missing shard file) read as the fill
 value, as zarr reads them, unless the array is opened with ``every_chunk_present``.
@@ -66,9 +67,6 @@ _MAX_GAP = 16 * 1024
 #: A contiguous run read with one system call is at most this many bytes (unless one chunk
 #: is larger): each decoding thread keeps a buffer of this size for its reads.
 _MAX_RUN = 1024 * 1024
-#: A read decodes on several threads only when it has at least this many compressed bytes
-#: per thread; below, handing work to the pool costs more than it saves.
-_BYTES_PER_THREAD = 512 * 1024
 
 
 class ChecksumError(ValueError):
@@ -481,29 +479,7 @@ class NativeArray:
             return
         # In file order, so that each contiguous run of a shard is one read.
         chunks.sort(key=_file_order)
-        total = sum(c.nbytes for _, c in chunks)
-        # Only a large read from the main thread is split over the pool: any other thread is
-        # one of several reading at once (Split.trial's, Dask's, a DataLoader's), which keep
-        # the cores busy already; handing their chunks to the pool too costs more in locks
-        # and wake-ups than it saves. Consecutive chunks (in file order) per thread, about
-        # the same bytes each, so each thread reads its own contiguous runs.
-        if total < _BYTES_PER_THREAD or _one_of_several or threading.current_thread() is not threading.main_thread():
-            self._decode_group(chunks, out, fds)
-            return
-        threads = max(1, min(_POOL_SIZE, total // _BYTES_PER_THREAD, len(chunks)))
-        groups: list[list[tuple[tuple[int, ...], _Chunk]]] = [[]]
-        share, done = total / threads, 0
-        for item in chunks:
-            if done >= share * len(groups) and len(groups) < threads:
-                groups.append([])
-            groups[-1].append(item)
-            done += item[1].nbytes
-        pending = [_POOL.get().submit(self._decode_group, g, out, fds) for g in groups]
-        # Every group done before the files close, whichever failed.
-        errors = [f.exception() for f in pending]
-        for error in errors:
-            if error is not None:
-                raise error
+        self._decode_group(chunks, out, fds)
 
     def _decode_group(
         self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any]
@@ -684,19 +660,3 @@ def _assign(out: np.ndarray, where: tuple[slice | np.ndarray, ...], values: Any)
     ranges = [np.arange(out.shape[a])[s] if isinstance(s, slice) else s for a, s in enumerate(where)]
     out[np.ix_(*ranges)] = values
 
-
-#: Set in a process that is one of several reading at once (a DataLoader worker): its main
-#: thread then decodes in that thread too, as any other thread does.
-_one_of_several = False
-
-
-def decode_in_calling_thread() -> None:
-    """Make every read of this process decode in the thread that asks for it, the main
-    thread included: for a process that is one of several reading at once, such as a
-    PyTorch DataLoader worker, whose siblings keep the cores busy already."""
-    global _one_of_several
-    _one_of_several = True
-
-
-_POOL_SIZE = max(1, min(8, os.cpu_count() or 1))
-_POOL = _fork.PerProcessPool(_POOL_SIZE, "sensorium-zarr-decode")

@@ -164,12 +164,6 @@ SPAWNED = ("dask_processes", "distributed", "torch_spawn")
 def main(scenario: str, store: str, engine: str) -> None:
     global SPLIT, STORE
     STORE = store
-    if engine == "native":
-        # Every read of more than one chunk on the native engine's decoding threads, as
-        # reads of a full-size store are, so forked workers need the pool made again.
-        from sensorium_zarr import _native
-
-        _native._BYTES_PER_THREAD = 1
     SPLIT = _split(store, engine)
     run = SCENARIOS[scenario]
     if scenario in SPAWNED:

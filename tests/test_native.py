@@ -96,14 +96,13 @@ def test_the_reader_selections_match(store, variable):
 
 
 @pytest.mark.parametrize("preadv", [True, False])
-def test_small_runs_thread_groups_and_plain_pread_read_the_same(store, monkeypatch, preadv):
+def test_small_runs_and_plain_pread_read_the_same(store, monkeypatch, preadv):
     """Runs cut at a few hundred bytes (several reads per shard, some of a single chunk),
-    decoding split over the thread pool, and the ``os.pread`` fallback for systems without
-    ``os.preadv``: the same values as zarr."""
+    and the ``os.pread`` fallback for systems without ``os.preadv``: the same values as
+    zarr."""
     from sensorium_zarr import _native
 
     monkeypatch.setattr(_native, "_MAX_RUN", 300)
-    monkeypatch.setattr(_native, "_BYTES_PER_THREAD", 1)
     monkeypatch.setattr(_native, "_PREADV", preadv)
     for variable in fmt.VARIABLES:
         reference, native = _pair(store, variable)
@@ -112,6 +111,22 @@ def test_small_runs_thread_groups_and_plain_pread_read_the_same(store, monkeypat
         np.testing.assert_array_equal(
             native.get_orthogonal_selection(selection), reference.get_orthogonal_selection(selection)
         )
+
+
+def test_a_read_decodes_in_the_calling_thread(store):
+    """Reads from the main thread and from another thread start no thread of their own
+    (splitting a read over decoding threads made reads slower on two cores)."""
+    import threading
+
+    arrays = [_pair(store, variable)[1] for variable in fmt.VARIABLES]
+    before = {t.ident for t in threading.enumerate()}
+    got = [a[...] for a in arrays]
+    reader = threading.Thread(target=lambda: got.extend(a[...] for a in arrays))
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive()
+    assert len(got) == 2 * len(arrays)
+    assert {t.ident for t in threading.enumerate()} == before
 
 
 def test_blosc_by_address_is_in_use_and_reads_what_numcodecs_reads(store, monkeypatch):

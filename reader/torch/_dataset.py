@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from .. import _standardize as std_
 from .. import format as fmt
 from .._mouse import Mouse, open_mouse
-from .._native import decode_in_calling_thread
 from ..errors import SelectionError
 from ._windows import Windows
 
@@ -148,9 +147,6 @@ class MouseDataset(Dataset[dict[str, Any]]):
     def sample(self, k: int, start: int) -> dict[str, Any]:
         """The sample of the ``k``-th trial of the split whose window starts at ``start``."""
         window = self.windows.frames_of(start, int(self.real_frames[k]))
-        if get_worker_info() is not None:
-            # One of the DataLoader's worker processes, which share the cores already.
-            decode_in_calling_thread()
         arrays = self.split.trial(k, frames=window)
         every = self.windows.every
         out: dict[str, Any] = {}
