@@ -119,11 +119,18 @@ def open_reader(
     return array
 
 
-def read(array: Readable, selection: Any, where: str, context: str = "") -> np.ndarray:
+def read(
+    array: Readable, selection: Any, where: str, context: str = "", scale: np.ndarray | None = None
+) -> np.ndarray:
     """``array``'s orthogonal ``selection`` as numpy; a chunk that fails its checksum or
     cannot be decoded raises StoreFormatError naming the store and the array (``context``
-    says what was being read)."""
+    says what was being read). ``scale``: a native array's values multiplied as they are
+    read (``NativeArray.get_orthogonal_selection``)."""
     try:
+        if scale is not None:
+            if not isinstance(array, NativeArray):
+                raise TypeError("only the native engine multiplies values as it reads them")
+            return array.get_orthogonal_selection(selection, scale)
         return np.asarray(array[...] if selection is Ellipsis else array.get_orthogonal_selection(selection))
     except SensoriumZarrError:
         raise

@@ -17,10 +17,11 @@ is unchanged), reads each contiguous run of the inner chunks a selection touches
 ``_MAX_RUN`` bytes) with one ``os.preadv`` into a buffer each thread reuses, checks every
 chunk's CRC32C before decoding it, and decodes with Blosc, called by address (``_blosc``:
 numcodecs' wrapper costs more than a small chunk's decoding), straight into the output
-where a whole chunk fills one contiguous block of it. An uncoded chunk is checked in the
-buffer and copied out: reading it straight into the output (one ``preadv`` scattering the
-chunks into place) left the values out of cache for the standardization that follows,
-and made a whole trial slower. A read decodes in the thread that makes it: splitting a
+where a whole chunk fills one contiguous block of it. Uncoded chunks that each fill a
+contiguous block of the output, stored back to back, are read straight into it: one
+``preadv`` per run scatters their values into place and their checksums aside, then each
+is checked (and, for a read with a ``scale``, rescaled while it is in the cache); other
+uncoded chunks are checked in the buffer and copied out. A read decodes in the thread that makes it: splitting a
 read over a pool of decoding threads made every read measured slower on two cores, one
 trial, a window and reads of 32 trials alike (the copies are bound by memory, not by
 the cores, and ``google_crc32c``'s checksum holds the GIL); threads that read at once
@@ -307,22 +308,38 @@ class NativeArray:
             return self.get_orthogonal_selection(Ellipsis)
         return self.fallback[selection]
 
-    def get_orthogonal_selection(self, selection: Any) -> np.ndarray:
-        """The orthogonal ``selection`` (per axis: a slice, an integer, an integer array)."""
+    def get_orthogonal_selection(self, selection: Any, scale: np.ndarray | None = None) -> np.ndarray:
+        """The orthogonal ``selection`` (per axis: a slice, an integer, an integer array).
+
+        ``scale`` (for a selection that keeps every axis: no integers): an array of the
+        output's dtype that broadcasts against the output; each chunk's values are
+        multiplied by it as they are placed, while they are in the cache, which gives what
+        ``np.multiply(output, scale, out=output)`` gives, value for value, without a second
+        pass over the output. Absent chunks' fill values are not multiplied: the caller
+        passes a ``scale`` only where that would not change them."""
         if selection is Ellipsis:
             selection = ()
         if not isinstance(selection, tuple):
             selection = (selection,)
         if len(selection) > self.ndim or any(s is Ellipsis for s in selection):
-            return np.asarray(self.fallback.get_orthogonal_selection(selection))
+            return self._fallback(selection, scale)
         selection = selection + (slice(None),) * (self.ndim - len(selection))
         try:
             axes = [_parse_axis(s, n) for s, n in zip(selection, self.shape, strict=True)]
         except _Unsupported:
-            return np.asarray(self.fallback.get_orthogonal_selection(selection))
-        return self._read(axes)
+            return self._fallback(selection, scale)
+        if scale is not None and not all(keep for _, keep in axes):
+            raise ValueError("a scaled read keeps every axis: select with slices and index arrays")
+        return self._read(axes, scale)
 
-    def _read(self, axes: list[_Axis]) -> np.ndarray:
+    def _fallback(self, selection: Any, scale: np.ndarray | None) -> np.ndarray:
+        values = np.asarray(self.fallback.get_orthogonal_selection(selection))
+        if scale is None:
+            return values
+        scaled: np.ndarray = np.multiply(values, scale, out=values if values.flags.writeable else None)
+        return scaled
+
+    def _read(self, axes: list[_Axis], scale: np.ndarray | None = None) -> np.ndarray:
         out, kept = self._output(axes)
         if out.size == 0:
             return out.reshape(kept)
@@ -331,7 +348,7 @@ class NativeArray:
             stored: list[tuple[tuple[int, ...], _Chunk]] = []
             for shard, chunks in self._shards(axes):
                 stored.extend((shard, c) for c in self._locate(shard, chunks, out, fds))
-            self._decode_all(stored, out, fds)
+            self._decode_all(stored, out, fds, scale)
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -473,20 +490,24 @@ class NativeArray:
         return index[:, 0].tolist(), index[:, 1].tolist()
 
     def _decode_all(
-        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any]
+        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any],
+        scale: np.ndarray | None = None,
     ) -> None:
         if not chunks:
             return
         # In file order, so that each contiguous run of a shard is one read.
         chunks.sort(key=_file_order)
-        self._decode_group(chunks, out, fds)
+        self._decode_group(chunks, out, fds, scale)
 
     def _decode_group(
-        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any]
+        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any],
+        scale: np.ndarray | None = None,
     ) -> None:
         """Read and decode ``chunks`` (in file order), one contiguous run of a shard per
         system call."""
-        into = _Into(out, self.layout)
+        into = _Into(out, self.layout, scale)
+        # Uncoded chunks that each fill a block of the output are read straight into it.
+        scatter = not self.layout.compressed and into.direct and _PREADV and _MAX_SCATTER > 0
         start = 0
         while start < len(chunks):
             shard, first = chunks[start]
@@ -501,15 +522,69 @@ class NativeArray:
                 reach = chunk.offset + chunk.nbytes
                 end += 1
             path = self._shard_file(shard)
-            # Into this thread's reused buffer: a fresh bytes object per read costs more in
-            # page faults than the read itself.
-            data, address = _read_buffer(reach - first.offset)
-            if _read_into(fds[shard], data, first.offset) != len(data):
-                raise ChunkDecodeError(f"shard {_name(path)} was cut short while being read")
-            view = data.data
-            for _, chunk in chunks[start:end]:
-                self._decode(chunk, data, view, address, chunk.offset - first.offset, path, into)
+            if scatter:
+                self._read_scattering(fds[shard], chunks[start:end], path, into)
+            else:
+                self._read_run(fds[shard], chunks[start:end], path, into)
             start = end
+        into.finish()
+
+    def _read_run(self, fd: int, run: list[tuple[tuple[int, ...], _Chunk]], path: str, into: _Into) -> None:
+        """Read the chunks ``run`` (in file order, close together) with one system call, then
+        check and decode each."""
+        first, last = run[0][1], run[-1][1]
+        # Into this thread's reused buffer: a fresh bytes object per read costs more in
+        # page faults than the read itself.
+        data, address = _read_buffer(last.offset + last.nbytes - first.offset)
+        if _read_into(fd, data, first.offset) != len(data):
+            raise ChunkDecodeError(f"shard {_name(path)} was cut short while being read")
+        view = data.data
+        for _, chunk in run:
+            self._decode(chunk, data, view, address, chunk.offset - first.offset, path, into)
+
+    def _read_scattering(self, fd: int, run: list[tuple[tuple[int, ...], _Chunk]], path: str, into: _Into) -> None:
+        """Read the uncoded chunks ``run``: each stretch of whole chunks stored back to back
+        straight into the output (``_scatter``), each stretch of the others through the
+        read buffer."""
+        size = self._chunk_nbytes + _CRC
+        i = 0
+        while i < len(run):
+            j, reach = i, run[i][1].offset
+            while j < len(run) and j - i < _MAX_SCATTER:
+                chunk = run[j][1]
+                if not chunk.whole or chunk.nbytes != size or chunk.offset != reach:
+                    break
+                reach += size
+                j += 1
+            if j > i:
+                self._scatter(fd, run[i:j], path, into)
+                i = j
+                continue
+            while j < len(run) and not (run[j][1].whole and run[j][1].nbytes == size):
+                j += 1
+            self._read_run(fd, run[i : max(j, i + 1)], path, into)
+            i = max(j, i + 1)
+
+    def _scatter(self, fd: int, run: list[tuple[tuple[int, ...], _Chunk]], path: str, into: _Into) -> None:
+        """Read the run of uncoded chunks ``run`` with one ``preadv`` that puts each chunk's
+        values in its place in the output and its checksum aside, then check each chunk
+        (and rescale it, for a scaled read) while it is in the cache."""
+        nbytes = self._chunk_nbytes
+        flat = into.flat
+        assert flat is not None  # only for a direct output (_decode_group)
+        crcs = _crc_buffer(len(run))
+        places = [into.address(chunk) - into.base for _, chunk in run]
+        vectors: list[memoryview] = []
+        for i, at in enumerate(places):
+            vectors.append(flat[at : at + nbytes].data)
+            vectors.append(crcs[4 * i : 4 * i + 4].data)
+        if os.preadv(fd, vectors, run[0][1].offset) != len(run) * (nbytes + _CRC):
+            raise ChunkDecodeError(f"shard {_name(path)} was cut short while being read")
+        stored = crcs[: 4 * len(run)].view("<u4").tolist()
+        for (_, chunk), at, crc in zip(run, places, stored, strict=True):
+            if google_crc32c.value(flat[at : at + nbytes]) != crc:
+                raise ChecksumError(f"chunk {chunk.coords} in {_name(path)} fails its CRC32C checksum")
+            into.rescale(chunk)
 
     def _decode(
         self, chunk: _Chunk, data: np.ndarray, view: memoryview, address: int, at: int, path: str, into: _Into
@@ -551,7 +626,9 @@ class NativeArray:
                 numcodecs.blosc.decompress(stored, into.out[chunk.out] if direct else into.scratch)
             except RuntimeError as e:
                 raise ChunkDecodeError(f"chunk {chunk.coords} in {_name(path)}: {e}") from e
-        if not direct:
+        if direct:
+            into.rescale(chunk)
+        else:
             into.put(chunk, into.scratch)
 
 
@@ -559,10 +636,19 @@ class _Into:
     """Where one thread decodes chunks of one read: the output (and its address in memory)
     and the thread's scratch buffer for chunks that fill only part of it."""
 
-    __slots__ = ("out", "base", "strides", "direct", "scratch", "scratch_address")
+    __slots__ = (
+        "out", "scale", "copied", "rescaled", "base", "strides", "direct", "flat", "scratch", "scratch_address"
+    )
 
-    def __init__(self, out: np.ndarray, layout: Layout) -> None:
+    def __init__(self, out: np.ndarray, layout: Layout, scale: np.ndarray | None = None) -> None:
         self.out = out
+        # What the values are multiplied by (NativeArray.get_orthogonal_selection): a chunk
+        # placed whole (decoded or read into the output) at once, while it is in the
+        # cache; chunks copied in part afterwards (``finish``), in one pass if they are all
+        # there is, since one multiply per small part costs more than the pass.
+        self.scale = None if scale is None else np.broadcast_to(scale, out.shape)
+        self.copied: list[_Chunk] = []
+        self.rescaled = False
         self.base = out.ctypes.data
         self.strides = out.strides
         # A whole chunk's part of a C-ordered output is one block of memory when every axis
@@ -571,6 +657,8 @@ class _Into:
         self.direct = out.flags.c_contiguous and all(
             layout.inner[i] == out.shape[i] for i in range(spans[0] + 1 if spans else out.ndim, out.ndim)
         )
+        # The output's bytes, for reads straight into it (only where it is contiguous).
+        self.flat = out.reshape(-1).view(np.uint8) if self.direct else None
         self.scratch, self.scratch_address = _scratch(layout.inner, layout.dtype)
 
     def put(self, chunk: _Chunk, values: np.ndarray) -> None:
@@ -579,6 +667,30 @@ class _Into:
             self.out[chunk.out] = values[chunk.inside]
         else:
             _assign(self.out, chunk.out, _take(values, chunk.inside))
+        if self.scale is not None:
+            self.copied.append(chunk)
+
+    def rescale(self, chunk: _Chunk) -> None:
+        """Multiply the values of ``chunk`` (a whole one, just placed) by the scale."""
+        if self.scale is not None:
+            part = self.out[chunk.out]
+            np.multiply(part, self.scale[chunk.out], out=part)
+            self.rescaled = True
+
+    def finish(self) -> None:
+        """Multiply what ``put`` copied by the scale, once every chunk is placed."""
+        if self.scale is None or not self.copied:
+            return
+        if not self.rescaled:
+            # Absent chunks' fill values too, which the scale keeps as they are.
+            np.multiply(self.out, self.scale, out=self.out)
+            return
+        for chunk in self.copied:
+            if chunk.basic:
+                part = self.out[chunk.out]
+                np.multiply(part, self.scale[chunk.out], out=part)
+            else:
+                _assign(self.out, chunk.out, np.multiply(_take(self.out, chunk.out), _take(self.scale, chunk.out)))
 
     def address(self, chunk: _Chunk) -> int:
         """Where the first value of ``chunk`` (a whole one: its parts are slices) goes."""
@@ -628,6 +740,24 @@ def _read_into(fd: int, buffer: np.ndarray, offset: int) -> int:
 
 
 _PREADV = hasattr(os, "preadv")
+#: Chunks in one scattering ``preadv``: two buffers each, within the system's limit on
+#: buffers per call (1024 on Linux).
+def _iov_max() -> int:
+    try:
+        return int(os.sysconf("SC_IOV_MAX"))
+    except (AttributeError, ValueError, OSError):
+        return 16  # POSIX's least
+
+
+_MAX_SCATTER = max(1, min(512, _iov_max() // 2))
+
+
+def _crc_buffer(n: int) -> np.ndarray:
+    """The calling thread's buffer for the checksums of ``n`` chunks (its contents are garbage)."""
+    buffer: np.ndarray | None = getattr(_local, "crcs", None)
+    if buffer is None or len(buffer) < 4 * n:
+        buffer = _local.crcs = np.empty(4 * max(n, _MAX_SCATTER), np.uint8)
+    return buffer
 
 
 def _scratch(shape: tuple[int, ...], dtype: np.dtype[Any]) -> tuple[np.ndarray, int]:

@@ -110,14 +110,17 @@ class SplitVariable:
             store[1] = _within(self.neurons, reads[1])
         if not len(trials) or any(_empty(s) for s in store[1:]):
             return np.zeros(tuple(_length(r, n) for r, n in zip(reads, self.shape, strict=True)), self.dtype)
-        data = self._read_store(trials, store[1:], check)
         if self.statistics is None:
-            return data
+            return self._read_store(trials, store[1:], check)
         full = self.handle.params(self.variable, self.statistics)
-        if data.dtype.kind == "f" and not std_.subtracts_mean(self.variable):
-            full.in_dtype(data.dtype)  # cast once per process; every cut below keeps it
+        rescaled = self.dtype.kind == "f" and not std_.subtracts_mean(self.variable)
+        if rescaled:
+            full.in_dtype(self.dtype)  # cast once per process; every cut below keeps it
         params = _cut(full, store[1:])
-        if data.dtype.kind == "f" and data.flags.writeable:
+        scale = self._rescaled_as_read(params) if rescaled else None
+        data = self._read_store(trials, store[1:], check, scale)
+        # With a scale, the native engine has rescaled each chunk's values as it placed them.
+        if scale is None and data.dtype.kind == "f" and data.flags.writeable:
             # Into the array just read. Responses (most of the bytes) are only rescaled: one
             # in-place multiply, within one rounding of the float64 path. A mean subtraction
             # in float32 could cancel digits, so videos and pupil positions keep the float64
@@ -126,7 +129,7 @@ class SplitVariable:
                 data = std_.standardize_into(self.variable, data, params)
             else:
                 data = std_.standardize_inplace(self.variable, data, params)
-        else:
+        elif scale is None:
             data = std_.standardize(self.variable, data, params)
         if self.withheld is not None:
             withheld = self.withheld[reads[0]]
@@ -136,7 +139,23 @@ class SplitVariable:
                 data[withheld] = np.nan
         return data
 
-    def _read_store(self, trials: np.ndarray, rest: list[Read], check: bool = True) -> np.ndarray:
+    def _rescaled_as_read(self, params: std_.StandardizationParams) -> np.ndarray | None:
+        """``standardize_inplace``'s multiplier for ``params`` if the native engine reads this
+        variable and can apply it to each chunk as it places the chunk's values (one pass
+        over the values less, while they are in the cache); else None. Fill values of
+        absent chunks are not multiplied, so only where the multiplier keeps them."""
+        array = self.handle.array(self.variable)
+        if not isinstance(array, NativeArray) or array.dtype != self.dtype:
+            return None
+        precision = std_.rescaling(self.variable, params, self.dtype)
+        fill = array.layout.fill_value
+        if array.every_chunk_present or np.isnan(fill) or (fill == 0 and np.isfinite(precision).all()):
+            return precision
+        return None
+
+    def _read_store(
+        self, trials: np.ndarray, rest: list[Read], check: bool = True, scale: np.ndarray | None = None
+    ) -> np.ndarray:
         array = self.handle.array(self.variable)
         runs = np.split(trials, np.flatnonzero(np.diff(trials) != 1) + 1)
         # The native engine decodes only an index array's chunks, in one call. zarr-python's
@@ -150,7 +169,9 @@ class SplitVariable:
             firsts = [slice(int(run[0]), int(run[-1]) + 1) for run in runs]
         try:
             parts = [
-                engine_.read(array, (first, *rest), self.handle.where, f"reading store positions {_positions(first)}")
+                engine_.read(
+                    array, (first, *rest), self.handle.where, f"reading store positions {_positions(first)}", scale
+                )
                 for first in firsts
             ]
         except Exception:

@@ -98,7 +98,7 @@ class RemoteArray(NativeArray):
     def __repr__(self) -> str:
         return f"<RemoteArray {self.remote.url}/{self.path} shape={self.shape} dtype={self.dtype}>"
 
-    def _read(self, axes: list[Any]) -> np.ndarray:
+    def _read(self, axes: list[Any], scale: np.ndarray | None = None) -> np.ndarray:
         out, kept = self._output(axes)
         if out.size == 0:
             return out.reshape(kept)
@@ -114,7 +114,7 @@ class RemoteArray(NativeArray):
                 raise ChunkDecodeError(
                     f"shard {_name(again.keys[0])} changed again while being read; is the store being rewritten?"
                 ) from None
-        self._decode_all(stored, out, fetched)
+        self._decode_all(stored, out, fetched, scale)
         return out.reshape(kept)
 
     async def _fetch(
@@ -204,16 +204,18 @@ class RemoteArray(NativeArray):
         return result.meta.get("e_tag"), size, *self._parse_index(raw, size, key)
 
     def _decode_group(
-        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any]
+        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any],
+        scale: np.ndarray | None = None,
     ) -> None:
         """Check and decode ``chunks`` from the bytes fetched for them (``fds``: per shard,
         the runs ``_fetch`` read)."""
-        into = _Into(out, self.layout)
+        into = _Into(out, self.layout, scale)
         for shard, chunk in chunks:
             starts, runs = fds[shard]
             at = bisect.bisect_right(starts, chunk.offset) - 1
             data, view, address = runs[at]
             self._decode(chunk, data, view, address, chunk.offset - starts[at], self._shard_file(shard), into)
+        into.finish()
 
 
 def _runs(chunks: list[_Chunk]) -> Iterable[tuple[int, int]]:

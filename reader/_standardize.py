@@ -163,11 +163,16 @@ def standardize_inplace(variable: str, x: np.ndarray, params: StandardizationPar
     """``standardize`` for a float numpy array the caller owns, overwriting it (no
     temporaries): ``x * (1 / scale)`` in the array's dtype, within one rounding of
     ``standardize``; only for variables that are rescaled, not centred."""
-    if _SUBTRACTS_MEAN[variable]:
-        raise ValueError(f"standardize_inplace: {variable} subtracts a mean; use standardize")
-    _, precision = params.in_dtype(x.dtype)
-    out: np.ndarray = np.multiply(x, precision, out=x)
+    out: np.ndarray = np.multiply(x, rescaling(variable, params, x.dtype), out=x)
     return out
+
+
+def rescaling(variable: str, params: StandardizationParams, dtype: np.dtype) -> np.ndarray:
+    """What ``standardize_inplace`` multiplies an array of ``dtype`` by: ``1 / scale`` in
+    that dtype (the native engine multiplies by the same as it places a chunk's values)."""
+    if _SUBTRACTS_MEAN[variable]:
+        raise ValueError(f"{variable} subtracts a mean: it cannot be rescaled in place; use standardize")
+    return params.in_dtype(dtype)[1]
 
 
 def standardize_into(variable: str, x: np.ndarray, params: StandardizationParams) -> np.ndarray:

@@ -225,3 +225,43 @@ def test_other_layouts_and_stores_fall_back_to_zarr(tmp_path):
 
     strings = zarr.create_array(str(tmp_path / "s"), shape=(2,), dtype=str, chunks=(2,))
     assert open_native(strings) is None
+
+
+@pytest.mark.parametrize("variable", list(fmt.VARIABLES))
+def test_a_scaled_read_is_the_read_times_the_scale(store, variable, monkeypatch):
+    """``scale`` multiplies each chunk's values as they are placed: bit for bit the read
+    multiplied afterwards, for whole and partial chunks, coded and uncoded (read straight
+    into the output, or through the read buffer when the scattering read is off)."""
+    from sensorium_zarr import _native
+
+    reference, native = _pair(store, variable)
+    rng = np.random.default_rng(5)
+    shape = [1] * reference.ndim
+    shape[-2 if variable == fmt.RESPONSES else -1] = -1
+    selections = [
+        (slice(None),) * reference.ndim,
+        (slice(2, 7),) + (slice(None),) * (reference.ndim - 1),
+        (np.array([0, 5, 13]), slice(3, 29)) + (slice(None),) * (reference.ndim - 2),
+    ]
+    scattered: list[int] = []
+    real_scatter = _native.NativeArray._scatter
+
+    def counting(self, fd, run, path, into):
+        scattered.append(len(run))
+        return real_scatter(self, fd, run, path, into)
+
+    monkeypatch.setattr(_native.NativeArray, "_scatter", counting)
+    for scatter in (_native._MAX_SCATTER, 0):
+        monkeypatch.setattr(_native, "_MAX_SCATTER", scatter)
+        scattered.clear()
+        for selection in selections:
+            want = native.get_orthogonal_selection(selection)
+            scale = rng.uniform(0.5, 2.0, want.shape[-2 if variable == fmt.RESPONSES else -1]).astype(want.dtype)
+            scale = scale.reshape(shape)
+            got = native.get_orthogonal_selection(selection, scale)
+            np.testing.assert_array_equal(got, np.multiply(want, scale), err_msg=f"{variable} {selection}")
+            np.testing.assert_array_equal(want, reference.get_orthogonal_selection(selection))
+        # Uncoded chunks are read straight into the output unless that is switched off.
+        assert bool(scattered) == (scatter > 0 and not native.layout.compressed), (variable, scatter)
+    with pytest.raises(ValueError, match="keeps every axis"):
+        native.get_orthogonal_selection((0,), np.ones(1, native.dtype))

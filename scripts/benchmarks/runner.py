@@ -201,9 +201,10 @@ def run(args: argparse.Namespace, report: Report) -> None:
         report.note(
             "rows 3-5 and 6d: the reader uses the train split's standardization parameters "
             "(mouse.standardization_params); the .npy side and row 6d apply the same ones through one function "
-            "shared with the reader's block read (standardize_inplace in the stored dtype for rescaled-only "
-            "variables, the float64 path written back into the array read (standardize_into) otherwise, on the "
-            "reader's own condition); each compared row's values were checked equal (to float32 rounding) on "
+            "shared with the reader's block read (for rescaled-only variables, a multiply in the stored dtype by "
+            "the reader's own rescaling (the .npy side in place after np.load, the reader's native engine chunk "
+            "by chunk as it reads), the float64 path written back into the array read (standardize_into) "
+            "otherwise, on the reader's own condition); each compared row's values were checked equal (to float32 rounding) on "
             "both sides.")
     finally:
         if args.keep:

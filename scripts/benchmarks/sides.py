@@ -3,9 +3,11 @@ reader, and the same values from the per-trial .npy files.
 
 Both sides standardize with one function, ``standardize_like_reader``, which calls the
 very functions the reader's read (``sensorium_zarr._reading.SplitVariable._read``) calls, on
-the same condition, in the data's own dtype: responses are rescaled in place in the
-stored dtype, the other variables take the float64 path. So the rows compare reading,
-not arithmetic; tests/test_bench.py records the calls of both sides to prove it.
+the same condition, in the data's own dtype: responses are multiplied in the stored
+dtype by the reader's own ``rescaling`` (here in place after ``np.load``; the native
+engine does it chunk by chunk as it reads), the other variables take the float64 path.
+So the rows compare reading, not arithmetic; tests/test_bench.py records the calls of
+both sides to prove it.
 """
 
 from __future__ import annotations
