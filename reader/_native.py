@@ -21,11 +21,11 @@ where a whole chunk fills one contiguous block of it. Uncoded chunks that each f
 contiguous block of the output, stored back to back, are read straight into it: one
 ``preadv`` per run scatters their values into place and their checksums aside, then each
 is checked (and, for a read with a ``scale``, rescaled while it is in the cache); other
-uncoded chunks are checked in the buffer and copied out. A read decodes in the thread that makes it: splitting a
-read over a pool of decoding threads made every read measured slower on two cores, one
-trial, a window and reads of 32 trials alike (the copies are bound by memory, not by
-the cores, and ``google_crc32c``'s checksum holds the GIL); threads that read at once
-(Dask's, ``Split.trial``'s from a bucket, DataLoader workers) share the cores instead.
+uncoded chunks are checked in the buffer and copied out. A read decodes in the thread
+that makes it: split over a pool of decoding threads, a trial, a window and a training
+sample took longer on two cores, and reads of many trials no less (``google_crc32c``'s
+checksum holds the GIL); threads that read at once (Dask's, ``Split.trial``'s from a
+bucket, DataLoader workers) share the cores instead.
 
 Absent chunks (an inner chunk indexed 2^64-1, a missing shard file) read as the fill
 value, as zarr reads them, unless the array is opened with ``every_chunk_present``.
@@ -66,7 +66,7 @@ _NUMERIC = {
 #: one system call less costs more than copying a few kB.
 _MAX_GAP = 16 * 1024
 #: A contiguous run read with one system call is at most this many bytes (unless one chunk
-#: is larger): each decoding thread keeps a buffer of this size for its reads.
+#: is larger): each thread that reads keeps a buffer of this size for its reads.
 _MAX_RUN = 1024 * 1024
 
 
@@ -740,8 +740,8 @@ def _read_into(fd: int, buffer: np.ndarray, offset: int) -> int:
 
 
 _PREADV = hasattr(os, "preadv")
-#: Chunks in one scattering ``preadv``: two buffers each, within the system's limit on
-#: buffers per call (1024 on Linux).
+
+
 def _iov_max() -> int:
     try:
         return int(os.sysconf("SC_IOV_MAX"))
@@ -749,6 +749,8 @@ def _iov_max() -> int:
         return 16  # POSIX's least
 
 
+#: Chunks in one scattering ``preadv``: two buffers each, within the system's limit on
+#: buffers per call (1024 on Linux).
 _MAX_SCATTER = max(1, min(512, _iov_max() // 2))
 
 
