@@ -24,8 +24,8 @@ the first zarrs pipeline is made and never restartable; a forked child inherits 
 without its threads, and its first read of several chunks would wait forever. So in a
 forked child ``open_array`` opens ``"zarrs"`` arrays with zarr-python's pipeline instead
 (same values, every checksum checked), and ``_fork`` empties the per-process caches of
-arrays opened before the fork. A spawned child uses zarrs as asked. The native path's
-decoding threads and shard index cache are made again in a forked child. Object storage
+arrays opened before the fork. A spawned child uses zarrs as asked. The native path's shard
+index cache is made again in a forked child (on local disk it starts no threads). Object storage
 cannot be read at all in a child forked after its parent made an obstore client, whatever
 the engine (``_location.require_usable`` says so rather than let the request hang).
 

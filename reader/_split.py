@@ -167,8 +167,7 @@ class Split:
         if all(isinstance(a, NativeArray) and a.local_files for a in arrays):
             # Local files through the native engine: the reads are CPU-bound, and one after
             # another in this thread cost less than in the pool's, where four threads
-            # contend for two cores (and for a DataLoader worker's one). The engine still
-            # splits a large read made from the main thread over its own decoding threads.
+            # contend for two cores (and for a DataLoader worker's one).
             values = {v: self.source(v).read(keys[v], False) for v in fmt.VARIABLES}
         else:
             # From a bucket, or through zarr or zarrs: the four reads wait on requests or on
