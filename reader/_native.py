@@ -493,18 +493,12 @@ class NativeArray:
         self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any],
         scale: np.ndarray | None = None,
     ) -> None:
+        """Read and decode ``chunks`` of the open shard files ``fds``, one contiguous run of
+        a shard per system call."""
         if not chunks:
             return
         # In file order, so that each contiguous run of a shard is one read.
         chunks.sort(key=_file_order)
-        self._decode_group(chunks, out, fds, scale)
-
-    def _decode_group(
-        self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any],
-        scale: np.ndarray | None = None,
-    ) -> None:
-        """Read and decode ``chunks`` (in file order), one contiguous run of a shard per
-        system call."""
         into = _Into(out, self.layout, scale)
         # Uncoded chunks that each fill a block of the output are read straight into it.
         scatter = not self.layout.compressed and into.direct and _PREADV and _MAX_SCATTER > 0
@@ -547,23 +541,25 @@ class NativeArray:
         straight into the output (``_scatter``), each stretch of the others through the
         read buffer."""
         size = self._chunk_nbytes + _CRC
+
+        def fits(chunk: _Chunk) -> bool:
+            return chunk.whole and chunk.nbytes == size
+
         i = 0
         while i < len(run):
-            j, reach = i, run[i][1].offset
-            while j < len(run) and j - i < _MAX_SCATTER:
-                chunk = run[j][1]
-                if not chunk.whole or chunk.nbytes != size or chunk.offset != reach:
-                    break
-                reach += size
-                j += 1
-            if j > i:
+            j = i + 1
+            if fits(run[i][1]):
+                while (
+                    j < len(run) and j - i < _MAX_SCATTER and fits(run[j][1])
+                    and run[j][1].offset == run[j - 1][1].offset + size
+                ):
+                    j += 1
                 self._scatter(fd, run[i:j], path, into)
-                i = j
-                continue
-            while j < len(run) and not (run[j][1].whole and run[j][1].nbytes == size):
-                j += 1
-            self._read_run(fd, run[i : max(j, i + 1)], path, into)
-            i = max(j, i + 1)
+            else:
+                while j < len(run) and not fits(run[j][1]):
+                    j += 1
+                self._read_run(fd, run[i:j], path, into)
+            i = j
 
     def _scatter(self, fd: int, run: list[tuple[tuple[int, ...], _Chunk]], path: str, into: _Into) -> None:
         """Read the run of uncoded chunks ``run`` with one ``preadv`` that puts each chunk's
@@ -571,7 +567,7 @@ class NativeArray:
         (and rescale it, for a scaled read) while it is in the cache."""
         nbytes = self._chunk_nbytes
         flat = into.flat
-        assert flat is not None  # only for a direct output (_decode_group)
+        assert flat is not None  # only for a direct output (_decode_all)
         crcs = _crc_buffer(len(run))
         places = [into.address(chunk) - into.base for _, chunk in run]
         vectors: list[memoryview] = []

@@ -203,7 +203,7 @@ class RemoteArray(NativeArray):
             raise ChunkDecodeError(f"shard {_name(key)} is {size} bytes, shorter than its index")
         return result.meta.get("e_tag"), size, *self._parse_index(raw, size, key)
 
-    def _decode_group(
+    def _decode_all(
         self, chunks: list[tuple[tuple[int, ...], _Chunk]], out: np.ndarray, fds: dict[tuple[int, ...], Any],
         scale: np.ndarray | None = None,
     ) -> None:
