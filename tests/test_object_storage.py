@@ -136,12 +136,17 @@ def test_bad_credentials_fail_with_one_clear_line(mouse_zip, bucket_url, s3_serv
     assert "\n" not in str(caught.value)
 
 
-def test_a_missing_bucket_or_store_is_named(s3_server):
+def test_a_missing_bucket_or_store_is_named(s3_server, bucket_url):
+    import obstore
+
     options = s3_server.storage_options()
     with pytest.raises(StoreNotFoundError, match="NoSuchBucket"):
         reader.open_mouse("s3://no-such-bucket-here/m.zarr", storage_options=options)
+    # The bucket exists (buckets are made by their first write; this test may run before
+    # any other has written to it), the store in it does not.
+    obstore.put(_objects(bucket_url, s3_server), "other.txt", b"not a store")
     with pytest.raises(StoreNotFoundError, match="no store there"):
-        reader.open_mouse("s3://sensorium-test/nothing-here.zarr", storage_options=options)
+        reader.open_mouse(f"{bucket_url}/nothing-here.zarr", storage_options=options)
     with pytest.raises(StoreNotFoundError, match="NoSuchBucket"):
         reader.open_sensorium("s3://no-such-bucket-here/prefix", storage_options=options)
 
