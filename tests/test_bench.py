@@ -29,6 +29,9 @@ TWIN = REAL_METADATA / "dynamic29156-11-10-Video-8744edeac3b4d1ce16b680916b5267c
 PACKAGE = REPO / "scripts" / "benchmarks"
 #: The compared rows of every run; the optional groups' are tested in test_bench_s3.py.
 COMPARED = [r.id for r in rows.ROWS if r.compared and r.group is None]
+#: Compared rows whose two sides are both .npy readers: floors, the baseline plus work the
+#: reader cannot skip.
+FLOORS = [r.id for r in rows.ROWS if r.compared and r.ratio is rows.FLOOR]
 
 
 def _need_twin() -> None:
@@ -295,7 +298,7 @@ def test_the_checks_catch_the_old_float64_baseline(tiny_sides, monkeypatch):
     """With the old baseline arithmetic put back, the path check and the bit-for-bit check
     above both fail, for every compared row that reads responses."""
     monkeypatch.setattr(sides, "standardize_like_reader", _old_npy_standardize)
-    for row_id in COMPARED:
+    for row_id in (r for r in COMPARED if r not in FLOORS):
         ours, base = _paths_of_row(tiny_sides, row_id, 0)
         assert _arithmetic(base) != _arithmetic(ours), row_id
         assert (fmt.RESPONSES, "standardize", "float32") in base, row_id
@@ -305,6 +308,64 @@ def test_the_checks_catch_the_old_float64_baseline(tiny_sides, monkeypatch):
     assert not np.array_equal(reader_trial[k], old_trial[k], equal_nan=True)
     # Within float32 rounding, though: why a tolerance alone could never tell the paths apart.
     np.testing.assert_allclose(reader_trial[k], old_trial[k], rtol=1e-6, equal_nan=True)
+
+
+def test_row_3f_checks_every_byte_the_baseline_loads(tiny_sides, monkeypatch):
+    """Row 3f is row 3's baseline and the checks: CRC32C, through the function the reader
+    calls, over every byte of the four arrays (read as np.load reads them: the values are
+    checked equal to the baseline's with the other compared rows), in pieces no larger than
+    the store's chunks."""
+    assert rows.row("3f").baseline == rows.row("3").baseline
+    checked: list[int] = []
+    crc = sides.google_crc32c.value
+
+    def counting(data):
+        checked.append(len(data))
+        return crc(data)
+
+    monkeypatch.setattr(sides.google_crc32c, "value", counting)
+    k = len(tiny_sides.train) - 1
+    trial = int(tiny_sides.train.trial_ids[k])
+    loaded = [np.load(sides.source_file(tiny_sides.source, v, trial)) for v in sides.VARIABLES]
+    tiny_sides.npy_trial_checked(k)
+    assert sum(checked) == sum(x.nbytes for x in loaded)
+    assert max(checked) <= max(tiny_sides.piece_nbytes.values())
+    assert tiny_sides.piece_nbytes[fmt.RESPONSES] == tiny_sides.mouse.attrs.chunking["neurons_per_chunk"] * (
+        tiny_sides.mouse.t_pad * 4
+    )
+    checked.clear()
+    tiny_sides.npy_trial(k)
+    assert not checked  # the baseline itself checks nothing
+
+
+def test_row_3f_reads_files_as_np_load_does(tmp_path):
+    x = np.arange(3 * 5 * 7, dtype=np.float32).reshape(3, 5, 7)
+    for order in ("C", "F"):
+        np.save(tmp_path / f"{order}.npy", np.asarray(x, order=order))
+        for piece in (4, 28, 1000):
+            got = sides.load_checked(tmp_path / f"{order}.npy", piece)
+            np.testing.assert_array_equal(got, x)
+    np.save(tmp_path / "object.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="never unpickles"):
+        sides.load_checked(tmp_path / "object.npy", 64)
+    with open(tmp_path / "C.npy", "r+b") as f:
+        f.truncate(f.seek(0, 2) - 8)
+    with pytest.raises(ValueError, match="cut short"):
+        sides.load_checked(tmp_path / "C.npy", 28)
+
+
+def test_row_3f_floor_note(monkeypatch):
+    """The out-of-reach note for row 3 appears exactly when row 3f's ratio misses row 3's target."""
+    from benchmarks import measure
+    from benchmarks.report import Report
+
+    for floor, expect in ((1.2, True), (0.9, False)):
+        report = Report()
+        report.add("3f", floor, 1.0)
+        measure.note_trial_floor(report)
+        assert bool(report.notes) == expect, floor
+        if expect:
+            assert "row 3f" in report.notes[0] and "1.20x" in report.notes[0]
 
 
 def test_layout_benchmark_runs(folder_mouse):

@@ -120,6 +120,20 @@ def measure_reads(sides: Sides, row_ids: Sequence[str], trials: Sequence[int], n
                    window=sides.window(0).stop - sides.window(0).start)
 
 
+def note_trial_floor(report: Report) -> None:
+    """Row 3's target out of reach, if its floor (row 3f: the baseline plus the checks a
+    reader of the store cannot skip) misses it."""
+    floor, trial = report.lines.get("3f"), rows.row("3")
+    if floor is None or trial.target is None or trial.target.met(floor.ratio):
+        return
+    report.note(
+        f"{rows.ref('3')}'s target ({trial.target.cell(trial)}) is out of reach on this machine for a reader that "
+        "returns only checked bytes and checks them in the thread that reads them, as this one does: reading the "
+        f"files as np.load does and checking every byte, in the cache, alone takes {floor.ratio:.2f}x the baseline "
+        f"({rows.ref('3f')}), "
+        f"before any chunk lookup, and this store's codecs decode a chunk slower than it is copied ({rows.ref('6b')}).")
+
+
 def measure_stream(sides: Sides, repeats: int, report: Report) -> float:
     """Row 5: nanmean over the whole train split, reader (dask threads) vs a .npy loop.
     Returns our decoded bytes/s."""

@@ -174,6 +174,11 @@ ROWS: tuple[Row, ...] = (
         "(64 MB files, no reading, encoding or statistics)", "{ours} ({rate_mbs:.0f} MB/s)",
         "{base} (np.load of every file, serial)", SECONDS, FLOOR, "lower"),
     _trial("3", "`split.trial(k)`", "our_trial", "warm", Target("<=", 1)),
+    Row("3f", "floor for row 3: row 3's baseline with every byte checked as the reader checks it: each file read "
+        "into its array in runs of the reader's read size, each piece of the store's chunk size then checked with "
+        "CRC32C (google_crc32c) while in the cache, in one thread; no chunk lookups, decoding or copies",
+        "{ours}", _NPY_TRIAL, MS, FLOOR, "lower", None, "warm",
+        ours="npy_trial_checked", baseline="npy_trial", over="trials"),
     _trial("3d", "`dask.compute(split.<var>[k])`", "our_trial_dask", "warm", Target("<=", 1)),
     Row("3w", "a {window}-frame window of one random train trial, 4 variables, standardized, "
         "`split.trial(k, frames=...)` (warm)", "{ours}", "{base} (np.load the whole trial + same arithmetic)",

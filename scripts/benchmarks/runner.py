@@ -147,6 +147,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
         picks = random_trials(rng, n_train, args.trial_repeats)
         neurons = rng.choice(mouse.n_neurons, size=args.repeats, replace=mouse.n_neurons < args.repeats).tolist()
         measure.measure_reads(sides, _read_rows("warm"), picks, neurons, report)
+        measure.note_trial_floor(report)
 
         cold_rows = ", ".join(rows.row(i).shown for i in rows.cold_ids())
         if args.cold:

@@ -12,6 +12,8 @@ both sides to prove it.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -19,11 +21,14 @@ from typing import Any, Literal
 
 import dask
 import dask.array as da
+import google_crc32c
 import numpy as np
+import zarr
 
 import sensorium_zarr as reader
 from sensorium_zarr import _standardize as std_
 from sensorium_zarr import format as fmt
+from sensorium_zarr._native import _MAX_RUN
 from sensorium_zarr._standardize import StandardizationParams
 
 VARIABLES = fmt.VARIABLES
@@ -45,6 +50,29 @@ def standardize_like_reader(variable: str, data: np.ndarray, params: Standardiza
         return std_.standardize_inplace(variable, data, params)
     standardized: np.ndarray = std_.standardize(variable, data, params)
     return standardized
+
+
+def load_checked(path: Path, piece: int) -> np.ndarray:
+    """The array of the .npy file ``path`` (numeric: nothing is unpickled), read a run of
+    whole ``piece``-byte pieces (at most the reader's ``_MAX_RUN`` bytes, or one piece) at
+    a time into the array, each piece's CRC32C computed right after its run is read;
+    ``google_crc32c.value`` looked up at each call (tests count its bytes)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ValueError(f"{path}: an object array; the benchmark never unpickles")
+        x = np.empty(shape, dtype, order="F" if fortran_order else "C")
+        data = (x.T if fortran_order else x).reshape(-1).view(np.uint8)  # the file's byte order
+        run = max(piece, _MAX_RUN // piece * piece)
+        for at in range(0, len(data), run):
+            part = data[at : at + run]
+            if f.readinto(part) != len(part):
+                raise ValueError(f"{path}: cut short")
+            for p in range(0, len(part), piece):
+                google_crc32c.value(part[p : p + piece])
+    return x
 
 
 def source_file(source: Path, variable: str, trial_id: int) -> Path:
@@ -108,10 +136,33 @@ class Sides:
         return list(dask.compute(*(self.train.array(v)[k] for v in VARIABLES), scheduler="threads"))
 
     def npy_trial(self, k: int) -> list[np.ndarray]:
+        return self._npy_trial(k, checked=False)
+
+    # -- row 3's floor (row 3f)
+    def npy_trial_checked(self, k: int) -> list[np.ndarray]:
+        """``npy_trial`` with every byte checked as a reader of the store must check it, and
+        as cheaply as it can be: each file read into its array a run of at most the reader's
+        ``_MAX_RUN`` bytes at a time, each piece of the store's chunk size checked with
+        CRC32C (google_crc32c, the reader's) right after its run is read, while it is in the
+        cache, in this thread. No chunk lookups, decoding or copies out of a buffer: what
+        no reader that returns only checked bytes can do without."""
+        return self._npy_trial(k, checked=True)
+
+    @functools.cached_property
+    def piece_nbytes(self) -> dict[str, int]:
+        """Per variable, the bytes of one decoded inner chunk of the store (on local disk)."""
+        if self.mouse.path is None:
+            raise ValueError("row 3f's pieces are those of a store on local disk")
+        arrays = {v: zarr.open_array(self.mouse.path / v, mode="r") for v in VARIABLES}
+        return {v: math.prod(a.chunks) * a.dtype.itemsize for v, a in arrays.items()}
+
+    def _npy_trial(self, k: int, checked: bool) -> list[np.ndarray]:
         trial = int(self.train.trial_ids[k])
         out = []
         for v in VARIABLES:
-            x = standardize_like_reader(v, np.load(source_file(self.source, v, trial)), self.source_params[v])
+            path = source_file(self.source, v, trial)
+            x = load_checked(path, self.piece_nbytes[v]) if checked else np.load(path)
+            x = standardize_like_reader(v, x, self.source_params[v])
             if v == fmt.RESPONSES and not self.has_responses[trial]:
                 x[...] = np.nan  # the reader's rule for withheld responses
             out.append(to_stored(v, x))
