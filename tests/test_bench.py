@@ -124,7 +124,7 @@ def test_tiny_benchmark_prints_every_row(tmp_path, capsys, responses):
     cold_missing = re.search(r"cold rows \(3c, 4ac, 4bc\) missing:", text) is not None
     expected = [r for r in rows.ROWS if r.group is None and not (cold_missing and r.cache == "cold")]
     if not training.torch_available():
-        assert "training rows (7, 7c, 7w, 7p, 7m) missing: torch is not installed" in text
+        assert "training rows (7, 7c, 7w, 7wf, 7p, 7m) missing: torch is not installed" in text
         expected = [r for r in expected if not r.id.startswith("7")]
     assert [row[0] for row in printed] == [r.shown for r in expected]
     number = r"\d+(\.\d+)?"
@@ -406,6 +406,67 @@ def test_training_rows_compare_equal_windows(tiny_tree, kind):
     peer = training.as_dict(training.make_peer(source, offset=8, kind=kind)[trial_id])
     assert not np.allclose(ours[(0, 7)]["videos"].numpy(), peer["videos"].numpy())
     np.testing.assert_allclose(ours[(0, 8)]["videos"].numpy(), peer["videos"].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_free_samples_are_fresh_copies_of_a_real_sample(tiny_tree):
+    """Row 7wf's DataLoader runs on samples shaped like MouseDataset's, each new."""
+    pytest.importorskip("torch")
+    _, store = tiny_tree
+    ours = training.ours(store, "zarr")
+    free = training.FreeSamples(ours)
+    assert len(free) == len(ours)
+    real, a, b = ours[0], free[3], free[5]
+    assert sorted(a) == sorted(real)
+    for key, value in real.items():
+        if hasattr(value, "shape"):
+            assert a[key].shape == value.shape and a[key].dtype == value.dtype, key
+            assert a[key].data_ptr() != b[key].data_ptr(), key  # a fresh tensor per sample
+        else:
+            assert a[key] == free.sample[key], key  # the one sample's ids, copied as they are
+
+
+def test_workers_bound_adds_the_loaders_own_cost_to_each_sample():
+    # 0 workers: 5 ms a sample, 0.25 ms a free one; with workers 2.25 ms of CPU a free one.
+    bound, sample, extra = training.workers_bound(200.0, 4000.0, 0.00225, 2)
+    assert sample == pytest.approx(0.005)
+    assert extra == pytest.approx(0.002)
+    assert bound == pytest.approx(2 / 0.007)
+    # The bound's ratio to 0 workers grows towards the cores' count as samples get dearer.
+    dear, _, _ = training.workers_bound(2.0, 4000.0, 0.00225, 2)
+    assert bound / 200.0 < dear / 2.0 < 2
+    # Less CPU with workers than without (noise): no negative cost.
+    assert training.workers_bound(200.0, 4000.0, 0.0001, 2)[2] == 0.0
+
+
+def test_loader_cpu_counts_the_workers(tiny_tree):
+    """Row 7wf's CPU per sample includes the workers': a DataLoader whose samples each
+    burn CPU in the worker is charged at least that much per sample."""
+    pytest.importorskip("torch")
+    pytest.importorskip("psutil")
+    _, store = tiny_tree
+    busy = _Busy(training.FreeSamples(training.ours(store, "zarr")), 0.005)
+    keys = list(range(len(busy))) * 2
+    rate, cpu = training.loader_cpu(busy, keys, 2, None)
+    assert rate > 0
+    assert cpu >= 0.005
+
+
+class _Busy:
+    """A Dataset that spends ``seconds`` of CPU on each sample of ``inner``."""
+
+    def __init__(self, inner, seconds):
+        self.inner, self.seconds = inner, seconds
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, key):
+        import time
+
+        end = time.process_time() + self.seconds
+        while time.process_time() < end:
+            pass
+        return self.inner[key]
 
 
 def test_numpy_peer_keeps_every_trial_and_draws_inside_the_cut(tiny_tree):

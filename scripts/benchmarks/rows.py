@@ -215,6 +215,11 @@ ROWS: tuple[Row, ...] = (
         "{ours}", "{base}", MS, TIME, "lower", None, "warm"),
     Row("7w", "DataLoader throughput, batch 8, `MouseDataset` random 50-frame windows: 2 workers ({context}) "
         "vs 0 workers", "{ours}", "{base}", SAMPLES_PER_S, WORKERS, "higher", Target(">=", 1.7), "warm"),
+    Row("7wf", "bound for row 7w: {cores} cores over the CPU a sample needs with 2 workers, at least its 0-worker "
+        "time ({sample_ms:.2f} ms) plus the CPU per sample the DataLoader's processes spend with 2 workers beyond 0 "
+        "({extra_ms:.2f} ms: the transfer of each batch, measured on samples that cost nothing, which come at "
+        "{free_parallel:.0f} samples/s with 2 workers, {free_serial:.0f} with 0), vs row 7w's 0 workers",
+        "{ours}", "{base}", SAMPLES_PER_S, WORKERS, "higher", None, "warm"),
     Row("7p", "DataLoader throughput, batch 8: `MouseDataset` with 2 workers vs the peer's best configuration",
         "{ours}", "{base} ({peer_best})", SAMPLES_PER_S, OF_PEER, "higher", Target(">=", 5), "warm"),
     Row("7m", "steady memory: RSS of a training process (DataLoader, 0 workers) after two epochs over the train "

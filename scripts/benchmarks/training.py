@@ -23,10 +23,10 @@ import numpy as np
 import sensorium_zarr as reader
 from sensorium_zarr import format as fmt
 
-from . import children
+from . import children, rows
 from .children import run_child
 from .report import Report
-from .timing import log, paired
+from .timing import log, paired, usable_cores
 
 FRAMES = 50
 BATCH = 8
@@ -177,6 +177,34 @@ def check_same_window(store: Path, source: Path, engine: str, kind: str) -> None
 # --------------------------------------------------------------------------- loaders
 
 
+def _measure_workers_bound(args: argparse.Namespace, dataset: Any, keys: Sequence[int], serial: float,
+                           report: Report) -> tuple[float, int]:
+    """Row 7wf: the best two workers can do at our sample's cost, given what the
+    DataLoader itself spends per sample with workers (measured on samples that cost
+    nothing); the note when that misses row 7w's target. Returns that extra CPU per
+    sample (seconds) and the cores."""
+    free = FreeSamples(dataset)
+    free_serial = loader_rates(free, keys, 0, None)[1]
+    free_parallel, free_cpu = loader_cpu(free, keys, 2, args.loader_context)
+    cores = usable_cores()
+    bound, sample_s, extra = workers_bound(serial, free_serial, free_cpu, cores)
+    line = report.add("7wf", bound, serial, sample_ms=sample_s * 1e3, extra_ms=extra * 1e3,
+                      free_parallel=free_parallel, free_serial=free_serial, cores=cores)
+    target = rows.row("7w").target
+    if target is not None and not target.met(line.ratio):
+        report.note(
+            f"{rows.ref('7w')}'s target ({target.cell(rows.row('7w'))}) is out of reach for this sample's cost on "
+            f"this machine: with 2 workers the DataLoader's processes spend {extra * 1e3:.2f} ms of CPU per "
+            f"sample more than with 0 (measured on samples that cost nothing, which come at {free_parallel:.0f} "
+            f"samples/s with 2 workers, {free_serial:.0f} with 0: the transfer of each batch), so on top of row "
+            f"7w's {sample_s * 1e3:.2f} ms a sample with 0 workers, {cores} cores give at most {bound:.0f} "
+            f"samples/s, {line.ratio:.2f}x the 0-worker loader ({rows.ref('7wf')}); the cheaper the sample, the "
+            "smaller that ratio.")
+    return extra, cores
+
+
+
+
 def sample_keys(keys: Sequence[int], count: int, seed: int) -> list[int]:
     """``count`` keys: shuffled passes over ``keys``, so each is used once per pass."""
     rng = np.random.default_rng(seed)
@@ -204,6 +232,64 @@ def loader_rates(dataset: Any, keys: Sequence[int], workers: int, context: str |
         rates.append(n / (time.perf_counter() - start))
     del loader  # ends its workers now, not during the next measurement
     return rates[0], rates[1]
+
+
+class FreeSamples:
+    """A Dataset whose samples cost (almost) nothing: each a fresh copy of one sample of
+    ``dataset`` (same keys, shapes and dtypes, tensors new each time, as a real sample's
+    are), so a DataLoader over it times the DataLoader alone: batching, and with workers
+    the transfer of every batch to the main process."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.sample = dataset[0]
+        self.n = len(dataset)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key: int) -> dict[str, Any]:
+        return {k: v.clone() if hasattr(v, "clone") else v for k, v in self.sample.items()}
+
+
+def workers_bound(serial: float, free_serial: float, free_cpu: float, cores: int) -> tuple[float, float, float]:
+    """The most samples/s a DataLoader's workers can deliver on ``cores`` cores, from what
+    the 0-worker loader delivers (``serial`` samples/s; ``free_serial`` on samples that
+    cost nothing) and the CPU seconds per sample its processes spend with workers on
+    samples that cost nothing (``free_cpu``).
+
+    With workers a sample needs at least the CPU it needs with none, plus the CPU the
+    DataLoader spends per sample with workers beyond what it spends with none (the
+    transfer of each batch to the main process), which is the same for samples of the
+    same shapes; the cores give no more than ``cores`` CPU seconds a second. Returns the
+    bound, the 0-worker time per sample and that extra CPU, in seconds."""
+    extra = max(0.0, free_cpu - 1 / free_serial)
+    return cores / (1 / serial + extra), 1 / serial, extra
+
+
+def loader_cpu(dataset: Any, keys: Sequence[int], workers: int, context: str | None) -> tuple[float, float]:
+    """Samples/s of the second of two passes of a DataLoader (batch 8, ``workers``
+    persistent workers) over ``keys``, and the CPU seconds per sample that its processes
+    (this one and the workers) spent during that pass."""
+    from torch.utils.data import DataLoader
+
+    psutil = children.psutil_module()
+    this = psutil.Process()
+    options: dict[str, Any] = {}
+    if workers:
+        options = dict(multiprocessing_context=context, timeout=300, persistent_workers=True)
+    loader = DataLoader(dataset, batch_size=BATCH, sampler=list(keys), num_workers=workers, **options)
+
+    def cpu(processes: list[Any]) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+    for _batch in loader:  # the first pass starts the workers and warms everything
+        pass
+    processes = [this, *this.children()]
+    before, start = cpu(processes), time.perf_counter()
+    n = sum(int(as_dict(batch)[fmt.RESPONSES].shape[0]) for batch in loader)
+    wall, spent = time.perf_counter() - start, cpu(processes) - before
+    del loader
+    return n / wall, spent / n
 
 
 # Runs a DataLoader (0 workers, batch 8) over the train split for two epochs in a fresh
@@ -287,7 +373,7 @@ def probe_peer_workers(source: Path, store: Path, kind: str, timeout: float) -> 
 
 
 def measure_training(args: argparse.Namespace, source: Path, store: Path, logs: Path, report: Report) -> None:
-    """Rows 7, 7c, 7w, 7p and 7m."""
+    """Rows 7, 7c, 7w, 7wf, 7p and 7m."""
     kind = "neuralpredictors" if neuralpredictors_available() else "numpy"
     missing = ("neuralpredictors with the starter kit's transforms is not installed: PyPI's only release, 0.3.0, "
                "lacks CutVideos")
@@ -322,6 +408,7 @@ def measure_training(args: argparse.Namespace, source: Path, store: Path, logs: 
     parallel = loader_rates(dataset, keys, 2, args.loader_context)[1]
     context = args.loader_context or "the platform's default start method"
     report.add("7w", parallel, serial, context=context)
+    extra, cores = _measure_workers_bound(args, dataset, keys, serial, report)
     # The peer's first pass loads each trial once; its second finds them in its cache.
     peer_first, peer_again = loader_rates(make_peer(source, kind=kind), [train_ids[k] for k in keys], 0, None)
     configurations = {"0 workers, first epoch": peer_first, "0 workers, trials cached": peer_again}
@@ -332,7 +419,18 @@ def measure_training(args: argparse.Namespace, source: Path, store: Path, logs: 
         if probe["ok"]:
             configurations["2 workers"] = probe["rate"]
     best = max(configurations, key=lambda c: configurations[c])
-    report.add("7p", parallel, configurations[best], peer_best=best)
+    line = report.add("7p", parallel, configurations[best], peer_best=best)
+    target = rows.row("7p").target
+    if target is not None and not line.met:
+        # Row 7wf's arithmetic turned around: the 0-worker time per sample that would let 2
+        # workers deliver the target's rate.
+        needed = target.value * configurations[best]
+        budget = cores / needed - extra
+        report.note(
+            f"{rows.ref('7p')}'s target asks 2 workers for {needed:.0f} samples/s; with the DataLoader's own "
+            f"{extra * 1e3:.2f} ms per sample ({rows.ref('7wf')}) that needs " + (
+                f"a sample of at most {budget * 1e3:.2f} ms with 0 workers (row 7w's: {1e3 / serial:.2f} ms)."
+                if budget > 0 else f"more than {cores} cores: out of reach on this machine whatever a sample costs."))
     rates = "; ".join(f"{c}: {r:.1f} samples/s" for c, r in configurations.items())
     report.note(f"rows 7-7p peer: {peer_name}. Its configurations: {rates}; with 2 workers: "
                 f"{'ran' if probe['ok'] else probe['error']}.")
