@@ -355,11 +355,13 @@ def test_row_3f_reads_files_as_np_load_does(tmp_path):
 
 
 def test_row_3f_floor_note(monkeypatch):
-    """The out-of-reach note for row 3 appears exactly when row 3f's ratio misses row 3's target."""
+    """The out-of-reach note for row 3 appears exactly when row 3f's ratio misses row 3's
+    target by more than the noise."""
     from benchmarks import measure
     from benchmarks.report import Report
 
-    for floor, expect in ((1.2, True), (0.9, False)):
+    # Within the noise a bound's inputs may have (rows.NOISE) of the target: no verdict.
+    for floor, expect in ((1.2, True), (1.03, False), (0.9, False)):
         report = Report()
         report.add("3f", floor, 1.0)
         measure.note_trial_floor(report)

@@ -124,7 +124,7 @@ def note_trial_floor(report: Report) -> None:
     """Row 3's target out of reach, if its floor (row 3f: the baseline plus the checks a
     reader of the store cannot skip) misses it."""
     floor, trial = report.lines.get("3f"), rows.row("3")
-    if floor is None or trial.target is None or trial.target.met(floor.ratio):
+    if floor is None or trial.target is None or trial.target.met(floor.ratio / (1 + rows.NOISE)):
         return
     report.note(
         f"{rows.ref('3')}'s target ({trial.target.cell(trial)}) is out of reach on this machine for a reader that "
@@ -296,3 +296,10 @@ def measure_arithmetic(args: argparse.Namespace, sides: Sides, stream_rate: floa
             f"row 5's arithmetic on this machine: even with free reading, decoding at the limit and then "
             f"standardizing + reducing at {rows.ref('6d')}'s rate gives at most {bound / limit:.2f} of the limit "
             f"({rows.ref('5d')}).")
+    row5 = report.lines.get("5")
+    if row5 is not None and bound < (1 - rows.NOISE) * row5.fields["base_rate_mbs"] * 1e6:
+        report.note(
+            f"{rows.ref('5')}'s target is out of reach for this store's codecs on this machine: decoding at "
+            f"{rows.ref('5c')}'s limit and standardizing + reducing at {rows.ref('6d')}'s rate gives at most "
+            f"{bound / 1e6:.0f} MB/s ({rows.ref('5d')}), less than the .npy loop's "
+            f"{row5.fields['base_rate_mbs']:.0f} MB/s by more than the {rows.NOISE:.0%} a bound's inputs may be off.")

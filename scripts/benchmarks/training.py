@@ -184,22 +184,25 @@ def _measure_workers_bound(args: argparse.Namespace, dataset: Any, keys: Sequenc
     nothing); the note when that misses row 7w's target. Returns that extra CPU per
     sample (seconds) and the cores."""
     free = FreeSamples(dataset)
-    free_serial = loader_rates(free, keys, 0, None)[1]
-    free_parallel, free_cpu = loader_cpu(free, keys, 2, args.loader_context)
+    # Four times the keys: free samples come fast, and CPU times are counted in 10 ms ticks.
+    free_keys = list(keys) * 4
+    free_serial = loader_rates(free, free_keys, 0, None)[1]
+    free_parallel, free_cpu = loader_cpu(free, free_keys, 2, args.loader_context)
     cores = usable_cores()
     bound, sample_s, extra = workers_bound(serial, free_serial, free_cpu, cores)
     line = report.add("7wf", bound, serial, sample_ms=sample_s * 1e3, extra_ms=extra * 1e3,
                       free_parallel=free_parallel, free_serial=free_serial, cores=cores)
     target = rows.row("7w").target
-    if target is not None and not target.met(line.ratio):
+    if target is not None and not target.met(line.ratio * (1 + rows.NOISE)):
         report.note(
             f"{rows.ref('7w')}'s target ({target.cell(rows.row('7w'))}) is out of reach for this sample's cost on "
             f"this machine: with 2 workers the DataLoader's processes spend {extra * 1e3:.2f} ms of CPU per "
             f"sample more than with 0 (measured on samples that cost nothing, which come at {free_parallel:.0f} "
             f"samples/s with 2 workers, {free_serial:.0f} with 0: the transfer of each batch), so on top of row "
             f"7w's {sample_s * 1e3:.2f} ms a sample with 0 workers, {cores} cores give at most {bound:.0f} "
-            f"samples/s, {line.ratio:.2f}x the 0-worker loader ({rows.ref('7wf')}); the cheaper the sample, the "
-            "smaller that ratio.")
+            f"samples/s, {line.ratio:.2f}x the 0-worker loader ({rows.ref('7wf')}; its inputs are measured once "
+            f"each, so it may be off by a few percent, less than its distance to the target); the cheaper the "
+            "sample, the smaller that ratio.")
     return extra, cores
 
 
