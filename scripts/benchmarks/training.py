@@ -206,8 +206,6 @@ def _measure_workers_bound(args: argparse.Namespace, dataset: Any, keys: Sequenc
     return extra, cores
 
 
-
-
 def sample_keys(keys: Sequence[int], count: int, seed: int) -> list[int]:
     """``count`` keys: shuffled passes over ``keys``, so each is used once per pass."""
     rng = np.random.default_rng(seed)
