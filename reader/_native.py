@@ -14,7 +14,9 @@ a read of one trial (hundreds of small inner chunks), and zarrs, which is fast, 
 check the checksum of chunks it reads in part. This path reads each shard's index once
 per process (checked against its CRC32C, then cached for as long as the file's identity
 is unchanged), reads each contiguous run of the inner chunks a selection touches (up to
-``_MAX_RUN`` bytes) with one ``os.preadv`` into a buffer each thread reuses, checks every
+``_MAX_RUN`` bytes) with one ``os.preadv`` into a buffer each thread reuses (a read of
+several runs first tells the kernel, ``posix_fadvise(WILLNEED)``, exactly which bytes
+they hold, so that from a cold page cache the disk fetches them at once), checks every
 chunk's CRC32C before decoding it, and decodes with Blosc, called by address (``_blosc``:
 numcodecs' wrapper costs more than a small chunk's decoding), straight into the output
 where a whole chunk fills one contiguous block of it. Uncoded chunks that each fill a
@@ -499,28 +501,19 @@ class NativeArray:
             return
         # In file order, so that each contiguous run of a shard is one read.
         chunks.sort(key=_file_order)
+        runs = _runs(chunks)
+        if len(runs) > 1 and _FADVISE:
+            _will_need(chunks, runs, fds)
         into = _Into(out, self.layout, scale)
         # Uncoded chunks that each fill a block of the output are read straight into it.
         scatter = not self.layout.compressed and into.direct and _PREADV and _MAX_SCATTER > 0
-        start = 0
-        while start < len(chunks):
-            shard, first = chunks[start]
-            end, reach = start + 1, first.offset + first.nbytes
-            while end < len(chunks):
-                next_shard, chunk = chunks[end]
-                if (
-                    next_shard != shard or chunk.offset < reach or chunk.offset - reach > _MAX_GAP
-                    or chunk.offset + chunk.nbytes - first.offset > _MAX_RUN
-                ):
-                    break
-                reach = chunk.offset + chunk.nbytes
-                end += 1
+        for start, end in runs:
+            shard = chunks[start][0]
             path = self._shard_file(shard)
             if scatter:
                 self._read_scattering(fds[shard], chunks[start:end], path, into)
             else:
                 self._read_run(fds[shard], chunks[start:end], path, into)
-            start = end
         into.finish()
 
     def _read_run(self, fd: int, run: list[tuple[tuple[int, ...], _Chunk]], path: str, into: _Into) -> None:
@@ -694,6 +687,52 @@ class _Into:
         for part, stride in zip(chunk.out, self.strides, strict=True):
             offset += part.start * stride  # type: ignore[union-attr]
         return offset
+
+
+def _runs(chunks: list[tuple[tuple[int, ...], _Chunk]]) -> list[tuple[int, int]]:
+    """``chunks`` (in file order) cut into runs read with one system call each, as
+    (start, end) positions: neighbours of one shard with gaps of at most ``_MAX_GAP``
+    bytes, at most ``_MAX_RUN`` bytes from the first's start (unless one chunk is larger)."""
+    runs: list[tuple[int, int]] = []
+    start = 0
+    while start < len(chunks):
+        shard, first = chunks[start]
+        end, reach = start + 1, first.offset + first.nbytes
+        while end < len(chunks):
+            next_shard, chunk = chunks[end]
+            if (
+                next_shard != shard or chunk.offset < reach or chunk.offset - reach > _MAX_GAP
+                or chunk.offset + chunk.nbytes - first.offset > _MAX_RUN
+            ):
+                break
+            reach = chunk.offset + chunk.nbytes
+            end += 1
+        runs.append((start, end))
+        start = end
+    return runs
+
+
+def _will_need(
+    chunks: list[tuple[tuple[int, ...], _Chunk]], runs: list[tuple[int, int]], fds: dict[tuple[int, ...], Any]
+) -> None:
+    """Tell the kernel, before the first of a read's several system calls, which bytes
+    all of them will take (``runs`` of ``chunks``; runs that touch as one range), so that
+    a cold read has the disk fetch them at once, not one run after the other. Only those
+    bytes: a shard's first-to-last span could be a whole shard for a read of one neuron."""
+    advice: list[tuple[tuple[int, ...], int, int]] = []
+    for start, end in runs:
+        shard, first = chunks[start]
+        last = chunks[end - 1][1]
+        lo, hi = first.offset, last.offset + last.nbytes
+        if advice and advice[-1][0] == shard and lo == advice[-1][2]:
+            advice[-1] = (shard, advice[-1][1], hi)
+        else:
+            advice.append((shard, lo, hi))
+    for shard, lo, hi in advice:
+        os.posix_fadvise(fds[shard], lo, hi - lo, os.POSIX_FADV_WILLNEED)
+
+
+_FADVISE = hasattr(os, "posix_fadvise")
 
 
 def _file_order(item: tuple[tuple[int, ...], _Chunk]) -> tuple[tuple[int, ...], int]:

@@ -265,3 +265,52 @@ def test_a_scaled_read_is_the_read_times_the_scale(store, variable, monkeypatch)
         assert bool(scattered) == (scatter > 0 and not native.layout.compressed), (variable, scatter)
     with pytest.raises(ValueError, match="keeps every axis"):
         native.get_orthogonal_selection((0,), np.ones(1, native.dtype))
+
+
+def test_a_read_of_several_runs_advises_exactly_the_bytes_it_reads(store, monkeypatch):
+    """Before its first system call, a read of several runs tells the kernel which bytes
+    it will take (so a cold read has the disk fetch them at once): every byte it reads is
+    advised and nothing else is, so a read of one neuron never pulls in its shards'
+    other chunks. A read of one run advises nothing: its one read asks for all of it."""
+    import os
+
+    from sensorium_zarr import _native
+
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this system")
+    advised: list[tuple[int, int, int]] = []
+    read: list[tuple[int, int, int]] = []
+    real_fadvise, real_preadv = os.posix_fadvise, os.preadv
+
+    def fadvise(fd, offset, length, advice):
+        assert advice == os.POSIX_FADV_WILLNEED
+        assert not read, "advice comes before the read's first system call"
+        advised.append((os.fstat(fd).st_ino, offset, offset + length))
+        return real_fadvise(fd, offset, length, advice)
+
+    def preadv(fd, buffers, offset):
+        n = real_preadv(fd, buffers, offset)
+        read.append((os.fstat(fd).st_ino, offset, offset + n))
+        return n
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    monkeypatch.setattr(os, "preadv", preadv)
+    monkeypatch.setattr(_native, "_MAX_RUN", 300)  # several runs for every selection below
+    reference, native = _pair(store, fmt.RESPONSES)
+
+    def covered(ranges):
+        return {(ino, b) for ino, lo, hi in ranges for b in range(lo, hi)}
+
+    for selection in [(slice(None), slice(3, 4), slice(None)), (slice(2, 3), slice(None), slice(None))]:
+        advised.clear()
+        read.clear()
+        np.testing.assert_array_equal(
+            native.get_orthogonal_selection(selection), reference.get_orthogonal_selection(selection)
+        )
+        assert len(read) > 1
+        assert covered(advised) == covered(read), selection
+    monkeypatch.setattr(_native, "_MAX_RUN", 1 << 30)
+    advised.clear()
+    read.clear()
+    native.get_orthogonal_selection((slice(2, 3), slice(None), slice(None)))
+    assert read and not advised  # one run (read with one or, scattering, a few calls)
