@@ -290,16 +290,12 @@ def measure_arithmetic(args: argparse.Namespace, sides: Sides, stream_rate: floa
     bound = 1.0 / (1.0 / limit + 1.0 / rate)
     report.add("5d", stream_rate, bound, bound_share=bound / limit)
     streaming = rows.row("5c")
-    if streaming.target is not None and not streaming.target.met(bound / limit):
+    # An estimate from two separate measurements, not a proof: when streaming beats it by
+    # more than the noise, it bounds nothing and says nothing of the target.
+    holds = stream_rate <= bound * (1 + rows.NOISE)
+    if holds and streaming.target is not None and not streaming.target.met(bound / limit):
         report.note(
             f"{rows.ref('5c')}'s target ({streaming.target.cell(streaming)} of the decode limit) is out of reach for "
             f"row 5's arithmetic on this machine: even with free reading, decoding at the limit and then "
             f"standardizing + reducing at {rows.ref('6d')}'s rate gives at most {bound / limit:.2f} of the limit "
             f"({rows.ref('5d')}).")
-    row5 = report.lines.get("5")
-    if row5 is not None and bound < (1 - rows.NOISE) * row5.fields["base_rate_mbs"] * 1e6:
-        report.note(
-            f"{rows.ref('5')}'s target is out of reach for this store's codecs on this machine: decoding at "
-            f"{rows.ref('5c')}'s limit and standardizing + reducing at {rows.ref('6d')}'s rate gives at most "
-            f"{bound / 1e6:.0f} MB/s ({rows.ref('5d')}), less than the .npy loop's "
-            f"{row5.fields['base_rate_mbs']:.0f} MB/s by more than the {rows.NOISE:.0%} a bound's inputs may be off.")
