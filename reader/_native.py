@@ -15,8 +15,9 @@ check the checksum of chunks it reads in part. This path reads each shard's inde
 per process (checked against its CRC32C, then cached for as long as the file's identity
 is unchanged), reads each contiguous run of the inner chunks a selection touches (up to
 ``_MAX_RUN`` bytes) with one ``os.preadv`` into a buffer each thread reuses (a read of
-several runs first tells the kernel, ``posix_fadvise(WILLNEED)``, exactly which bytes
-they hold, so that from a cold page cache the disk fetches them at once), checks every
+several runs in several places first tells the kernel, ``posix_fadvise(WILLNEED)``,
+exactly which bytes they hold, so that from a cold page cache the disk fetches them at
+once), checks every
 chunk's CRC32C before decoding it, and decodes with Blosc, called by address (``_blosc``:
 numcodecs' wrapper costs more than a small chunk's decoding), straight into the output
 where a whole chunk fills one contiguous block of it. Uncoded chunks that each fill a
@@ -717,8 +718,11 @@ def _will_need(
 ) -> None:
     """Tell the kernel, before the first of a read's several system calls, which bytes
     all of them will take (``runs`` of ``chunks``; runs that touch as one range), so that
-    a cold read has the disk fetch them at once, not one run after the other. Only those
-    bytes: a shard's first-to-last span could be a whole shard for a read of one neuron."""
+    a cold read has the disk fetch them at once, not one run after the other: where they
+    are several ranges (one neuron across trials), which the kernel's own read-ahead does
+    not foresee. Only those bytes: a shard's first-to-last span could be a whole shard.
+    One range (a trial, a window) is left to the read-ahead: advising it too made two
+    DataLoader workers reading windows from a warm cache slower."""
     advice: list[tuple[tuple[int, ...], int, int]] = []
     for start, end in runs:
         shard, first = chunks[start]
@@ -728,6 +732,8 @@ def _will_need(
             advice[-1] = (shard, advice[-1][1], hi)
         else:
             advice.append((shard, lo, hi))
+    if len(advice) < 2:
+        return
     for shard, lo, hi in advice:
         os.posix_fadvise(fds[shard], lo, hi - lo, os.POSIX_FADV_WILLNEED)
 
