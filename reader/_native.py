@@ -721,8 +721,7 @@ def _will_need(
     a cold read has the disk fetch them at once, not one run after the other: where they
     are several ranges (one neuron across trials), which the kernel's own read-ahead does
     not foresee. Only those bytes: a shard's first-to-last span could be a whole shard.
-    One range (a trial, a window) is left to the read-ahead: advising it too made two
-    DataLoader workers reading windows from a warm cache slower."""
+    One range (a trial, a window) is left to the kernel's read-ahead, which follows it."""
     advice: list[tuple[tuple[int, ...], int, int]] = []
     for start, end in runs:
         shard, first = chunks[start]
