@@ -223,19 +223,29 @@ def loader_rates(dataset: Any, keys: Sequence[int], workers: int, context: str |
     """Samples/s of two passes of a DataLoader (batch 8) over ``keys``, each timed from
     the start of the pass to its last batch. Workers persist between the passes, so the
     second includes neither their start nor batches they made before it began."""
+    loader = _loader(dataset, keys, workers, context, timeout)
+    rates = []
+    for _ in range(2):
+        start = time.perf_counter()
+        n = _samples(loader)
+        rates.append(n / (time.perf_counter() - start))
+    del loader  # ends its workers now, not during the next measurement
+    return rates[0], rates[1]
+
+
+def _loader(dataset: Any, keys: Sequence[int], workers: int, context: str | None, timeout: float) -> Any:
+    """A DataLoader (batch 8) over ``keys``; with workers, persistent ones."""
     from torch.utils.data import DataLoader
 
     options: dict[str, Any] = {}
     if workers:
         options = dict(multiprocessing_context=context, timeout=timeout, persistent_workers=True)
-    loader = DataLoader(dataset, batch_size=BATCH, sampler=list(keys), num_workers=workers, **options)
-    rates = []
-    for _ in range(2):
-        start = time.perf_counter()
-        n = sum(int(as_dict(batch)[fmt.RESPONSES].shape[0]) for batch in loader)
-        rates.append(n / (time.perf_counter() - start))
-    del loader  # ends its workers now, not during the next measurement
-    return rates[0], rates[1]
+    return DataLoader(dataset, batch_size=BATCH, sampler=list(keys), num_workers=workers, **options)
+
+
+def _samples(loader: Any) -> int:
+    """One pass of ``loader``: the samples its batches held."""
+    return sum(int(as_dict(batch)[fmt.RESPONSES].shape[0]) for batch in loader)
 
 
 class FreeSamples:
@@ -270,27 +280,21 @@ def workers_bound(serial: float, free_serial: float, free_cpu: float, cores: int
     return cores / (1 / serial + extra), 1 / serial, extra
 
 
-def loader_cpu(dataset: Any, keys: Sequence[int], workers: int, context: str | None) -> tuple[float, float]:
-    """Samples/s of the second of two passes of a DataLoader (batch 8, ``workers``
-    persistent workers) over ``keys``, and the CPU seconds per sample that its processes
-    (this one and the workers) spent during that pass."""
-    from torch.utils.data import DataLoader
-
-    psutil = children.psutil_module()
-    this = psutil.Process()
-    options: dict[str, Any] = {}
-    if workers:
-        options = dict(multiprocessing_context=context, timeout=300, persistent_workers=True)
-    loader = DataLoader(dataset, batch_size=BATCH, sampler=list(keys), num_workers=workers, **options)
+def loader_cpu(dataset: Any, keys: Sequence[int], workers: int, context: str | None,
+               timeout: float = 300) -> tuple[float, float]:
+    """Samples/s of the second of two passes of a DataLoader (as ``loader_rates``) over
+    ``keys``, and the CPU seconds per sample that its processes (this one and the
+    workers) spent during that pass."""
+    this = children.psutil_module().Process()
+    loader = _loader(dataset, keys, workers, context, timeout)
 
     def cpu(processes: list[Any]) -> float:
         return sum(sum(p.cpu_times()[:2]) for p in processes)
 
-    for _batch in loader:  # the first pass starts the workers and warms everything
-        pass
+    _samples(loader)  # the first pass starts the workers and warms everything
     processes = [this, *this.children()]
     before, start = cpu(processes), time.perf_counter()
-    n = sum(int(as_dict(batch)[fmt.RESPONSES].shape[0]) for batch in loader)
+    n = _samples(loader)
     wall, spent = time.perf_counter() - start, cpu(processes) - before
     del loader
     return n / wall, spent / n
