@@ -15,6 +15,7 @@ own key, so ``split.responses[:, n]`` reaches this object as one neuron of each 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
 from ._native import NativeArray
+from ._remote import current_check
 from ._store import StoreHandle
 
 __all__ = ["SplitVariable"]
@@ -167,18 +169,22 @@ class SplitVariable:
             firsts = [trials]
         else:
             firsts = [slice(int(run[0]), int(run[-1]) + 1) for run in runs]
+        # A read that checks for itself sends its check's HEAD while it reads, where it can.
+        own = self.handle.overlapped_check(1) if check and current_check() is None else None
         try:
-            parts = [
-                engine_.read(
-                    array, (first, *rest), self.handle.where, f"reading store positions {_positions(first)}", scale
-                )
-                for first in firsts
-            ]
+            with own.taking_part() if own is not None else nullcontext():
+                parts = [
+                    engine_.read(
+                        array, (first, *rest), self.handle.where, f"reading store positions {_positions(first)}",
+                        scale,
+                    )
+                    for first in firsts
+                ]
         except Exception:
             self.handle.check_unchanged()  # a store replaced under the read: say so, not zarr's error
             raise
         if check:
-            self.handle.check_unchanged()
+            self.handle.check_unchanged(own)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 

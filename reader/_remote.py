@@ -12,7 +12,10 @@ sent all at once (at most ``_IN_FLIGHT`` under way in this process):
    (gaps up to ``_COALESCE`` bytes are read, not skipped: one request costs more than
    that many bytes), one ranged GET per run of at most ``_MAX_RUN`` bytes.
 
-A plain chunk (``behavior``, ``pupil_center``) is one object: one GET, in the second round.
+A plain chunk (``behavior``, ``pupil_center``) is one object. An array of plain chunks of
+at most ``_KEEP_PLAIN`` bytes (those two: 16 bytes a frame) is fetched whole at its first
+read in this process, every chunk at once in the first round, and its stored bytes kept:
+later reads of it make no request. A larger one costs one GET per chunk, in the second round.
 Each chunk's CRC32C is checked and the chunk decoded exactly as ``NativeArray`` does
 (``NativeArray._decode``), on its threads; an absent shard or chunk reads as the fill value
 (or is an error, with ``every_chunk_present``), as on disk.
@@ -21,7 +24,11 @@ A cached index is only ever used with the object it was read from: every ranged 
 shard's chunks is conditional on the ETag its index came with (``If-Match``). If the
 object changed, the server refuses the GET; the index is read again and the read made
 again, once. Whether the store as a whole was replaced is ``StoreHandle``'s check, a HEAD
-of the root ``zarr.json`` after each read, as for every engine.
+of the root ``zarr.json`` for each read, as for every engine. From a bucket that HEAD need not
+wait for the read (``Check``): it is sent once every request of the read whose answer is
+not tied to an ETag is answered (index reads, GETs of plain chunks), while the conditional
+GETs may still be under way, and proves as much as a HEAD after the read would: data of
+the opened store, or an error.
 
 Requests run on one asyncio event loop per process, in a thread of its own (so a caller
 that runs an event loop itself, a notebook's, can read too), made again in a forked child,
@@ -34,20 +41,24 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+import math
 import os
 import threading
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import zarr
 
+from . import _fork
 from ._location import Remote
 from ._native import ChunkDecodeError, Layout, NativeArray, _Chunk, _Into, _name, layout_of
 
-__all__ = ["RemoteArray", "open_remote"]
+__all__ = ["Check", "RemoteArray", "open_remote"]
 
 #: Gaps between needed chunks of one shard up to this many bytes are read, not skipped.
 _COALESCE = 1024 * 1024
@@ -56,6 +67,9 @@ _COALESCE = 1024 * 1024
 _MAX_RUN = 8 * 1024 * 1024
 #: Requests under way at once in this process, over all reads.
 _IN_FLIGHT = 32
+#: An array of plain chunks holding at most this many bytes of values is fetched whole
+#: at its first read and its stored chunks kept (``RemoteArray._fetch_plain``).
+_KEEP_PLAIN = 32 * 1024 * 1024
 
 _T = TypeVar("_T")
 # The bytes of one shard a read fetched: the start of each run, and the runs (numpy views
@@ -69,6 +83,67 @@ class _Changed(Exception):
     def __init__(self, keys: list[str]) -> None:
         super().__init__(", ".join(keys))
         self.keys = keys
+
+
+class Check:
+    """A replaced-store check (``probe``: a coroutine function giving the store's identity
+    now, one HEAD) that goes out while ``parts`` reads from the store's bucket are under
+    way, instead of after them.
+
+    Sent after a read, a HEAD that finds the store opened proves its data that store's.
+    Sent earlier it proves as much if everything the reads took was either answered before
+    it went out, or tied to what was: so each part, a read of ``RemoteArray`` in a thread
+    taking part (``taking_part``), says ``ready`` once its index reads and its GETs of plain
+    chunks (whole objects, unconditional) are answered. Its remaining GETs are conditional
+    on the ETags of indexes read before, and a changed object is refused, never read. When
+    every part is ready the HEAD goes out; ``result`` waits for it. A part that had to read
+    an index again marks the check ``stale``, and ``result`` then sends the HEAD again,
+    after the reads. A part that never reads (an empty selection, another engine) leaves
+    the HEAD to ``result``, after the reads as before."""
+
+    def __init__(self, parts: int, probe: Callable[[], Awaitable[Any]]) -> None:
+        self._left = parts
+        self._probe = probe
+        self._sent: asyncio.Task[Any] | None = None
+        self.stale = False
+
+    def ready(self) -> None:
+        """One part's unconditional requests are answered (on the request loop)."""
+        self._left -= 1
+        if self._left < 0:
+            self.stale = True  # more reads than parts: this one's answers may have come after the HEAD
+        elif self._left == 0 and not self.stale:
+            self._sent = asyncio.ensure_future(self._probe())
+            # Its error, if no one waits for it (a read failed first), is not news.
+            self._sent.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def result(self) -> Any:
+        """The identity the HEAD found (its error raised), once the reads are done."""
+        return _run(self._result())
+
+    async def _result(self) -> Any:
+        sent = self._sent
+        if sent is None or self.stale:
+            return await self._probe()
+        return await sent
+
+    @contextmanager
+    def taking_part(self) -> Iterator[None]:
+        """The reads of ``RemoteArray`` in this thread, in the block, are parts of this check."""
+        token = _CHECK.set(self)
+        try:
+            yield
+        finally:
+            _CHECK.reset(token)
+
+
+#: The check the reads of this thread take part in (``Check.taking_part``), if any.
+_CHECK: ContextVar[Check | None] = ContextVar("sensorium_zarr_check", default=None)
+
+
+def current_check() -> Check | None:
+    """The check this thread's reads take part in, if any."""
+    return _CHECK.get()
 
 
 def open_remote(array: zarr.Array[Any], remote: Remote, every_chunk_present: bool = False) -> RemoteArray | None:
@@ -94,6 +169,9 @@ class RemoteArray(NativeArray):
         # Keys relative to the store's root, where NativeArray has paths in its folder.
         super().__init__(array, Path(array.path), layout, every_chunk_present)
         self.remote = remote
+        self._keeps_plain = not layout.sharded and math.prod(layout.shape) * layout.dtype.itemsize <= _KEEP_PLAIN
+        # Per plain chunk's key, its stored bytes (None: no such object), once fetched.
+        self._plain: dict[str, tuple[np.ndarray, memoryview, int] | None] = _fork.per_process_dict()
 
     def __repr__(self) -> str:
         return f"<RemoteArray {self.remote.url}/{self.path} shape={self.shape} dtype={self.dtype}>"
@@ -103,9 +181,12 @@ class RemoteArray(NativeArray):
         if out.size == 0:
             return out.reshape(kept)
         shards = list(self._shards(axes))
+        check = _CHECK.get()
         try:
-            stored, fetched = _run(self._fetch(shards, out))
+            stored, fetched = _run(self._fetch(shards, out, check))
         except _Changed as changed:
+            if check is not None:
+                check.stale = True  # this read's new indexes came after the check went out
             for key in changed.keys:
                 self._indexes.pop(key, None)
             try:
@@ -114,14 +195,22 @@ class RemoteArray(NativeArray):
                 raise ChunkDecodeError(
                     f"shard {_name(again.keys[0])} changed again while being read; is the store being rewritten?"
                 ) from None
-        self._decode_all(stored, out, fetched, scale)
+        try:
+            self._decode_all(stored, out, fetched, scale)
+        except Exception:
+            if self._keeps_plain:
+                # Not kept if they fail their checks: the next read fetches them again, and
+                # sees the object as the bucket holds it then (repaired, or still damaged).
+                for shard, _ in shards:
+                    self._plain.pop(self._shard_file(shard), None)
+            raise
         return out.reshape(kept)
 
     async def _fetch(
-        self, shards: list[tuple[tuple[int, ...], list[_Chunk]]], out: np.ndarray
+        self, shards: list[tuple[tuple[int, ...], list[_Chunk]]], out: np.ndarray, check: Check | None = None
     ) -> tuple[list[tuple[tuple[int, ...], _Chunk]], dict[tuple[int, ...], _Runs]]:
         """The stored chunks of ``shards`` (the absent ones' output filled) and the bytes
-        holding them, per shard."""
+        holding them, per shard; ``check`` told when only conditional GETs are left."""
         objects = self.remote.objects()
         keys = {shard: self._shard_file(shard) for shard, _ in shards}
         if self.layout.sharded:
@@ -155,10 +244,23 @@ class RemoteArray(NativeArray):
             located.sort(key=lambda c: c.offset)
             stored.extend((shard, c) for c in located)
             requests.extend((shard, key, etag, start, end) for start, end in _runs(located))
-        results = await _gather(
-            [_get_range(objects, key, etag, start, end) for _, key, etag, start, end in requests]
-            + [_get_whole(objects, key) for _, key, _ in wholes]
-        )
+        kept = bool(wholes) and self._keeps_plain
+        if kept:
+            await self._fetch_plain(objects, [key for _, key, _ in wholes])
+        # Tasks now, so that every request is under way while the check waits for some.
+        tasks = [asyncio.ensure_future(_get_range(objects, key, etag, start, end))
+                 for _, key, etag, start, end in requests]
+        if not kept:
+            tasks += [asyncio.ensure_future(_get_whole(objects, key)) for _, key, _ in wholes]
+        if check is not None:
+            unconditional = [t for t, (_, _, etag, _, _) in zip(tasks, requests, strict=False) if etag is None]
+            unconditional += tasks[len(requests):]
+            if unconditional:
+                await asyncio.wait(unconditional)
+            check.ready()
+        results = await _gather(tasks)
+        if kept:
+            results += [self._plain[key] for _, key, _ in wholes]
         changed = sorted({key for (_, key, *_), data in zip(requests, results, strict=False) if data is None})
         if changed:
             raise _Changed(changed)
@@ -175,11 +277,25 @@ class RemoteArray(NativeArray):
                 for chunk in chunks:
                     self._absent(chunk, key, out)
                 continue
+            buffers = data if kept else _buffers(data)
             for chunk in chunks:
-                chunk.offset, chunk.nbytes = 0, len(data)
+                chunk.offset, chunk.nbytes = 0, len(buffers[0])
                 stored.append((shard, chunk))
-            fetched[shard] = ([0], [_buffers(data)])
+            fetched[shard] = ([0], [buffers])
         return stored, fetched
+
+    async def _fetch_plain(self, objects: Any, keys: list[str]) -> None:
+        """Every plain chunk of ``keys`` kept (``_plain``); at the first read in this process
+        every chunk of the array, at once, so that no later read waits for one."""
+        missing = [key for key in keys if key not in self._plain]
+        if not missing:
+            return
+        if _EVERY_INDEX not in self._plain:
+            self._plain[_EVERY_INDEX] = None  # once per process (the dict is reset in a fork)
+            wanted = set(missing)
+            missing += [k for k in self._every_shard_key() if k not in self._plain and k not in wanted]
+        for key, data in zip(missing, await _gather(_get_whole(objects, k) for k in missing), strict=True):
+            self._plain[key] = None if data is None else _buffers(data)
 
     def _every_shard_key(self) -> list[str]:
         grid = (range(-(-n // o)) for n, o in zip(self.shape, self.layout.outer, strict=True))

@@ -11,6 +11,8 @@ the store handle, which pickles as the store location, so graphs run in other pr
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from . import _standardize as std_
 from . import format as fmt
 from ._native import NativeArray
 from ._reading import SplitVariable
+from ._remote import Check
 from ._selection import count as _count
 from ._selection import parse_frames, parse_variable
 from ._store import StoreHandle
@@ -171,11 +174,15 @@ class Split:
             values = {v: self.source(v).read(keys[v], False) for v in fmt.VARIABLES}
         else:
             # From a bucket, or through zarr or zarrs: the four reads wait on requests or on
-            # the engine's own threads, so they overlap.
-            reads = {v: _POOL.get().submit(self.source(v).read, keys[v], False) for v in fmt.VARIABLES}
-            values = {variable: read.result() for variable, read in reads.items()}
-        # One check that the store was not replaced, after all four reads (from a bucket,
-        # one request instead of four).
+            # the engine's own threads, so they overlap; the largest starts first. From a
+            # bucket, the check's HEAD goes out while they read.
+            check = self._handle.overlapped_check(len(fmt.VARIABLES))
+            largest = sorted(fmt.VARIABLES, key=lambda v: -math.prod(self.shapes[v][1:]) * self.dtypes[v].itemsize)
+            reads = {v: _POOL.get().submit(_taking_part, check, self.source(v).read, keys[v]) for v in largest}
+            values = {variable: reads[variable].result() for variable in fmt.VARIABLES}
+            self._handle.check_unchanged(check)
+            return values
+        # One check that the store was not replaced, after all four reads.
         self._handle.check_unchanged()
         return values
 
@@ -222,6 +229,14 @@ class Split:
         array: dask.array.Array = build(source, self.trials_per_block)
         built[source.variable] = array
         return array
+
+
+def _taking_part(check: Check | None, read: Callable[[Any, bool], np.ndarray], key: Any) -> np.ndarray:
+    """``read(key, False)`` (the caller checks the store), a part of ``check`` if any."""
+    if check is None:
+        return read(key, False)
+    with check.taking_part():
+        return read(key, False)
 
 
 #: Threads for ``Split.trial`` where its four reads wait on requests or on an engine's

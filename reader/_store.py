@@ -24,6 +24,7 @@ from . import _fork
 from . import _standardize as std_
 from . import format as fmt
 from ._location import Remote, describe, is_storage_error, require_usable
+from ._remote import Check
 from .errors import StoreFormatError, StoreNotFoundError, StoreReplacedError
 
 __all__ = [
@@ -110,7 +111,17 @@ def remote_identity(remote: Remote) -> str:
     for byte, whose ETag (a digest of the content) is the same. One HEAD request."""
     import obstore
 
-    head = obstore.head(remote.objects(), "zarr.json")
+    return _identity_of(obstore.head(remote.objects(), "zarr.json"))
+
+
+async def remote_identity_async(remote: Remote) -> str:
+    """``remote_identity``, awaited on the reads' request loop."""
+    import obstore
+
+    return _identity_of(await obstore.head_async(remote.objects(), "zarr.json"))
+
+
+def _identity_of(head: Mapping[str, Any]) -> str:
     return f"{head.get('e_tag')} {head.get('last_modified')}"
 
 
@@ -312,15 +323,25 @@ class StoreHandle:
                 return values
         return self.read(path)
 
-    def check_unchanged(self) -> None:
+    def overlapped_check(self, parts: int) -> Check | None:
+        """For a store in a bucket, a ``Check`` whose HEAD goes out while ``parts`` reads
+        taking part in it are under way (``check_unchanged(check)`` then waits for it);
+        None where there is nothing to overlap (a local folder: a ``stat``)."""
+        if self.identity is None or not isinstance(self.source, Remote):
+            return None
+        remote = self.source
+        return Check(parts, lambda: remote_identity_async(remote))
+
+    def check_unchanged(self, check: Check | None = None) -> None:
         """StoreReplacedError if the store at this path is no longer the one opened: after
         an ``--overwrite`` the path holds other trials, and during its swap none at all
-        (zarr would read missing chunks as fill values). Called after each read, so data
-        read from a store being replaced is never returned."""
+        (zarr would read missing chunks as fill values). Called after each read (with the
+        read's ``overlapped_check``, if it took part in one), so data read from a store
+        being replaced is never returned."""
         if self.identity is None or not isinstance(self.source, (Path, Remote)):
             return
         try:
-            now: Identity | None = store_identity(self.source)
+            now: Identity | None = check.result() if check is not None else store_identity(self.source)
         except OSError:
             now = None
         except Exception as e:

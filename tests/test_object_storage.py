@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -338,9 +339,11 @@ def _trial_nbytes(shard: Path, n_inner: int, trials_per_shard: int, within: int)
 
 def test_one_trial_from_a_bucket_is_one_get_per_variable_of_only_its_chunks(s3_server, bucket_url, tmp_path):
     """Format version 6 stores a shard's inner chunks in C order, trial axis first: once
-    its shards' indexes are cached, ``split.trial(k)`` is one GET per variable, of exactly
-    that trial's chunks' bytes, all four at once, and the replaced-store check's HEAD. (In
-    Morton order the trials of a shard interleave, and a run takes in other trials' chunks.)"""
+    its shards' indexes are cached, ``split.trial(k)`` is one GET per sharded variable, of
+    exactly that trial's chunks' bytes, and the replaced-store check's HEAD, all three at
+    once; behavior and pupil_center (plain chunks, kept since the first read) ask for
+    nothing. (In Morton order the trials of a shard interleave, and a run takes in other
+    trials' chunks.)"""
     import zarr
 
     from benchmarks.s3 import CountingProxy, most_in_flight, request_keys
@@ -360,15 +363,18 @@ def test_one_trial_from_a_bucket_is_one_get_per_variable_of_only_its_chunks(s3_s
         proxy.delay = 0.2  # requests made at once overlap for certain
         with proxy.counting() as got:
             values = split.trial(k)
-    assert most_in_flight(got) == 4, [(r.method, r.start, r.end) for r in got]
+        # A Dask read checks for itself, its HEAD too in flight with its GET.
+        with proxy.counting() as sliced:
+            np.testing.assert_array_equal(split.responses[k].compute(), values["responses"])
+    assert most_in_flight(got) == 3, [(r.method, r.start, r.end) for r in got]
+    assert sorted(r.method for r in sliced) == ["GET", "HEAD"], sliced
+    assert most_in_flight(sliced) == 2, [(r.method, r.start, r.end) for r in sliced]
     shard, within = divmod(int(positions[k]), 4)
     expected = {"HEAD zarr.json": 0}
     for variable, key in (("responses", f"{shard}/0/0"), ("videos", f"{shard}/0/0/0")):
         n_inner = inner_chunks_per_shard(zarr.open_array(str(local / variable), mode="r"))
         assert n_inner > 4, variable  # more than one chunk per trial, so Morton order would interleave
         expected[f"GET {variable}/c/{key}"] = _trial_nbytes(local / variable / "c" / key, n_inner, 4, within)
-    for variable in ("behavior", "pupil_center"):
-        expected[f"GET {variable}/c/{shard}/0/0"] = (local / variable / "c" / str(shard) / "0" / "0").stat().st_size
     keys = request_keys(got, url.rsplit("/", 1)[-1])
     assert sorted(keys) == sorted(expected), keys
     assert {key: r.nbytes for key, r in zip(keys, got, strict=True)} == expected
@@ -378,8 +384,9 @@ def test_one_trial_from_a_bucket_is_one_get_per_variable_of_only_its_chunks(s3_s
 
 
 def test_after_a_first_read_no_read_from_a_bucket_waits_for_a_shard_index(s3_server, bucket_url, tmp_path):
-    """The first read of a variable fetches every shard's index at once, so a trial of any
-    other shard is then one GET per variable and the HEAD, with no index GET before them."""
+    """The first read of a variable fetches every shard's index at once (and of a small
+    array of plain chunks, every chunk), so a trial of any other shard is then one GET per
+    sharded variable and the HEAD, with no index GET before them."""
     from benchmarks.s3 import CountingProxy, request_kinds
     from sensorium_zarr.converter import Chunking
 
@@ -397,8 +404,79 @@ def test_after_a_first_read_no_read_from_a_bucket_waits_for_a_shard_index(s3_ser
         for k in later[-2:]:
             with proxy.counting() as got:
                 split.trial(k)
-            assert request_kinds(got) == "4 GET chunk, 1 HEAD zarr.json", (k, request_kinds(got))
-    # The first read asked for both sharded variables' indexes of every shard at once.
+            assert request_kinds(got) == "2 GET chunk, 1 HEAD zarr.json", (k, request_kinds(got))
+    # The first read asked for both sharded variables' indexes of every shard at once, and
+    # for every plain chunk of behavior and pupil_center, whole.
     index_gets = [r for r in first if r.method == "GET" and (r.range or "").startswith("bytes=-")]
     n_shards = -(-reader.open_mouse(url, storage_options=options).n_trials // 4)
     assert len(index_gets) == 2 * n_shards, request_kinds(first)
+    for variable in ("behavior", "pupil_center"):
+        wholes = {r.target for r in first if r.method == "GET" and f"/{variable}/c/" in r.target and r.range is None}
+        assert len(wholes) == n_shards, (variable, request_kinds(first))
+
+
+def test_a_store_replaced_while_a_trial_is_read_is_refused_never_mixed(s3_server, bucket_url, tmp_path):
+    """The replaced-store check's HEAD goes out while a trial's chunk GETs are under way. A
+    store replaced after that HEAD found the old one, before a GET reaches the server: the
+    GET, conditional on the old shard's ETag, is refused; the read takes the new shard's
+    index and data, and so checks again: StoreReplacedError, never the new store's values
+    handed out as the old one's. And a read after the replacement (everything it needs
+    kept from earlier reads, no chunk request refused) is refused by its own HEAD."""
+    from benchmarks.s3 import CountingProxy
+
+    options = s3_server.storage_options()
+    old, new = (write_mouse(small_spec(seed=seed), tmp_path / f"src-{seed}") for seed in (1, 2))
+    url = convert_mouse(old, bucket_url, progress=False, storage_options=options).url
+    with CountingProxy(options["endpoint"]) as proxy:
+        split = reader.open_mouse(url, storage_options={**options, "endpoint": proxy.endpoint}).split("train")
+        split.trial(0)  # every index and plain chunk kept: a trial is now its GETs and the HEAD
+        head_sent = threading.Event()
+        swapped: list[bool] = []
+
+        def hold(method: str, target: str) -> None:
+            if method == "HEAD":
+                head_sent.set()
+            elif method == "GET" and "/responses/c/" in target and not swapped:
+                # The HEAD left with this GET; let it find the old store, then replace it.
+                swapped.append(head_sent.wait(timeout=10))
+                time.sleep(0.3)
+                convert_mouse(new, bucket_url, progress=False, storage_options=options, overwrite=True)
+
+        proxy.hold = hold
+        with pytest.raises(reader.StoreReplacedError, match="was replaced since it was opened"):
+            split.trial(1)
+        assert swapped == [True], "the HEAD did not go out while the trial's GETs were under way"
+        proxy.hold = None
+        # Trial 0's shards are kept from before: no chunk request, and still refused.
+        with pytest.raises(reader.StoreReplacedError):
+            split.trial(0)
+        with pytest.raises(reader.StoreReplacedError):
+            split.responses[:2].compute()
+    fresh = reader.open_mouse(url, storage_options=options).split("train").trial(1)
+    expected = reader.open_mouse(convert_mouse(new, tmp_path / "local", progress=False)).split("train").trial(1)
+    for variable, values in expected.items():
+        np.testing.assert_array_equal(fresh[variable], values, err_msg=variable)
+
+
+def test_a_large_array_of_plain_chunks_is_fetched_per_read_not_kept(s3_server, bucket_url, tmp_path, monkeypatch):
+    """Only an array of plain chunks of at most ``_KEEP_PLAIN`` bytes is kept whole after
+    its first read; a larger one costs a GET per chunk a read needs, every read, with the
+    same values."""
+    from benchmarks.s3 import CountingProxy
+    from sensorium_zarr import _remote
+
+    options = s3_server.storage_options()
+    source = write_mouse(small_spec(), tmp_path / "src")
+    local = reader.open_mouse(convert_mouse(source, tmp_path / "local", progress=False)).split("train")
+    url = convert_mouse(source, bucket_url, progress=False, storage_options=options).url
+    monkeypatch.setattr(_remote, "_KEEP_PLAIN", 0)
+    with CountingProxy(options["endpoint"]) as proxy:
+        split = reader.open_mouse(url, storage_options={**options, "endpoint": proxy.endpoint}).split("train")
+        split.trial(0)
+        for k in (1, 0):
+            with proxy.counting() as got:
+                values = split.trial(k)
+            plain = [r.target for r in got if r.method == "GET" and "/behavior/c/" in r.target]
+            assert len(plain) == 1, [r.target for r in got]
+            for variable, array in local.trial(k).items():
+                np.testing.assert_array_equal(values[variable], array, err_msg=variable)

@@ -70,6 +70,9 @@ class CountingProxy:
         #: Seconds each request waits before it is forwarded (settable): requests made at
         #: once then overlap for certain, so ``most_in_flight`` tells them from serial ones.
         self.delay = delay
+        #: Called with each request's method and target before it is forwarded, in the
+        #: thread serving it (settable; a test changes the store while a request waits).
+        self.hold: Callable[[str, str], None] | None = None
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -87,6 +90,8 @@ class CountingProxy:
                 body = self.rfile.read(length) if length else None
                 if proxy.delay:
                     time.sleep(proxy.delay)
+                if proxy.hold is not None:
+                    proxy.hold(self.command, self.path)
                 status, reason, headers, data = proxy._send(self.command, self.path, self.headers.items(), body)
                 # Recorded before the client can see the answer, so a request always counts
                 # in the block (``counting``) that made it.
