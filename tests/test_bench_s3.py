@@ -157,6 +157,10 @@ def test_s3_rows_run(tiny, tmp_path):
     counts = {int(c) for c in f"{opened.fields['counts']}/{opened.fields['other_counts']}".split("/")}
     assert counts == {int(opened.ours)} and opened.ours > 0, opened.fields
     assert report.lines["s3s"].fields["requests"] > 0  # the untimed streaming pass went through the proxy
+    # Both rows' CPU accounting, with the server's and the reader's times.
+    for row_id in ("s3t", "s3s"):
+        (cpu,) = [n for n in report.notes if n.startswith(f"row {row_id}'s CPU")]
+        assert re.search(r"the server \d+\.\d+;", cpu) and re.search(r"= \d+\.\d+ m?s,", cpu), cpu
     assert not (tmp_path / "s3server").exists()  # the server's folder goes with it
 
 

@@ -369,6 +369,8 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
                fetched_kb=sum(r.nbytes for r in got) / 1e3)
     _out_of_reach(report, "s3t", t_floor / t_local, "fetching one trial's bytes alone (row s3tf) takes "
                   f"{t_floor / t_local:.2f}x the local trial, before the reader does anything with them")
+    if server_pid is not None:
+        _trial_cpu(report, bucket, per_pick, picks, ours, base, server_pid)
 
     ours, base = s3_pair("s3s", in_bucket, sides)
     log(f"row s3s: streaming the train split, S3 vs local disk ({args.repeats} repetitions)")
@@ -399,6 +401,44 @@ def _out_of_reach(report: Report, row_id: str, floor_ratio: float, why: str) -> 
     if target is not None and not target.met(floor_ratio):
         report.note(f"{rows.ref(row_id)}'s target ({target.cell(rows.row(row_id))}) is out of reach with this server "
                     f"on this machine: {why}.")
+
+
+#: Passes over row s3t's trials for its CPU accounting (the server's CPU time is counted
+#: in clock ticks: enough trials that a tick is a small share of it).
+TRIAL_CPU_PASSES = 3
+
+
+def _trial_cpu(report: Report, bucket: Any, per_pick: dict[int, list[Request]], picks: list[int],
+               ours: Callable[[Any], Any], base: Callable[[Any], Any], server_pid: int) -> None:
+    """Row s3t's CPU accounting, as row s3s's (``_stream_cpu``), per trial: row s3t's
+    trials read ``TRIAL_CPU_PASSES`` more times from the bucket and from local disk, and
+    their requests replayed bare (row s3tf's)."""
+    cores = usable_cores()
+    trials = picks * TRIAL_CPU_PASSES
+
+    def each(fn: Callable[[int], Any]) -> Callable[[], None]:
+        def run() -> None:
+            for k in trials:
+                fn(k)
+        return run
+
+    n = len(trials)
+    _, client_replay, server_replay = (x / n for x in cpu_of(
+        each(lambda k: replay(bucket, per_pick[k], len(per_pick[k]))), server_pid))
+    local_wall, local_cpu, _ = (x / n for x in cpu_of(each(base), server_pid))
+    s3_wall, s3_cpu, s3_server = (x / n for x in cpu_of(each(ours), server_pid))
+    bound = (server_replay + client_replay + local_cpu) / cores
+    ms = 1e3
+    report.note(
+        f"row s3t's CPU, its trials read {TRIAL_CPU_PASSES} more times on each side, per trial: from the bucket "
+        f"{s3_wall * ms:.1f} ms of wall time, the reader {s3_cpu * ms:.1f} CPU ms and the server "
+        f"{s3_server * ms:.1f}; from local disk {local_wall * ms:.1f} ms, {local_cpu * ms:.1f} CPU ms. Serving a "
+        f"trial's requests alone (row s3tf's replay) costs the server {server_replay * ms:.1f} CPU ms and receiving "
+        f"them {client_replay * ms:.1f}, so on {cores} cores no reader of these trials can read one from this server "
+        f"in less than ({server_replay * ms:.1f} + {client_replay * ms:.1f} + {local_cpu * ms:.1f}) / {cores} = "
+        f"{bound * ms:.1f} ms, {bound / local_wall:.2f}x the local trial.")
+    _out_of_reach(report, "s3t", bound / local_wall, f"serving and receiving a trial's requests plus the local "
+                  f"trial's CPU, over the {cores} cores, take at least {bound / local_wall:.2f}x the local trial")
 
 
 def _stream_cpu(report: Report, bucket: Any, requests: list[Request], in_flight: int, ours: Callable[[Any], Any],
