@@ -181,3 +181,15 @@ def test_cluster_rows_run(tmp_path):
     assert 0 < report.lines["c1cpu"].ours <= 1.05  # a share of the cores
     assert len(report.lines["c1rss"].fields["ours_each"].split(" / ")) == 2  # one figure per worker
     assert not (tmp_path / "cluster-out-all").exists() and not (tmp_path / "cluster-out-serial").exists()
+
+
+def test_an_s3_floor_puts_a_target_out_of_reach_only_past_the_noise():
+    """A floor row's verdict (rows s3tf, s3sf) is drawn only when the floor misses the
+    target by more than ``rows.NOISE``, in the target's direction."""
+    for row_id, floor, expect in (("s3t", 3.2, True), ("s3t", 3.1, False), ("s3t", 2.0, False),
+                                  ("s3s", 0.45, True), ("s3s", 0.48, False), ("s3s", 0.9, False)):
+        report = Report()
+        s3._out_of_reach(report, row_id, floor, "because")
+        assert bool(report.notes) == expect, (row_id, floor)
+        if expect:
+            assert report.notes[0].startswith(f"row {row_id}'s target") and "because" in report.notes[0]

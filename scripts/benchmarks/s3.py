@@ -396,9 +396,14 @@ def measure_s3(args: argparse.Namespace, sides: Sides, store: Path, endpoint: st
 
 
 def _out_of_reach(report: Report, row_id: str, floor_ratio: float, why: str) -> None:
-    """A note that ``row_id``'s target is out of reach, if its floor row's ratio misses it."""
+    """A note that ``row_id``'s target is out of reach, if its floor row's ratio misses it
+    by more than the noise (``rows.NOISE``)."""
     target = rows.row(row_id).target
-    if target is not None and not target.met(floor_ratio):
+    if target is None:
+        return
+    # The floor given the benefit of the noise, in the target's direction.
+    lenient = floor_ratio / (1 + rows.NOISE) if target.op in ("<=", "<") else floor_ratio * (1 + rows.NOISE)
+    if not target.met(lenient):
         report.note(f"{rows.ref(row_id)}'s target ({target.cell(rows.row(row_id))}) is out of reach with this server "
                     f"on this machine: {why}.")
 
@@ -412,7 +417,9 @@ def _trial_cpu(report: Report, bucket: Any, per_pick: dict[int, list[Request]], 
                ours: Callable[[Any], Any], base: Callable[[Any], Any], server_pid: int) -> None:
     """Row s3t's CPU accounting, as row s3s's (``_stream_cpu``), per trial: row s3t's
     trials read ``TRIAL_CPU_PASSES`` more times from the bucket and from local disk, and
-    their requests replayed bare (row s3tf's)."""
+    their requests replayed bare (row s3tf's). Informational only: the local trial's CPU
+    includes its reads from the page cache, so the sum may overstate what a reader from a
+    bucket must spend by that much."""
     cores = usable_cores()
     trials = picks * TRIAL_CPU_PASSES
 
@@ -434,20 +441,22 @@ def _trial_cpu(report: Report, bucket: Any, per_pick: dict[int, list[Request]], 
         f"{s3_wall * ms:.1f} ms of wall time, the reader {s3_cpu * ms:.1f} CPU ms and the server "
         f"{s3_server * ms:.1f}; from local disk {local_wall * ms:.1f} ms, {local_cpu * ms:.1f} CPU ms. Serving a "
         f"trial's requests alone (row s3tf's replay) costs the server {server_replay * ms:.1f} CPU ms and receiving "
-        f"them {client_replay * ms:.1f}, so on {cores} cores no reader of these trials can read one from this server "
-        f"in less than ({server_replay * ms:.1f} + {client_replay * ms:.1f} + {local_cpu * ms:.1f}) / {cores} = "
-        f"{bound * ms:.1f} ms, {bound / local_wall:.2f}x the local trial.")
-    _out_of_reach(report, "s3t", bound / local_wall, f"serving and receiving a trial's requests plus the local "
-                  f"trial's CPU, over the {cores} cores, take at least {bound / local_wall:.2f}x the local trial")
+        f"them {client_replay * ms:.1f}, so on {cores} cores serving and receiving a trial's requests and doing the "
+        f"local trial's work take at least ({server_replay * ms:.1f} + {client_replay * ms:.1f} + "
+        f"{local_cpu * ms:.1f}) / {cores} = {bound * ms:.1f} ms, {bound / local_wall:.2f}x the local trial (a bound "
+        "for a reader making these requests, up to the local trial's own reads from the page cache, which a reader "
+        "from a bucket does not make: no out-of-reach verdict is drawn from it).")
 
 
 def _stream_cpu(report: Report, bucket: Any, requests: list[Request], in_flight: int, ours: Callable[[Any], Any],
                 base: Callable[[Any], Any], server_pid: int) -> None:
     """Row s3s's CPU accounting, one untimed-for-the-ratio run of each: what the server
     spends to serve the stream's requests (the bare replay), what the local pass spends
-    (decoding and arithmetic), and what the pass from the bucket spends on both sides.
-    However well a reader overlaps fetching and computing, the two cores cannot do the
-    server's work and the local pass's in less than their sum over the cores."""
+    (its reads from the page cache, decoding and arithmetic), and what the pass from the
+    bucket spends on both sides. However well a reader overlaps fetching and computing,
+    the two cores cannot do the server's work and the local pass's in less than their sum
+    over the cores; informational only, since that sum counts the local pass's reads,
+    which a reader from a bucket replaces by receiving."""
     cores = usable_cores()
     _, client_replay, server_replay = cpu_of(lambda: replay(bucket, requests, in_flight), server_pid)
     local_wall, local_cpu, _ = cpu_of(lambda: base(0), server_pid)
@@ -458,8 +467,8 @@ def _stream_cpu(report: Report, bucket: Any, requests: list[Request], in_flight:
         f"{s3_cpu:.2f} CPU s and the server {s3_server:.2f}; from local disk {local_wall:.2f} s, "
         f"{local_cpu:.2f} CPU s. "
         f"Serving the stream's requests alone (row s3sf's replay) costs the server {server_replay:.2f} CPU s and "
-        f"receiving them {client_replay:.2f}, so on {cores} cores no reader of these bytes with this arithmetic can "
-        f"stream from this server in less than ({server_replay:.2f} + {client_replay:.2f} + {local_cpu:.2f}) / "
-        f"{cores} = {bound:.2f} s, {local_wall / bound:.2f} of the local rate.")
-    _out_of_reach(report, "s3s", local_wall / bound, f"serving and receiving the stream plus the local pass's CPU, "
-                  f"over the {cores} cores, allow at most {local_wall / bound:.2f} of the local rate")
+        f"receiving them {client_replay:.2f}, so on {cores} cores serving and receiving the stream's requests and "
+        f"doing the local pass's work take at least ({server_replay:.2f} + {client_replay:.2f} + {local_cpu:.2f}) / "
+        f"{cores} = {bound:.2f} s, {local_wall / bound:.2f} of the local rate (a bound for a reader making these "
+        "requests with this arithmetic, up to the local pass's own reads from the page cache, which a reader from a "
+        "bucket does not make: no out-of-reach verdict is drawn from it).")
