@@ -155,8 +155,9 @@ def open_remote(array: zarr.Array[Any], remote: Remote, every_chunk_present: boo
     return RemoteArray(array, remote, layout, every_chunk_present)
 
 
-#: The key in a RemoteArray's index cache saying every shard index was asked for.
-_EVERY_INDEX = ""
+#: The key in a RemoteArray's caches (shard indexes, plain chunks) saying every shard's
+#: was asked for (``RemoteArray._missing``).
+_EVERY_SHARD = ""
 
 
 class RemoteArray(NativeArray):
@@ -214,15 +215,11 @@ class RemoteArray(NativeArray):
         objects = self.remote.objects()
         keys = {shard: self._shard_file(shard) for shard, _ in shards}
         if self.layout.sharded:
-            missing = [key for key in keys.values() if key not in self._indexes]
-            if missing and _EVERY_INDEX not in self._indexes:
-                # The first read fetches every shard's index at once (a full-size mouse: 90
-                # small GETs in flight together, about 1.4 MB for responses), not only its
-                # own: a later read of another shard would otherwise wait for its index,
-                # one round trip, before it could ask for its chunks.
-                self._indexes[_EVERY_INDEX] = None  # once per process (the dict is reset in a fork)
-                wanted = set(missing)
-                missing += [k for k in self._every_shard_key() if k not in self._indexes and k not in wanted]
+            # The first read fetches every shard's index at once (a full-size mouse: 90
+            # small GETs in flight together, about 1.4 MB for responses), not only its
+            # own: a later read of another shard would otherwise wait for its index, one
+            # round trip, before it could ask for its chunks.
+            missing = self._missing(self._indexes, keys.values())
             for key, index in zip(missing, await _gather(self._read_index(objects, k) for k in missing), strict=True):
                 if index is not None:
                     self._indexes[key] = index
@@ -287,15 +284,21 @@ class RemoteArray(NativeArray):
     async def _fetch_plain(self, objects: Any, keys: list[str]) -> None:
         """Every plain chunk of ``keys`` kept (``_plain``); at the first read in this process
         every chunk of the array, at once, so that no later read waits for one."""
-        missing = [key for key in keys if key not in self._plain]
+        missing = self._missing(self._plain, keys)
         if not missing:
             return
-        if _EVERY_INDEX not in self._plain:
-            self._plain[_EVERY_INDEX] = None  # once per process (the dict is reset in a fork)
-            wanted = set(missing)
-            missing += [k for k in self._every_shard_key() if k not in self._plain and k not in wanted]
         for key, data in zip(missing, await _gather(_get_whole(objects, k) for k in missing), strict=True):
             self._plain[key] = None if data is None else _buffers(data)
+
+    def _missing(self, cache: dict[str, Any], keys: Iterable[str]) -> list[str]:
+        """The shard keys of ``keys`` that ``cache`` lacks, and at the first read in this
+        process that lacks any (the dict is reset in a fork), every other shard's too."""
+        missing = [key for key in keys if key not in cache]
+        if missing and _EVERY_SHARD not in cache:
+            cache[_EVERY_SHARD] = None
+            wanted = set(missing)
+            missing += [k for k in self._every_shard_key() if k not in cache and k not in wanted]
+        return missing
 
     def _every_shard_key(self) -> list[str]:
         grid = (range(-(-n // o)) for n, o in zip(self.shape, self.layout.outer, strict=True))

@@ -124,7 +124,7 @@ def note_trial_floor(report: Report) -> None:
     """Row 3's target out of reach, if its floor (row 3f: the baseline plus the checks a
     reader of the store cannot skip) misses it."""
     floor, trial = report.lines.get("3f"), rows.row("3")
-    if floor is None or trial.target is None or trial.target.met(floor.ratio / (1 + rows.NOISE)):
+    if floor is None or trial.target is None or not trial.target.missed_past_noise(floor.ratio):
         return
     report.note(
         f"{rows.ref('3')}'s target ({trial.target.cell(trial)}) is out of reach on this machine for a reader that "

@@ -103,6 +103,13 @@ class Target:
     def met(self, x: float) -> bool:
         return _OPS[self.op](x, self.value)
 
+    def missed_past_noise(self, bound: float) -> bool:
+        """Whether ``bound`` (a floor or bound built from separately measured figures)
+        misses this target by more than ``NOISE``: given the benefit of the noise, in the
+        target's direction, it still fails it."""
+        lenient = bound / (1 + NOISE) if self.op in ("<=", "<") else bound * (1 + NOISE)
+        return not self.met(lenient)
+
     def cell(self, row: Row) -> str:
         suffix = row.ratio.suffix if self.on == "ratio" else f" {row.unit.name}"
         return f"{self.op} {self.value:g}{suffix}"

@@ -399,11 +399,7 @@ def _out_of_reach(report: Report, row_id: str, floor_ratio: float, why: str) -> 
     """A note that ``row_id``'s target is out of reach, if its floor row's ratio misses it
     by more than the noise (``rows.NOISE``)."""
     target = rows.row(row_id).target
-    if target is None:
-        return
-    # The floor given the benefit of the noise, in the target's direction.
-    lenient = floor_ratio / (1 + rows.NOISE) if target.op in ("<=", "<") else floor_ratio * (1 + rows.NOISE)
-    if not target.met(lenient):
+    if target is not None and target.missed_past_noise(floor_ratio):
         report.note(f"{rows.ref(row_id)}'s target ({target.cell(rows.row(row_id))}) is out of reach with this server "
                     f"on this machine: {why}.")
 

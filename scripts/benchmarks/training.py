@@ -196,7 +196,7 @@ def _measure_workers_bound(args: argparse.Namespace, dataset: Any, keys: Sequenc
     # An estimate from separate measurements: if row 7w's 2 workers beat it by more than
     # the noise, it bounds nothing.
     holds = parallel <= bound * (1 + rows.NOISE)
-    if holds and target is not None and not target.met(line.ratio * (1 + rows.NOISE)):
+    if holds and target is not None and target.missed_past_noise(line.ratio):
         report.note(
             f"{rows.ref('7w')}'s target ({target.cell(rows.row('7w'))}) is out of reach for this sample's cost on "
             f"this machine: with 2 workers the DataLoader's processes spend {extra * 1e3:.2f} ms of CPU per "
