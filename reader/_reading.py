@@ -63,12 +63,18 @@ class SplitVariable:
         self.ndim = len(shape)
         self.time_axis = fmt.time_axis(variable)
 
-    def __dask_tokenize__(self) -> tuple[Any, ...]:
-        return (
+    def __dask_tokenize__(self) -> Any:
+        from dask.base import normalize_token
+
+        # Normalized here, arrays by their values: Dask hashes the str() of what this
+        # returns, as it is, and numpy abbreviates an array of over 1000 values in its str()
+        # ("[0 1 2 ... 1097 1098 1099]"), so two subsets of as many neurons, alike at both
+        # ends, would share a graph name and one would be computed for the other.
+        return normalize_token((
             "sensorium-zarr-split-variable", self.handle, self.variable, self.positions, self.frames.start,
             self.frames.stop, self.statistics, self.withheld,
             repr(self.neurons) if isinstance(self.neurons, slice) else self.neurons,
-        )
+        ))
 
     def __repr__(self) -> str:
         return f"<SplitVariable {self.variable} {self.shape} of {self.handle.where}>"

@@ -254,6 +254,22 @@ def test_a_pickled_array_keeps_its_type_and_values(store, full):
     np.testing.assert_array_equal(array[:, 13].compute(), full["responses"][:, 13])
 
 
+def test_neuron_subsets_alike_at_both_ends_computed_together_give_their_own_values(tmp_path):
+    """Dask names a graph by a token of what it reads: two subsets of over 1000 neurons
+    (numpy abbreviates such an array in its str()), alike at both ends, are two graphs."""
+    spec = small_spec("dynamic00007-1-1-Video-wide", n_neurons=1100, n_trials=12, t_pad=6, height=2, width=2)
+    store = convert_mouse(write_mouse(spec, tmp_path / "src"), tmp_path / "out", progress=False)
+    mouse = open_mouse(store)
+    first, second = (mouse.split("train", neurons=np.delete(np.arange(1100), k)) for k in (600, 500))
+    together = dask.compute(first.responses, second.responses, first.responses[:, 550], second.responses[:, 550])
+    whole = mouse.split("train").responses.compute()
+    for values, kept in zip(together, [np.delete(np.arange(1100), k) for k in (600, 500)] * 2, strict=True):
+        expected = whole[:, kept]
+        np.testing.assert_array_equal(values, expected if values.ndim == 3 else expected[:, 550])
+    assert not np.array_equal(together[2], together[3], equal_nan=True)
+    assert first.responses.name != second.responses.name
+
+
 def test_an_index_array_out_of_bounds_is_an_index_error(store):
     split = open_mouse(store).split("train")
     with pytest.raises(IndexError, match="out of bounds"):
