@@ -1,7 +1,7 @@
 """sensorium-zarr converter: Sensorium 2023 per-trial .npy trees into Zarr v3 stores.
 
 Entry points: ``convert_mouse`` / ``convert_all`` (a source -> a store), ``verify`` (a
-store against its source) and ``main`` (the ``sensorium-zarr`` command line).
+store against its source) and ``main`` (the ``sensorium-zarr`` command line, run as a program by ``entry``).
 
 Pipeline, one private module a stage: ``_source`` (find and check the input, reads
 headers only) -> ``_writer`` (one pass over the data, streaming train statistics) ->
@@ -11,7 +11,7 @@ live in ``sensorium_zarr.testing``.
 """
 
 from ._chunking import Chunking
-from ._cli import main, summarize
+from ._cli import entry, main, summarize
 from ._convert import convert_all, convert_mouse
 from ._source import SourceLayout, find_sources, scan_source
 from ._verify import verify
@@ -21,6 +21,7 @@ __all__ = [
     "SourceLayout",
     "convert_all",
     "convert_mouse",
+    "entry",
     "find_sources",
     "main",
     "scan_source",

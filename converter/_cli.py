@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -128,6 +129,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no store was left half-written", file=sys.stderr)
         return 130
+
+
+def entry(argv: list[str] | None = None) -> NoReturn:
+    """The ``sensorium-zarr`` command: ``main``'s status as the process's exit status.
+
+    Once obstore has run (object storage), the process ends without Python's
+    finalization: obstore's client threads outlive ``main``, and one that runs on while
+    the interpreter is torn down now and then aborts the process (SIGABRT, after the
+    command had printed its result). Everything ``main`` writes is written and closed
+    when it returns; its output streams are flushed here."""
+    code = main(argv)
+    if "obstore" not in sys.modules:
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def _run(args: argparse.Namespace) -> int:

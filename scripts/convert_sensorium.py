@@ -8,7 +8,7 @@ Same as ``sensorium-zarr convert``; ``--help`` lists every option.
 
 import sys
 
-from sensorium_zarr.converter._cli import main
+from sensorium_zarr.converter import entry
 
 if __name__ == "__main__":
-    sys.exit(main(["convert", *sys.argv[1:]]))
+    entry(["convert", *sys.argv[1:]])

@@ -25,7 +25,7 @@ from sensorium_zarr.testing import write_mouse
 
 obstore = pytest.importorskip("obstore", reason="object storage needs the s3 extra (pip install 'sensorium-zarr[s3]')")
 
-CLI = [sys.executable, "-c", "import sys; from sensorium_zarr.converter._cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "from sensorium_zarr.converter import entry; entry()"]
 #: A mouse whose videos (90 kB a trial) are most of its bytes, as real ones are; its
 #: behavior and pupil files (under 1 kB) are fetched whole twice (scan, then conversion).
 SPEC = dict(n_neurons=60, n_trials=12, t_pad=40, height=18, width=32)

@@ -29,7 +29,7 @@ from sensorium_zarr.errors import OptionError, OutputError, StoreNotFoundError, 
 from sensorium_zarr.testing import write_mouse
 
 SCRIPT = REPO / "scripts/convert_sensorium.py"
-CLI = [sys.executable, "-c", "import sys; from sensorium_zarr.converter._cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "from sensorium_zarr.converter import entry; entry()"]
 TIMEOUT = 120
 
 
@@ -169,7 +169,7 @@ def test_a_url_folded_by_pathlib_is_refused_not_made_a_local_folder(folder_mouse
 def test_a_source_in_a_bucket_without_the_s3_extra_names_the_extra(tmp_path):
     # A real process in which obstore cannot be imported, as without the s3 extra.
     without_obstore = [sys.executable, "-c", "import sys; sys.modules['obstore'] = None; "
-                       "from sensorium_zarr.converter._cli import main; sys.exit(main())"]
+                       "from sensorium_zarr.converter import entry; entry()"]
     result = _run([*without_obstore, "convert", "s3://bucket/mouse.zip", "--out", str(tmp_path / "out")], cwd=tmp_path)
     _one_error_line(result, "s3://bucket/mouse.zip", "pip install 'sensorium-zarr[s3]'")
     assert list(tmp_path.iterdir()) == []

@@ -24,7 +24,7 @@ from sensorium_zarr.testing import write_mouse
 
 obstore = pytest.importorskip("obstore", reason="object storage needs the s3 extra (pip install 'sensorium-zarr[s3]')")
 
-CLI = [sys.executable, "-c", "import sys; from sensorium_zarr.converter._cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "from sensorium_zarr.converter import entry; entry()"]
 
 
 @pytest.fixture(scope="module")
