@@ -1,7 +1,8 @@
 """sensorium-zarr converter: Sensorium 2023 per-trial .npy trees into Zarr v3 stores.
 
 Entry points: ``convert_mouse`` / ``convert_all`` (a source -> a store), ``verify`` (a
-store against its source) and ``main`` (the ``sensorium-zarr`` command line, run as a program by ``entry``).
+store against its source) and ``main`` (the ``sensorium-zarr`` command line; ``entry``
+runs it as the program).
 
 Pipeline, one private module a stage: ``_source`` (find and check the input, reads
 headers only) -> ``_writer`` (one pass over the data, streaming train statistics) ->
