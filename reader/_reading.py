@@ -15,7 +15,6 @@ own key, so ``split.responses[:, n]`` reaches this object as one neuron of each 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
 from ._native import NativeArray
-from ._remote import current_check
+from ._remote import current_check, taking_part
 from ._store import StoreHandle
 
 __all__ = ["SplitVariable"]
@@ -178,7 +177,7 @@ class SplitVariable:
         # A read that checks for itself sends its check's HEAD while it reads, where it can.
         own = self.handle.overlapped_check(1) if check and current_check() is None else None
         try:
-            with own.taking_part() if own is not None else nullcontext():
+            with taking_part(own):
                 parts = [
                     engine_.read(
                         array, (first, *rest), self.handle.where, f"reading store positions {_positions(first)}",

@@ -46,7 +46,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,7 +58,7 @@ from . import _fork
 from ._location import Remote
 from ._native import ChunkDecodeError, Layout, NativeArray, _Chunk, _Into, _name, layout_of
 
-__all__ = ["Check", "RemoteArray", "open_remote"]
+__all__ = ["Check", "RemoteArray", "current_check", "open_remote", "taking_part"]
 
 #: Gaps between needed chunks of one shard up to this many bytes are read, not skipped.
 _COALESCE = 1024 * 1024
@@ -144,6 +144,11 @@ _CHECK: ContextVar[Check | None] = ContextVar("sensorium_zarr_check", default=No
 def current_check() -> Check | None:
     """The check this thread's reads take part in, if any."""
     return _CHECK.get()
+
+
+def taking_part(check: Check | None) -> AbstractContextManager[None]:
+    """``check.taking_part()``, or a block that takes part in nothing for no check."""
+    return nullcontext() if check is None else check.taking_part()
 
 
 def open_remote(array: zarr.Array[Any], remote: Remote, every_chunk_present: bool = False) -> RemoteArray | None:

@@ -23,7 +23,7 @@ from . import _standardize as std_
 from . import format as fmt
 from ._native import NativeArray
 from ._reading import SplitVariable
-from ._remote import Check
+from ._remote import Check, taking_part
 from ._selection import count as _count
 from ._selection import parse_frames, parse_variable
 from ._store import StoreHandle
@@ -172,6 +172,7 @@ class Split:
             # another in this thread cost less than in the pool's, where four threads
             # contend for two cores (and for a DataLoader worker's one).
             values = {v: self.source(v).read(keys[v], False) for v in fmt.VARIABLES}
+            check = None
         else:
             # From a bucket, or through zarr or zarrs: the four reads wait on requests or on
             # the engine's own threads, so they overlap; the largest starts first. From a
@@ -180,10 +181,8 @@ class Split:
             largest = sorted(fmt.VARIABLES, key=lambda v: -math.prod(self.shapes[v][1:]) * self.dtypes[v].itemsize)
             reads = {v: _POOL.get().submit(_taking_part, check, self.source(v).read, keys[v]) for v in largest}
             values = {variable: reads[variable].result() for variable in fmt.VARIABLES}
-            self._handle.check_unchanged(check)
-            return values
-        # One check that the store was not replaced, after all four reads.
-        self._handle.check_unchanged()
+        # One check that the store was not replaced, after all four reads (or overlapping them).
+        self._handle.check_unchanged(check)
         return values
 
     def source(self, variable: str) -> SplitVariable:
@@ -233,9 +232,7 @@ class Split:
 
 def _taking_part(check: Check | None, read: Callable[[Any, bool], np.ndarray], key: Any) -> np.ndarray:
     """``read(key, False)`` (the caller checks the store), a part of ``check`` if any."""
-    if check is None:
-        return read(key, False)
-    with check.taking_part():
+    with taking_part(check):
         return read(key, False)
 
 
