@@ -409,6 +409,36 @@ def _out_of_reach(report: Report, row_id: str, floor_ratio: float, why: str) -> 
 TRIAL_CPU_PASSES = 3
 
 
+@dataclass
+class _CpuSum:
+    """One run of each side of an s3 row and of its requests replayed bare (``_cpu_sum``),
+    per item: wall and CPU seconds, the server's CPU besides the client's."""
+
+    s3_wall: float
+    s3_cpu: float
+    s3_server: float
+    local_wall: float
+    local_cpu: float
+    client_replay: float
+    server_replay: float
+    cores: int
+
+    @property
+    def bound(self) -> float:
+        """Serving and receiving the requests plus the local side's CPU, over the cores."""
+        return (self.server_replay + self.client_replay + self.local_cpu) / self.cores
+
+
+def _cpu_sum(replayed: Callable[[], Any], local: Callable[[], Any], from_bucket: Callable[[], Any],
+             server_pid: int, items: int = 1) -> _CpuSum:
+    """The CPU of ``replayed`` (the requests, bare), ``local`` and ``from_bucket``, run in
+    that order, on both sides of the server, per one of ``items``."""
+    _, client_replay, server_replay = (x / items for x in cpu_of(replayed, server_pid))
+    local_wall, local_cpu, _ = (x / items for x in cpu_of(local, server_pid))
+    s3_wall, s3_cpu, s3_server = (x / items for x in cpu_of(from_bucket, server_pid))
+    return _CpuSum(s3_wall, s3_cpu, s3_server, local_wall, local_cpu, client_replay, server_replay, usable_cores())
+
+
 def _trial_cpu(report: Report, bucket: Any, per_pick: dict[int, list[Request]], picks: list[int],
                ours: Callable[[Any], Any], base: Callable[[Any], Any], server_pid: int) -> None:
     """Row s3t's CPU accounting, as row s3s's (``_stream_cpu``), per trial: row s3t's
@@ -416,7 +446,6 @@ def _trial_cpu(report: Report, bucket: Any, per_pick: dict[int, list[Request]], 
     their requests replayed bare (row s3tf's). Informational only: the local trial's CPU
     includes its reads from the page cache, so the sum may overstate what a reader from a
     bucket must spend by that much."""
-    cores = usable_cores()
     trials = picks * TRIAL_CPU_PASSES
 
     def each(fn: Callable[[int], Any]) -> Callable[[], None]:
@@ -425,23 +454,19 @@ def _trial_cpu(report: Report, bucket: Any, per_pick: dict[int, list[Request]], 
                 fn(k)
         return run
 
-    n = len(trials)
-    _, client_replay, server_replay = (x / n for x in cpu_of(
-        each(lambda k: replay(bucket, per_pick[k], len(per_pick[k]))), server_pid))
-    local_wall, local_cpu, _ = (x / n for x in cpu_of(each(base), server_pid))
-    s3_wall, s3_cpu, s3_server = (x / n for x in cpu_of(each(ours), server_pid))
-    bound = (server_replay + client_replay + local_cpu) / cores
+    c = _cpu_sum(each(lambda k: replay(bucket, per_pick[k], len(per_pick[k]))), each(base), each(ours), server_pid,
+                 len(trials))
     ms = 1e3
     report.note(
         f"row s3t's CPU, its trials read {TRIAL_CPU_PASSES} more times on each side, per trial: from the bucket "
-        f"{s3_wall * ms:.1f} ms of wall time, the reader {s3_cpu * ms:.1f} CPU ms and the server "
-        f"{s3_server * ms:.1f}; from local disk {local_wall * ms:.1f} ms, {local_cpu * ms:.1f} CPU ms. Serving a "
-        f"trial's requests alone (row s3tf's replay) costs the server {server_replay * ms:.1f} CPU ms and receiving "
-        f"them {client_replay * ms:.1f}, so on {cores} cores serving and receiving a trial's requests and doing the "
-        f"local trial's work take at least ({server_replay * ms:.1f} + {client_replay * ms:.1f} + "
-        f"{local_cpu * ms:.1f}) / {cores} = {bound * ms:.1f} ms, {bound / local_wall:.2f}x the local trial (a bound "
-        "for a reader making these requests, up to the local trial's own reads from the page cache, which a reader "
-        "from a bucket does not make: no out-of-reach verdict is drawn from it).")
+        f"{c.s3_wall * ms:.1f} ms of wall time, the reader {c.s3_cpu * ms:.1f} CPU ms and the server "
+        f"{c.s3_server * ms:.1f}; from local disk {c.local_wall * ms:.1f} ms, {c.local_cpu * ms:.1f} CPU ms. Serving "
+        f"a trial's requests alone (row s3tf's replay) costs the server {c.server_replay * ms:.1f} CPU ms and "
+        f"receiving them {c.client_replay * ms:.1f}, so on {c.cores} cores serving and receiving a trial's requests "
+        f"and doing the local trial's work take at least ({c.server_replay * ms:.1f} + {c.client_replay * ms:.1f} + "
+        f"{c.local_cpu * ms:.1f}) / {c.cores} = {c.bound * ms:.1f} ms, {c.bound / c.local_wall:.2f}x the local trial "
+        "(a bound for a reader making these requests, up to the local trial's own reads from the page cache, which a "
+        "reader from a bucket does not make: no out-of-reach verdict is drawn from it).")
 
 
 def _stream_cpu(report: Report, bucket: Any, requests: list[Request], in_flight: int, ours: Callable[[Any], Any],
@@ -453,18 +478,14 @@ def _stream_cpu(report: Report, bucket: Any, requests: list[Request], in_flight:
     the two cores cannot do the server's work and the local pass's in less than their sum
     over the cores; informational only, since that sum counts the local pass's reads,
     which a reader from a bucket replaces by receiving."""
-    cores = usable_cores()
-    _, client_replay, server_replay = cpu_of(lambda: replay(bucket, requests, in_flight), server_pid)
-    local_wall, local_cpu, _ = cpu_of(lambda: base(0), server_pid)
-    s3_wall, s3_cpu, s3_server = cpu_of(lambda: ours(0), server_pid)
-    bound = (server_replay + client_replay + local_cpu) / cores
+    c = _cpu_sum(lambda: replay(bucket, requests, in_flight), lambda: base(0), lambda: ours(0), server_pid)
     report.note(
-        f"row s3s's CPU, one more run of each side: from the bucket {s3_wall:.2f} s of wall time, the reader "
-        f"{s3_cpu:.2f} CPU s and the server {s3_server:.2f}; from local disk {local_wall:.2f} s, "
-        f"{local_cpu:.2f} CPU s. "
-        f"Serving the stream's requests alone (row s3sf's replay) costs the server {server_replay:.2f} CPU s and "
-        f"receiving them {client_replay:.2f}, so on {cores} cores serving and receiving the stream's requests and "
-        f"doing the local pass's work take at least ({server_replay:.2f} + {client_replay:.2f} + {local_cpu:.2f}) / "
-        f"{cores} = {bound:.2f} s, {local_wall / bound:.2f} of the local rate (a bound for a reader making these "
-        "requests with this arithmetic, up to the local pass's own reads from the page cache, which a reader from a "
-        "bucket does not make: no out-of-reach verdict is drawn from it).")
+        f"row s3s's CPU, one more run of each side: from the bucket {c.s3_wall:.2f} s of wall time, the reader "
+        f"{c.s3_cpu:.2f} CPU s and the server {c.s3_server:.2f}; from local disk {c.local_wall:.2f} s, "
+        f"{c.local_cpu:.2f} CPU s. "
+        f"Serving the stream's requests alone (row s3sf's replay) costs the server {c.server_replay:.2f} CPU s and "
+        f"receiving them {c.client_replay:.2f}, so on {c.cores} cores serving and receiving the stream's requests and "
+        f"doing the local pass's work take at least ({c.server_replay:.2f} + {c.client_replay:.2f} + "
+        f"{c.local_cpu:.2f}) / {c.cores} = {c.bound:.2f} s, {c.local_wall / c.bound:.2f} of the local rate (a bound "
+        "for a reader making these requests with this arithmetic, up to the local pass's own reads from the page "
+        "cache, which a reader from a bucket does not make: no out-of-reach verdict is drawn from it).")
