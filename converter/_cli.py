@@ -262,7 +262,10 @@ def summarize(store: Path | str | Remote) -> str:
     else:
         size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         where = "on disk"
-    dtypes = ", ".join(f"{v} {d}" for v, d in attrs.stored_dtypes.items())
+    dtypes = ", ".join(
+        f"{v} {d}" + (" (stored as uint8)" if v in attrs.uint8_variables else "")
+        for v, d in attrs.stored_dtypes.items()
+    )
     return "\n".join([
         f"{attrs.mouse}  ({store})",
         f"  {attrs.n_trials} trials, {attrs.n_neurons} neurons, {attrs.t_pad} frames (padded) at {attrs.frame_rate} Hz",

@@ -335,8 +335,25 @@ def _write(job: _Job, path: Path | Remote) -> fmt.MouseAttrs:
     _write_meta(root, layout, blueprint)
     train = np.flatnonzero(layout.trial_tiers == fmt.STATISTICS_TIER)
     chains = _parallelism(workers, client)
+    write = functools.partial(_write_blocks, layout, path, chunking.trials_per_shard, dtypes, chains=chains,
+                              engine=engine, run=run)
     try:
-        written = _write_blocks(layout, path, chunking.trials_per_shard, dtypes, train, chains, engine, run)
+        written = write(train, uint8=frozenset(attrs.uint8_variables))
+        if written.not_uint8:
+            # A trial that uint8 does not hold (its values are not all integers 0..255):
+            # the variable is written again, whole, in its stored dtype. Every block task
+            # of the first pass has finished, so nothing of it writes after this.
+            for variable, problem in written.not_uint8.items():
+                log.info("  %s: %s; stored as %s instead of uint8", variable, problem, dtypes[variable])
+            attrs = dataclasses.replace(
+                attrs, uint8_variables=tuple(v for v in attrs.uint8_variables if v not in written.not_uint8)
+            )
+            root.attrs[fmt.ATTRS_KEY] = attrs.to_dict()
+            blueprint = Blueprint.of(layout, attrs, chunking)
+            again = tuple(v for v in fmt.VARIABLES if v in written.not_uint8)
+            for variable in again:
+                blueprint.create(root, variable, overwrite=True)
+            write(np.zeros(0, np.int64), variables=again)
     finally:
         release_buffers()  # the worker threads' reused block buffers
     if client is not None:
@@ -348,7 +365,9 @@ def _write(job: _Job, path: Path | Remote) -> fmt.MouseAttrs:
         # No train trial at all: statistics stay NaN (count 0) rather than being invented.
         moments = written.moments[variable] if written.moments else Moments.empty(stored_shape(layout, variable)[1:])
         create_statistics(root, variable, moments, blueprint)
-    _write_medians(root, path, train, engine, run)
+    _write_medians(root, path, train, engine, run, {
+        v: valid[train, fmt.VARIABLES.index(v)] for v in attrs.uint8_variables
+    })
     if fmt.spec(attrs.format_version).bundle:
         write_bundle(root, blueprint)
     complete = dataclasses.replace(attrs, complete=True)
@@ -374,6 +393,9 @@ def _attrs(layout: SourceLayout, chunking: Chunking, dtypes: dict[str, np.dtype]
         config=layout.config,
         lossy=("float64 stored as float32",) if lossy else (),
         chunking=chunking.to_dict(),
+        # Tried first; the conversion stores videos in their float dtype if a trial does
+        # not fit (``write_block``).
+        uint8_variables=(fmt.VIDEOS,) if dtypes[fmt.VIDEOS].kind == "f" else (),
     )
 
 
@@ -383,11 +405,15 @@ def _write_blocks(
     step: int,
     dtypes: dict[str, np.dtype],
     train: np.ndarray,
+    *,
     chains: int,
     engine: str,
     run: Any,
+    uint8: frozenset[str] = frozenset(),
+    variables: tuple[str, ...] = fmt.VARIABLES,
 ) -> Written:
-    """The one pass over the source: every block of trials written, train moments streamed."""
+    """The one pass over the source: every block of trials of ``variables`` written
+    (``uint8`` ones as uint8, see ``write_block``), moments of the ``train`` trials streamed."""
     is_train = np.zeros(layout.n_trials, bool)
     is_train[train] = True
     starts = list(range(0, layout.n_trials, step))
@@ -402,7 +428,8 @@ def _write_blocks(
         written = None
         for lo in starts[first::n_chains]:
             written = delayed(write_block, pure=False)(
-                layout_leaf, path, lo, min(lo + step, layout.n_trials), dtypes, is_train, engine, written
+                layout_leaf, path, lo, min(lo + step, layout.n_trials), dtypes, is_train, engine, written,
+                uint8, variables,
             )
         tails.append(written)
     (results,) = run(tails, what="write")
@@ -410,10 +437,14 @@ def _write_blocks(
     return merged
 
 
-def _write_medians(root: zarr.Group, path: Path | Remote, train: np.ndarray, engine: str, run: Any) -> None:
+def _write_medians(
+    root: zarr.Group, path: Path | Remote, train: np.ndarray, engine: str, run: Any, valid: dict[str, np.ndarray]
+) -> None:
+    """Both medians of every variable; ``valid``: the train trials' real frame counts of
+    each ``uint8`` variable, whose padding the median tasks restore."""
     tasks = {
         variable: [
-            delayed(median_block, pure=False)(path, variable, train, lo, hi, engine)
+            delayed(median_block, pure=False)(path, variable, train, lo, hi, engine, valid.get(variable))
             for lo, hi in median_blocks(_array(root, variable), variable, len(train))
         ]
         for variable in fmt.VARIABLES
@@ -426,7 +457,7 @@ def _write_medians(root: zarr.Group, path: Path | Remote, train: np.ndarray, eng
         log.info("  %s: values other than integers 0..255, pooled median from whole-time blocks", ", ".join(pending))
         fallback = {
             variable: [
-                delayed(pooled_median_block, pure=False)(path, variable, train, lo, hi, engine)
+                delayed(pooled_median_block, pure=False)(path, variable, train, lo, hi, engine, valid.get(variable))
                 for lo, hi in pooled_median_blocks(_array(root, variable), variable, len(train))
             ]
             for variable in pending

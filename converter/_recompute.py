@@ -67,10 +67,29 @@ def create_statistics(root: zarr.Group, variable: str, moments: Moments, bluepri
 
 
 def median_blocks(array: zarr.Array[Any], variable: str, n_train: int) -> list[tuple[int, int]]:
-    """Ranges along the block axis whose train data fits ``MEDIAN_READ_BYTES``, aligned to
-    the array's chunks where the budget allows, so no chunk is decoded twice."""
-    return _ranges(array.shape, _BLOCK_AXIS[variable], n_train * array.dtype.itemsize,
+    """Ranges along the block axis whose train data fits ``MEDIAN_READ_BYTES`` (as the
+    values are sorted: a ``uint8`` array's as float32), aligned to the array's chunks
+    where the budget allows, so no chunk is decoded twice."""
+    return _ranges(array.shape, _BLOCK_AXIS[variable], n_train * _value_itemsize(array),
                    MEDIAN_READ_BYTES, array.chunks[_BLOCK_AXIS[variable]])
+
+
+def _value_itemsize(array: zarr.Array[Any]) -> int:
+    return max(array.dtype.itemsize, np.dtype(_DECODED).itemsize) if array.dtype == np.uint8 else array.dtype.itemsize
+
+
+#: What the values of a ``uint8`` variable (format version 8) are restored to for their
+#: medians: integers 0..255 and NaN, exact in it, so the medians are those of the source.
+_DECODED = np.float32
+
+
+def _restored(values: np.ndarray, valid: np.ndarray | None, axis: int, lo: int, hi: int, time_axis: int) -> np.ndarray:
+    """``values`` read of a ``uint8`` variable (``valid``: the train trials' real frame
+    counts) as floats with NaN padding; the block ``lo:hi`` of ``axis``; others as read."""
+    if valid is None:
+        return values
+    frames = slice(lo, hi) if axis == time_axis else slice(0, values.shape[time_axis])
+    return fmt.restore_padding(values.astype(_DECODED), valid, frames, time_axis)
 
 
 def _ranges(
@@ -86,10 +105,12 @@ def _ranges(
 
 
 def median_block(
-    store_path: Path | Remote, variable: str, train: np.ndarray, lo: int, hi: int, engine: str
+    store_path: Path | Remote, variable: str, train: np.ndarray, lo: int, hi: int, engine: str,
+    valid: np.ndarray | None = None,
 ) -> dict[str, np.ndarray | None]:
     """Both medians of ``variable`` for block ``lo:hi`` of its block axis, by granularity;
     for a counted variable (videos) the second is that block's value counts, or None.
+    ``valid``: the train trials' real frame counts, for a variable stored as ``uint8``.
 
     Returned rather than written: several blocks share one chunk of a median array, and
     concurrent partial writes of one chunk would race.
@@ -97,7 +118,7 @@ def median_block(
     data = open_array(store_path, variable, engine)
     axis = _BLOCK_AXIS[variable]
     time_axis = fmt.time_axis(variable)
-    values = _read_trials(data, train, axis, lo, hi)
+    values = _restored(_read_trials(data, train, axis, lo, hi), valid, axis, lo, hi, time_axis)
     over_trials, pooled = [], []
     for block in _sort_blocks(values, axis):
         over_trials.append(nanmedian(block, axis=0))
@@ -147,17 +168,19 @@ def _median_of_counts(counts: np.ndarray) -> np.ndarray:
 
 def pooled_median_blocks(array: zarr.Array[Any], variable: str, n_train: int) -> list[tuple[int, int]]:
     """Ranges for ``pooled_median_block``: along the fallback axis, every frame in each."""
-    return _ranges(array.shape, _COUNTED[variable], n_train * array.dtype.itemsize, MEDIAN_READ_BYTES)
+    return _ranges(array.shape, _COUNTED[variable], n_train * _value_itemsize(array), MEDIAN_READ_BYTES)
 
 
 def pooled_median_block(
-    store_path: Path | Remote, variable: str, train: np.ndarray, lo: int, hi: int, engine: str
+    store_path: Path | Remote, variable: str, train: np.ndarray, lo: int, hi: int, engine: str,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """The median over trials and time of a counted variable whose values were not all
-    small integers, for block ``lo:hi`` of its fallback axis."""
+    small integers, for block ``lo:hi`` of its fallback axis (``valid`` as for
+    ``median_block``)."""
     data = open_array(store_path, variable, engine)
     axis = _COUNTED[variable]
-    values = _read_trials(data, train, axis, lo, hi)
+    values = _restored(_read_trials(data, train, axis, lo, hi), valid, axis, lo, hi, fmt.time_axis(variable))
     parts = [nanmedian(block, axis=(0, fmt.time_axis(variable))) for block in _sort_blocks(values, axis)]
     return np.concatenate(parts, axis=axis - 2)
 

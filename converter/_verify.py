@@ -111,7 +111,7 @@ def verify(
         holes = {v: [m for m in missing.get(v, []) if m[1][0].start < hi and m[1][0].stop > lo] for v in fmt.VARIABLES}
         tasks.append(delayed(_verify_block)(
             layout_leaf, target, ids[lo:hi], lo, train[(train >= lo) & (train < hi)] - lo, engine,
-            spec.every_chunk_present, holes,
+            spec.every_chunk_present, holes, attrs,
         ))
     results: tuple[_Block, ...] = compute(*tasks, scheduler="threads", num_workers=workers)  # type: ignore[no-untyped-call]
     for block in results:
@@ -119,7 +119,10 @@ def verify(
     if results:
         expected[fmt.VALID_FRAMES] = np.concatenate([b.valid for b in results])
         expected[fmt.HAS_RESPONSES] = np.concatenate([b.has_responses for b in results])
-    expected.update(_statistics(layout, results, target, train, engine, problems))
+    valid = expected.get(fmt.VALID_FRAMES)
+    expected.update(_statistics(layout, results, target, train, engine, problems, {
+        v: valid[train, fmt.VARIABLES.index(v)] for v in attrs.uint8_variables if valid is not None
+    }))
     meta_paths = []
     for rel in sorted(layout.meta_files):
         path = rel[: -len(".npy")]
@@ -348,10 +351,12 @@ def _verify_block(
     engine: str,
     every_chunk: bool,
     holes: dict[str, list[tuple[str, tuple[slice, ...]]]],
+    attrs: fmt.MouseAttrs,
 ) -> _Block:
     """Trials ``lo:lo + len(trial_ids)``: stored values against the source, their real
     frames and withheld flags, the streamed moments of the ``train`` ones (positions
-    within the block), and what of the block's chunks is missing."""
+    within the block), and what of the block's chunks is missing. A ``uint8`` variable's
+    stored trial is compared as a reader restores it, with the source's real frames."""
     n = len(trial_ids)
     out = _Block(valid=np.zeros((n, len(fmt.VARIABLES)), np.int32), has_responses=np.zeros(n, bool))
     opener = _Opener(store, engine)
@@ -367,15 +372,27 @@ def _verify_block(
                 out.problems.append(str(e))
                 trials.append(None)
                 continue
-            dtype = block.dtype if block is not None else np.dtype(source.dtype)
+            coded = variable in attrs.uint8_variables
+            dtype = np.dtype(attrs.stored_dtypes[variable]) if coded or block is None else block.dtype
             expected = np.ascontiguousarray(source.transpose(fmt.SOURCE_TO_STORED_AXES[variable]).astype(dtype))
             trials.append(expected)
             out.valid[i, column] = real_frames(expected, time_axis)
             if variable == fmt.RESPONSES:
                 out.has_responses[i] = not responses_withheld(expected)
-            if block is not None and not np.array_equal(block[i], expected, equal_nan=True):
+            if block is None:
+                continue
+            stored = block[i]
+            if coded:
+                real = out.valid[i : i + 1, column]
+                frames = slice(0, stored.shape[time_axis])
+                if np.moveaxis(stored, time_axis, 0)[fmt.padding_frames(real, frames)[0]].any():
+                    out.problems.append(
+                        f"{variable} trial {trial_id}: its uint8 padding frames hold values other than 0"
+                    )
+                stored = fmt.restore_padding(stored[None].astype(dtype), real, frames, time_axis + 1)[0]
+            if not np.array_equal(stored, expected, equal_nan=True):
                 out.problems.append(
-                    f"{variable} trial {trial_id}: {_difference(block[i], expected)} vs {where}"
+                    f"{variable} trial {trial_id}: {_difference(stored, expected)} vs {where}"
                 )
         train_trials = [trials[i] for i in train]
         if len(train_trials) and all(t is not None for t in train_trials):
@@ -423,9 +440,11 @@ def _statistics(
     train: np.ndarray,
     engine: str,
     problems: list[str],
+    valid: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Every recomputed statistic derived again: moments from the source blocks, medians
-    from the verified store."""
+    from the verified store (``valid``: the train trials' real frame counts from the
+    source, of each ``uint8`` variable, whose padding they restore)."""
     out: dict[str, np.ndarray] = {}
     for variable in fmt.VARIABLES:
         shape = stored_shape(layout, variable)[1:]
@@ -441,7 +460,7 @@ def _statistics(
             for stat, values in result.items():
                 out[fmt.statistics_path(variable, granularity, stat)] = values
         try:
-            medians = _medians(store, variable, train, engine)
+            medians = _medians(store, variable, train, engine, valid.get(variable))
         except Exception as e:  # a damaged chunk; reported where the variable is compared
             problems.append(f"statistics/{fmt.STATISTICS_TIER}/{variable}: medians not recomputed ({type(e).__name__})")
             continue
@@ -450,7 +469,9 @@ def _statistics(
     return out
 
 
-def _medians(store: Path | Remote, variable: str, train: np.ndarray, engine: str) -> dict[str, np.ndarray]:
+def _medians(
+    store: Path | Remote, variable: str, train: np.ndarray, engine: str, valid: np.ndarray | None
+) -> dict[str, np.ndarray]:
     """Both medians of ``variable`` over the ``train`` trials, numpy's ``nanmedian`` on
     blocks of the stored values cut along ``_MEDIAN_AXIS``, each within
     ``MEDIAN_BLOCK_BYTES``."""
@@ -467,9 +488,15 @@ def _medians(store: Path | Remote, variable: str, train: np.ndarray, engine: str
         region: list[slice] = [slice(None)] * len(shape)
         region[axis] = slice(lo, hi)
         parts = []
+        done = 0
         for run in runs:
             region[0] = slice(int(run[0]), int(run[-1]) + 1)
-            parts.append(np.asarray(data[tuple(region)], dtype=np.float64))
+            part = np.asarray(data[tuple(region)], dtype=np.float64)
+            if valid is not None:
+                frames = region[time_axis] if axis == time_axis else slice(0, shape[time_axis])
+                fmt.restore_padding(part, valid[done : done + len(run)], frames, time_axis)
+            done += len(run)
+            parts.append(part)
         block_shape = list(shape)
         block_shape[0], block_shape[axis] = 0, hi - lo
         values = np.concatenate(parts) if parts else np.zeros(block_shape)

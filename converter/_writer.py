@@ -35,7 +35,7 @@ from ._statistics import Moments
 __all__ = [
     "Blueprint", "Written", "create_array", "create_store", "finish_store", "open_array", "open_for_writing",
     "release_buffers", "store_shapes", "stored_shape", "write_block", "write_bundle", "bundle_paths", "bundle_values",
-    "uncoded_variables",
+    "uncoded_variables", "uint8_codes",
 ]
 
 
@@ -70,7 +70,7 @@ class Blueprint:
     def of(cls, layout: SourceLayout, attrs: fmt.MouseAttrs, chunking: Chunking) -> Blueprint:
         uncoded: frozenset[str] = frozenset()
         if fmt.spec(attrs.format_version).uncoded_chunks:
-            uncoded = uncoded_variables(layout, chunking, {v: np.dtype(d) for v, d in attrs.stored_dtypes.items()})
+            uncoded = uncoded_variables(layout, chunking, {v: np.dtype(attrs.array_dtype(v)) for v in fmt.VARIABLES})
         return cls(attrs, store_shapes(layout), chunking, uncoded)
 
     def expected(self, path: str, source_shape: tuple[int, ...] | None = None) -> fmt.Expected:
@@ -84,9 +84,11 @@ class Blueprint:
         shape: tuple[int, ...] | None = None,
         dtype: Any = None,
         attrs: dict[str, Any] | None = None,
+        overwrite: bool = False,
     ) -> zarr.Array[Any]:
-        """Create the array at ``path`` as the table says; ``shape`` and ``dtype`` only
-        where the table leaves them to the data (an index's length, a ``meta/`` file)."""
+        """Create the array at ``path`` as the table says (replacing one there if
+        ``overwrite``); ``shape`` and ``dtype`` only where the table leaves them to the
+        data (an index's length, a ``meta/`` file)."""
         expected = self.expected(path, source_shape=shape)
         if expected.shape is not None and None not in expected.shape:
             known = tuple(int(s) for s in expected.shape if s is not None)
@@ -109,7 +111,7 @@ class Blueprint:
         return create_array(
             root, path, shape, dtype, expected.dims, chunks=chunks, shards=shards, compressors=compressors,
             attrs=array_attrs, nan_fill=expected.fill == fmt.NAN_IF_FLOAT,
-            every_chunk=fmt.spec(self.attrs.format_version).every_chunk_present,
+            every_chunk=fmt.spec(self.attrs.format_version).every_chunk_present, overwrite=overwrite,
         )
 
 
@@ -124,9 +126,12 @@ def uncoded_variables(layout: SourceLayout, chunking: Chunking, dtypes: Mapping[
     uncoded = set()
     for variable in fmt.VARIABLES:
         dtype = np.dtype(dtypes[variable])
-        values = np.ascontiguousarray(
-            layout.read_trial(variable, first).transpose(fmt.SOURCE_TO_STORED_AXES[variable]), dtype
-        )
+        values = layout.read_trial(variable, first).transpose(fmt.SOURCE_TO_STORED_AXES[variable])
+        if dtype == np.uint8:  # as stored: padding frames as 0 (values outside 0..255 end the attempt anyway)
+            with np.errstate(invalid="ignore"):
+                values = np.where(np.isnan(values), 0, values)
+        with np.errstate(invalid="ignore"):
+            values = np.ascontiguousarray(values, dtype)
         coded = len(numcodecs.blosc.compress(
             values, chunking.cname.encode(), chunking.clevel, BLOSC_SHUFFLES[chunking.shuffle_of(variable)],
             typesize=dtype.itemsize,
@@ -149,6 +154,7 @@ def create_array(
     attrs: dict[str, Any] | None = None,
     nan_fill: bool = True,
     every_chunk: bool = True,
+    overwrite: bool = False,
 ) -> zarr.Array[Any]:
     """Create ``path`` (parent groups included) with a checksum on every chunk; float
     arrays filled with NaN if ``nan_fill``, else with Zarr's default; writes through the
@@ -171,6 +177,7 @@ def create_array(
         dimension_names=dims,
         attributes=attrs or {},
         config={"write_empty_chunks": every_chunk},
+        overwrite=overwrite,
     )
 
 
@@ -258,6 +265,9 @@ class Written:
     valid_frames: dict[int, np.ndarray] = field(default_factory=dict)
     has_responses: dict[int, np.ndarray] = field(default_factory=dict)
     moments: dict[str, Moments] | None = None
+    #: Variables tried as ``uint8`` that a trial did not fit, each with the first such
+    #: trial's reason (``uint8_codes``); their blocks were not written.
+    not_uint8: dict[str, str] = field(default_factory=dict)
 
     def merge(self, other: Written) -> Written:
         moments = self.moments
@@ -269,6 +279,7 @@ class Written:
             {**self.valid_frames, **other.valid_frames},
             {**self.has_responses, **other.has_responses},
             moments,
+            {**other.not_uint8, **self.not_uint8},
         )
 
     def per_trial(self) -> tuple[np.ndarray, np.ndarray]:
@@ -289,10 +300,16 @@ def write_block(
     train: np.ndarray,
     engine: str,
     written: Written | None = None,
+    uint8: frozenset[str] = frozenset(),
+    variables: tuple[str, ...] = fmt.VARIABLES,
 ) -> Written:
-    """Copy trials ``start:stop`` (positions along the trial axis) into the store and fold
-    them into ``written`` (updated in place and returned: a chain of these tasks keeps
-    one set of running statistics, so memory does not grow with the number of blocks)."""
+    """Copy trials ``start:stop`` (positions along the trial axis) of ``variables`` into
+    the store and fold them into ``written`` (updated in place and returned: a chain of
+    these tasks keeps one set of running statistics, so memory does not grow with the
+    number of blocks). A variable of ``uint8`` is stored as ``uint8`` (format version 8);
+    a trial whose values do not fit (``uint8_codes``) ends that: the variable is noted in
+    ``written.not_uint8`` and no more of its blocks are written (its statistics still
+    are), for the caller to write it again in its stored dtype."""
     written = written if written is not None else Written()
     rules = fmt.spec(fmt.FORMAT_VERSION)
     every_chunk = rules.every_chunk_present
@@ -303,7 +320,8 @@ def write_block(
     in_train = train[start:stop]
     if written.moments is None and in_train.any():
         written.moments = {v: Moments.empty(stored_shape(layout, v)[1:]) for v in fmt.VARIABLES}
-    for column, variable in enumerate(fmt.VARIABLES):
+    for variable in variables:
+        column = fmt.VARIABLES.index(variable)
         buffer = _scratch(f"block-{variable}", (n, *stored_shape(layout, variable)[1:]), dtypes[variable])
         time_axis = fmt.time_axis(variable, with_trial_axis=False)
         axes = fmt.SOURCE_TO_STORED_AXES[variable]
@@ -326,11 +344,23 @@ def write_block(
             valid[i, column] = checked_real_frames(row, time_axis, layout, variable, trial_id)
             if variable == fmt.RESPONSES:
                 has_responses[i] = not responses_withheld(row)
-        if written.moments is not None:
+        if written.moments is not None and variable in written.moments:
             written.moments[variable].add_block(buffer if in_train.all() else buffer[in_train])
+        stored = buffer
+        if variable in uint8:
+            if variable in written.not_uint8:
+                continue
+            stored = _scratch(f"uint8-{variable}", buffer.shape, np.dtype(np.uint8))
+            for i, trial_id in enumerate(trial_ids):
+                problem = uint8_codes(buffer[i], int(valid[i, column]), time_axis, stored[i])
+                if problem is not None:
+                    written.not_uint8[variable] = f"trial {int(trial_id)} {problem}"
+                    break
+            if variable in written.not_uint8:
+                continue
         array = open_for_writing(store_path, variable, engine, every_chunk)
-        if not (rules.c_order_shards and write_shards(array, start, stop, buffer)):
-            array[start:stop] = buffer
+        if not (rules.c_order_shards and write_shards(array, start, stop, stored)):
+            array[start:stop] = stored
     written.valid_frames[start] = valid
     written.has_responses[start] = has_responses
     return written
@@ -392,6 +422,28 @@ def checked_real_frames(
             f"{where}: {variable} holds an infinite value; only finite values and NaN (padding) are valid"
         )
     return int(bad_frames[0]) if bad_frames.size else int(trial.shape[time_axis])
+
+
+def uint8_codes(trial: np.ndarray, valid: int, time_axis: int, out: np.ndarray) -> str | None:
+    """Write into ``out`` (``uint8``) the stored values of ``trial`` (float, stored layout,
+    ``valid`` real frames) as format version 8 stores a ``uint8`` variable: its real
+    frames' values, 0 in the padding frames. None if that holds every value (real frames
+    of integers 0..255, padding frames all NaN), else what does not fit."""
+    real = [slice(None)] * trial.ndim
+    real[time_axis] = slice(0, valid)
+    padding = list(real)
+    padding[time_axis] = slice(valid, None)
+    values, rest = trial[tuple(real)], trial[tuple(padding)]
+    with np.errstate(invalid="ignore"):
+        codes = values.astype(np.uint8)
+    # A value survives the round trip through uint8 only if it is an integer 0..255.
+    if not np.array_equal(codes, values) or np.signbit(values).any():
+        return "holds a value other than an integer 0..255 in its real frames"
+    if not np.isnan(rest).all():
+        return "holds a value after its first padding (NaN) frame"
+    out[tuple(real)] = codes
+    out[tuple(padding)] = 0
+    return None
 
 
 def responses_withheld(trial: np.ndarray) -> bool:

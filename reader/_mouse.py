@@ -247,6 +247,7 @@ class Mouse:
             frames=window,
             trials_per_block=trials_per_block,
             neurons=neuron_selection,
+            uint8_variables=self.attrs.uint8_variables,
         )
 
     def _require_statistics(self, statistics: str) -> None:

@@ -49,6 +49,7 @@ class SplitVariable:
         neurons: slice | np.ndarray | None,
         shape: tuple[int, ...],
         dtype: np.dtype,
+        valid: np.ndarray | None = None,
     ) -> None:
         self.handle = handle
         self.variable = variable
@@ -61,6 +62,9 @@ class SplitVariable:
         self.dtype = dtype
         self.ndim = len(shape)
         self.time_axis = fmt.time_axis(variable)
+        #: For a variable stored as uint8 (format version 8): each trial's real frame
+        #: count, from which a read restores the NaN padding; else None.
+        self.valid = valid
 
     def __dask_tokenize__(self) -> Any:
         from dask.base import normalize_token
@@ -83,17 +87,18 @@ class SplitVariable:
         or the neuron axis of ``responses``."""
         shape = list(self.shape)
         shape[axis] = len(indices)
-        positions, withheld, neurons = self.positions, self.withheld, self.neurons
+        positions, withheld, neurons, valid = self.positions, self.withheld, self.neurons, self.valid
         if axis == 0:
             positions = positions[indices]
             withheld = None if withheld is None else withheld[indices]
+            valid = None if valid is None else valid[indices]
         elif axis == 1 and self.variable == fmt.RESPONSES:
             neurons = indices if neurons is None else _within(neurons, indices)
         else:
             raise ValueError(f"{self.variable}: no subset along axis {axis}")
         return SplitVariable(
             self.handle, self.variable, positions=positions, frames=self.frames, statistics=self.statistics,
-            withheld=withheld, neurons=neurons, shape=tuple(shape), dtype=self.dtype,
+            withheld=withheld, neurons=neurons, shape=tuple(shape), dtype=self.dtype, valid=valid,
         )
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -118,7 +123,8 @@ class SplitVariable:
         if not len(trials) or any(_empty(s) for s in store[1:]):
             return np.zeros(tuple(_length(r, n) for r, n in zip(reads, self.shape, strict=True)), self.dtype)
         if self.statistics is None:
-            return self._read_store(trials, store[1:], check)
+            data = self._read_store(trials, store[1:], check)
+            return data if self.valid is None else self._decoded(data, self.valid[reads[0]], store[self.time_axis])
         full = self.handle.params(self.variable, self.statistics)
         rescaled = self.dtype.kind == "f" and not std_.subtracts_mean(self.variable)
         if rescaled:
@@ -127,13 +133,15 @@ class SplitVariable:
         scale = self._rescaled_as_read(params) if rescaled else None
         data = self._read_store(trials, store[1:], check, scale)
         # With a scale, the native engine has rescaled each chunk's values as it placed them.
-        if scale is None and data.dtype.kind == "f" and data.flags.writeable:
+        if self.valid is not None:
+            data = self._decoded(data, self.valid[reads[0]], store[self.time_axis], params)
+        elif scale is None and data.dtype.kind == "f" and data.flags.writeable:
             # Into the array just read. Responses (most of the bytes) are only rescaled: one
             # in-place multiply, within one rounding of the float64 path. A mean subtraction
             # in float32 could cancel digits, so videos and pupil positions keep the float64
             # path, written back.
             if std_.subtracts_mean(self.variable):
-                data = std_.standardize_into(self.variable, data, params)
+                data = std_.standardize_to(self.variable, data, params, data)
             else:
                 data = std_.standardize_inplace(self.variable, data, params)
         elif scale is None:
@@ -145,6 +153,20 @@ class SplitVariable:
                 # must not pass for real silence.
                 data[withheld] = np.nan
         return data
+
+    def _decoded(
+        self, data: np.ndarray, valid: np.ndarray, frames: Read, params: std_.StandardizationParams | None = None
+    ) -> np.ndarray:
+        """The ``uint8`` values ``data`` read of a variable stored so (format version 8) in
+        this variable's dtype, standardized by ``params`` if given, with NaN at the padding
+        frames of each trial (``valid``: their real frame counts; ``frames``: the store
+        frames read)."""
+        out = np.empty(data.shape, self.dtype)
+        np.copyto(out, data)
+        fmt.restore_padding(out, valid, frames, self.time_axis)
+        # Padding restored first, so the arithmetic sees what it sees in a float store (NaN,
+        # which divides by a zero scale without a warning), into the array just made.
+        return out if params is None else std_.standardize_to(self.variable, out, params, out)
 
     def _rescaled_as_read(self, params: std_.StandardizationParams) -> np.ndarray | None:
         """``standardize_inplace``'s multiplier for ``params`` if the native engine reads this

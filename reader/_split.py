@@ -64,6 +64,7 @@ class Split:
         frames: slice,
         trials_per_block: int | None,
         neurons: slice | np.ndarray | None = None,
+        uint8_variables: tuple[str, ...] = (),
     ) -> None:
         self._handle = handle
         self.mouse = mouse
@@ -81,6 +82,8 @@ class Split:
         self.trials_per_block = trials_per_block
         #: Neurons of ``responses`` (a slice or index array along the neuron axis).
         self.neurons = neurons if neurons is not None else slice(0, shapes[fmt.RESPONSES][1])
+        #: Variables whose arrays hold ``uint8`` (format version 8): reads restore padding.
+        self.uint8_variables = uint8_variables
 
     def __getstate__(self) -> dict[str, Any]:
         # The Dask arrays are rebuilt on demand; only the small state travels.
@@ -209,6 +212,9 @@ class Split:
                 neurons=neurons,
                 shape=tuple(shape),
                 dtype=self.dtypes[variable],
+                valid=(
+                    self.valid_frames[:, fmt.VARIABLES.index(variable)] if variable in self.uint8_variables else None
+                ),
             )
         source: SplitVariable = cached[variable]
         return source

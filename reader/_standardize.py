@@ -36,6 +36,7 @@ __all__ = [
     "StandardizationParams",
     "standardize",
     "standardize_inplace",
+    "standardize_to",
     "subtracts_mean",
     "destandardize",
     "recomputed_params",
@@ -181,10 +182,21 @@ def standardize_into(variable: str, x: np.ndarray, params: StandardizationParams
     array of ``x``'s size (fresh memory costs a page fault per 4 kB on first write)."""
     if x.dtype.kind != "f":
         raise ValueError(f"standardize_into: {variable} is {x.dtype}, not a float array")
+    return standardize_to(variable, x, params, x)
+
+
+def standardize_to(variable: str, x: np.ndarray, params: StandardizationParams, out: np.ndarray) -> np.ndarray:
+    """``standardize`` of the numpy array ``x`` written into the float array ``out`` (which
+    may be ``x``): the same float64 arithmetic and one rounding to ``out``'s dtype, value
+    for value as ``standardize(variable, x.astype(out.dtype), params)`` where that dtype
+    holds ``x``'s values exactly (a float array's own, a ``uint8`` variable's)."""
+    if out.dtype.kind != "f" or out.shape != x.shape:
+        raise ValueError(f"standardize_to: {variable} into {out.dtype} {out.shape}, for values {x.dtype} {x.shape}")
     if x.size > _BLOCK:
-        return _standardize_blocked(variable, x, params, out=x)
-    x[...] = standardize(variable, x, params)
-    return x
+        return _standardize_blocked(variable, x, params, out=out)
+    centred = (x - params.mean) if _SUBTRACTS_MEAN[variable] else x
+    out[...] = centred / params.scale
+    return out
 
 
 def destandardize(variable: str, x: Any, params: StandardizationParams) -> Any:

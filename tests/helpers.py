@@ -89,3 +89,22 @@ def chunk_codecs(array: zarr.Array) -> list[dict]:
     if codecs[0]["name"] == "sharding_indexed":
         codecs = codecs[0]["configuration"]["codecs"]
     return codecs
+
+
+def stored_values(root: zarr.Group, variable: str, position: int) -> np.ndarray:
+    """Trial ``position`` of ``variable`` as read with plain Zarr, then as the format says a
+    reader gets it back: a variable of the ``uint8_variables`` attribute (format version 8)
+    in its ``stored_dtypes`` dtype, NaN from its ``valid_frames`` count on. Written out
+    here, not taken from the package, so the tests check the reader's rule against it."""
+    attrs = root.attrs["sensorium_zarr"]
+    value = np.asarray(root[variable][position])
+    if variable not in attrs.get("uint8_variables", []):
+        return value
+    assert value.dtype == np.uint8, f"{variable} is listed as uint8 but stored as {value.dtype}"
+    column = ["videos", "responses", "behavior", "pupil_center"].index(variable)
+    real = int(root["valid_frames"][position, column])
+    time_axis = {"videos": 0}.get(variable, value.ndim - 1)
+    restored = np.moveaxis(value.astype(attrs["stored_dtypes"][variable]), time_axis, 0)
+    assert not np.moveaxis(value, time_axis, 0)[real:].any(), f"{variable}: padding frames hold non-zero bytes"
+    restored[real:] = np.nan
+    return np.moveaxis(restored, 0, time_axis)

@@ -216,8 +216,16 @@ def _recorded_arithmetic() -> Iterator[list[tuple[str, str, str]]]:
     Both the reader (sensorium_zarr._reading) and the benchmark look them up on the
     _standardize module at each call, so wrapping the module's attributes sees both."""
     calls: list[tuple[str, str, str]] = []
-    names = ("standardize", "standardize_inplace", "standardize_into", "rescaling")
+    names = ("standardize", "standardize_inplace", "standardize_into", "standardize_to", "rescaling")
     originals = {name: getattr(std_, name) for name in names}
+
+    def recording_to(fn):
+        # The arithmetic's dtype is its output's: a uint8 store's videos (format version 8)
+        # go through the same float64 path into float32 as the .npy side's float32 files.
+        def wrapper(variable, x, params, out):
+            calls.append((variable, "standardize_to", str(out.dtype)))
+            return fn(variable, x, params, out)
+        return wrapper
 
     def recording(name, fn):
         def wrapper(variable, x, params):
@@ -232,7 +240,12 @@ def _recorded_arithmetic() -> Iterator[list[tuple[str, str, str]]]:
         return wrapper
 
     for name, fn in originals.items():
-        setattr(std_, name, recording_rescaling(fn) if name == "rescaling" else recording(name, fn))
+        if name == "rescaling":
+            setattr(std_, name, recording_rescaling(fn))
+        elif name == "standardize_to":
+            setattr(std_, name, recording_to(fn))
+        else:
+            setattr(std_, name, recording(name, fn))
     try:
         yield calls
     finally:

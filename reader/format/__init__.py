@@ -10,7 +10,8 @@ both in step (a test checks that every name here appears there).
 - ``_arrays``: the table of every array (``ARRAYS``), bound per version by ``spec``
   (``FormatSpec``); everything that differs between versions lives there;
 - ``_bundle``: the bundle of version 5, its members and its bytes (``pack_bundle``,
-  ``unpack_bundle``).
+  ``unpack_bundle``);
+- ``_uint8``: how a read restores a ``uint8`` variable of version 8 (``restore_padding``).
 
 Format versions (each entry is its changelog):
 
@@ -52,6 +53,13 @@ Format versions (each entry is its changelog):
   checksummed), so a read copies them into place instead of decoding them; the chunking
   option ``min_blosc_saving`` (percent) draws the line. Every Zarr reader reads both
   chains; version 6 stores stay readable.
+- 8: a variable whose real frames hold only integers 0..255 and whose padding frames
+  only NaN in every trial (videos, as released) is stored as ``uint8`` and listed in the
+  ``uint8_variables`` attribute (``MouseAttrs.array_dtype``): a quarter of float32's
+  bytes to read, check and decode. Padding frames are stored as 0 and a read restores
+  them as NaN from ``valid_frames`` (``restore_padding``), and the values in
+  ``stored_dtypes``' dtype, so readers return what they returned before. Version 7
+  stores stay readable.
 """
 
 from ._arrays import (
@@ -141,6 +149,7 @@ from ._names import (
     statistics_path,
     stored_trial_order,
 )
+from ._uint8 import padding_frames, restore_padding
 
 __all__ = [
     "ARRAYS", "ARRAYS_V2", "ARRAYS_V3", "ARRAYS_V4", "AS_SOURCE", "BY_STAT", "DIMENSIONS", "META_DIMS", "META_TIERS",
@@ -157,4 +166,5 @@ __all__ = [
     "STATISTICS", "STATISTICS_GROUP", "STATISTICS_TIER", "SUPPORTED_FORMAT_VERSIONS", "TEST_TIERS", "TIER",
     "TIERS", "TRAIN", "TRIAL_ID", "VALID_FRAMES", "VARIABLES", "VIDEOS", "ordered_tiers", "parse_tiers",
     "provided_statistics_path", "statistics_path", "stored_trial_order",
+    "padding_frames", "restore_padding",
 ]

@@ -279,7 +279,7 @@ class FormatSpec:
     every array, so opening a store is one metadata read); ``every_chunk_present``
     (from version 3: see the field); ``bundle`` (from version 5: see the field); and
     ``c_order_shards`` (from version 6: see the field); ``uncoded_chunks`` (from version
-    7: see the field)."""
+    7: see the field); ``uint8_values`` (from version 8: see the field)."""
 
     version: int
     arrays: tuple[ArraySpec, ...]
@@ -304,6 +304,11 @@ class FormatSpec:
     #: the chunking option ``min_blosc_saving`` percent of its first trial's bytes, and a
     #: read checks and copies such chunks instead of decoding them.
     uncoded_chunks: bool = False
+    #: From version 8 a variable of the ``uint8_variables`` attribute is stored as
+    #: ``uint8``: the converter stores videos so when every real frame of every trial holds
+    #: only integers 0..255 and every padding frame only NaN; a read restores the stored
+    #: dtype and the NaN padding (``restore_padding``).
+    uint8_values: bool = False
 
     @property
     def dimensions(self) -> dict[str, tuple[str, ...]]:
@@ -404,7 +409,7 @@ class FormatSpec:
             dims = None if source_shape is None else self.meta_dimensions(path, source_shape, sizes)
         dtype: str | None
         if row.dtype == STORED:
-            dtype = _zarr_dtype(attrs.stored_dtypes[path])
+            dtype = _zarr_dtype(attrs.array_dtype(path))
         elif row.dtype == AS_SOURCE:
             dtype = None
         elif row.dtype == BY_STAT:
@@ -514,6 +519,7 @@ SPECS: dict[int, FormatSpec] = {
     5: FormatSpec(5, ARRAYS, **_FROM_V3, bundle=True),
     6: FormatSpec(6, ARRAYS, **_FROM_V3, bundle=True, c_order_shards=True),
     7: FormatSpec(7, ARRAYS, **_FROM_V3, bundle=True, c_order_shards=True, uncoded_chunks=True),
+    8: FormatSpec(8, ARRAYS, **_FROM_V3, bundle=True, c_order_shards=True, uncoded_chunks=True, uint8_values=True),
 }
 
 

@@ -190,6 +190,18 @@ def parse_lossy(value: object, where: str) -> tuple[str, ...]:
     return _str_list(value, where, "lossy")
 
 
+def parse_uint8_variables(value: object, where: str) -> tuple[str, ...]:
+    """Variables whose array holds their values as ``uint8`` (format version 8): distinct,
+    in ``VARIABLES`` order, and only variables with a float dtype in ``stored_dtypes``
+    (checked by ``MouseAttrs.from_dict``)."""
+    names = _str_list(value, where, "uint8_variables")
+    if len(set(names)) != len(names) or not set(names) <= set(VARIABLES) or names != tuple(
+        v for v in VARIABLES if v in names
+    ):
+        raise _bad(where, "uint8_variables", f"distinct variable names in the order {list(VARIABLES)}", value)
+    return names
+
+
 def parse_chunking(value: object, where: str) -> dict[str, Any]:
     """The converter's chunking options: names to integers or strings."""
     if not isinstance(value, dict) or not all(
@@ -218,6 +230,7 @@ PARSERS: dict[str, tuple[Callable[[object, str], Any], Any]] = {
     "statistics_tier": (parse_statistics_tier, STATISTICS_TIER),
     "lossy": (parse_lossy, []),
     "chunking": (parse_chunking, {}),
+    "uint8_variables": (parse_uint8_variables, []),
 }
 
 
@@ -276,6 +289,15 @@ class MouseAttrs:
     statistics_tier: str = STATISTICS_TIER
     lossy: tuple[str, ...] = ()
     chunking: dict[str, Any] = field(default_factory=dict)
+    #: Variables stored as ``uint8`` (format version 8; see ``array_dtype``).
+    uint8_variables: tuple[str, ...] = ()
+
+    def array_dtype(self, variable: str) -> str:
+        """The numpy dtype of ``variable``'s array: ``uint8`` for a variable of
+        ``uint8_variables`` (its real frames' values, which are integers 0..255; padding
+        frames hold 0 and read as NaN, from ``valid_frames``), else ``stored_dtypes``'s,
+        which is always the dtype a reader returns."""
+        return "uint8" if variable in self.uint8_variables else self.stored_dtypes[variable]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -296,6 +318,8 @@ class MouseAttrs:
             "statistics_tier": self.statistics_tier,
             "lossy": list(self.lossy),
             "chunking": dict(self.chunking),
+            # Written only where a variable is listed: before version 8 the key must be absent.
+            **({"uint8_variables": list(self.uint8_variables)} if self.uint8_variables else {}),
         }
 
     @classmethod
@@ -311,4 +335,9 @@ class MouseAttrs:
         values = {key: _field(data, key, where) for key in PARSERS}
         if complete_only and not values["complete"]:
             raise _incomplete(where)
+        coded = values["uint8_variables"]
+        if coded and values["format_version"] < 8:
+            raise _bad(where, "uint8_variables", f"empty in a format version {values['format_version']} store", coded)
+        if any(np.dtype(values["stored_dtypes"][v]).kind != "f" for v in coded):
+            raise _bad(where, "uint8_variables", "only variables whose stored_dtypes are float", coded)
         return cls(**values)

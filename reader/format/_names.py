@@ -9,8 +9,8 @@ import numpy as np
 
 from ..errors import SelectionError
 
-FORMAT_VERSION = 7
-SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
+FORMAT_VERSION = 8
+SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
 
 #: Root group attribute holding every format-level attribute.
 ATTRS_KEY = "sensorium_zarr"

@@ -204,7 +204,8 @@ def run(args: argparse.Namespace, report: Report) -> None:
             "(mouse.standardization_params); the .npy side and row 6d apply the same ones through one function "
             "shared with the reader's block read (for rescaled-only variables, a multiply in the stored dtype by "
             "the reader's own rescaling (the .npy side in place after np.load, the reader's native engine chunk "
-            "by chunk as it reads), the float64 path written back into the array read (standardize_into) "
+            "by chunk as it reads), the float64 path written into the array read (standardize_to; "
+            "a uint8 store's values restored into a float array first) "
             "otherwise, on the reader's own condition); each compared row's values were checked equal (to "
             "float32 rounding) on both sides.")
     finally:

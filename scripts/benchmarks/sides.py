@@ -46,7 +46,7 @@ def standardize_like_reader(variable: str, data: np.ndarray, params: Standardiza
     """
     if data.dtype.kind == "f" and data.flags.writeable:
         if std_.subtracts_mean(variable):
-            return std_.standardize_into(variable, data, params)
+            return std_.standardize_to(variable, data, params, data)
         return std_.standardize_inplace(variable, data, params)
     standardized: np.ndarray = std_.standardize(variable, data, params)
     return standardized
