@@ -18,7 +18,7 @@ from helpers import REPO, inner_chunks_per_shard, shard_index, small_spec
 
 import sensorium_zarr as reader
 from sensorium_zarr._location import Remote
-from sensorium_zarr.converter import convert_mouse, verify
+from sensorium_zarr.converter import Chunking, convert_mouse, verify
 from sensorium_zarr.errors import IncompleteStoreError, OutputError, StoreExistsError, StoreNotFoundError
 from sensorium_zarr.testing import write_mouse
 
@@ -62,6 +62,32 @@ def test_convert_to_a_bucket_reads_back_what_the_local_store_holds(mouse_zip, bu
     again = pickle.loads(pickle.dumps(in_bucket))
     np.testing.assert_array_equal(again.split("train").responses[0].compute(), on_disk.split("train").responses[0])
     assert sorted(reader.open_sensorium(bucket_url, storage_options=options)) == [on_disk.name]
+
+
+def test_videos_uint8_cannot_hold_are_written_again_in_the_bucket_in_their_float_dtype(
+    bucket_url, s3_server, tmp_path
+):
+    """Format version 8's fallback in a bucket: the videos array, first written as uint8,
+    is replaced there by its float32 one, and nothing of the first attempt is left."""
+    options = s3_server.storage_options()
+    source = write_mouse(small_spec(n_trials=14, t_pad=40, seed=5), tmp_path / "src")
+    ninth = sorted(int(p.stem) for p in (source / "data/videos").glob("*.npy"))[9]
+    path = source / "data/videos" / f"{ninth}.npy"
+    video = np.load(path, allow_pickle=False)
+    video[2, 3, 4] = 17.5
+    np.save(path, video)
+    store = convert_mouse(source, bucket_url, progress=False, storage_options=options,
+                          chunking=Chunking(trials_per_shard=4), workers=2)
+    opened = reader.open_mouse(store.url, storage_options=options)
+    assert opened.attrs.uint8_variables == ()
+    assert opened._handle.node("videos").dtype == np.float32
+    assert verify(source, store.url, storage_options=options) == []
+    local = reader.open_mouse(convert_mouse(source, tmp_path / "out", progress=False))
+    for split in ("train", "test"):
+        raw = opened.split(split, standardize=False).videos.compute()
+        np.testing.assert_array_equal(raw, local.split(split, standardize=False).videos.compute())
+    videos = [k for k in _keys(store.url, s3_server) if k.startswith("videos/")]
+    assert len(videos) == 1 + -(-14 // 4), videos  # its zarr.json and one shard per 4 trials, no more
 
 
 def test_a_complete_store_is_not_replaced_without_overwrite(mouse_zip, bucket_url, s3_server):
