@@ -373,7 +373,10 @@ def _verify_block(
                 trials.append(None)
                 continue
             coded = variable in attrs.uint8_variables
-            dtype = np.dtype(attrs.stored_dtypes[variable]) if coded or block is None else block.dtype
+            if coded:
+                dtype = np.dtype(attrs.stored_dtypes[variable])
+            else:
+                dtype = block.dtype if block is not None else np.dtype(source.dtype)
             expected = np.ascontiguousarray(source.transpose(fmt.SOURCE_TO_STORED_AXES[variable]).astype(dtype))
             trials.append(expected)
             out.valid[i, column] = real_frames(expected, time_axis)

@@ -157,10 +157,10 @@ class SplitVariable:
     def _decoded(
         self, data: np.ndarray, valid: np.ndarray, frames: Read, params: std_.StandardizationParams | None = None
     ) -> np.ndarray:
-        """The ``uint8`` values ``data`` read of a variable stored so (format version 8) in
-        this variable's dtype, standardized by ``params`` if given, with NaN at the padding
-        frames of each trial (``valid``: their real frame counts; ``frames``: the store
-        frames read)."""
+        """``data``, the ``uint8`` values read of a variable stored so (format version 8),
+        in this variable's dtype with NaN at the padding frames of each trial (``valid``:
+        their real frame counts; ``frames``: the store frames read), then standardized by
+        ``params`` if given."""
         out = np.empty(data.shape, self.dtype)
         np.copyto(out, data)
         fmt.restore_padding(out, valid, frames, self.time_axis)
