@@ -74,13 +74,13 @@ def median_blocks(array: zarr.Array[Any], variable: str, n_train: int) -> list[t
                    MEDIAN_READ_BYTES, array.chunks[_BLOCK_AXIS[variable]])
 
 
-def _value_itemsize(array: zarr.Array[Any]) -> int:
-    return max(array.dtype.itemsize, np.dtype(_DECODED).itemsize) if array.dtype == np.uint8 else array.dtype.itemsize
-
-
 #: What the values of a ``uint8`` variable (format version 8) are restored to for their
 #: medians: integers 0..255 and NaN, exact in it, so the medians are those of the source.
 _DECODED = np.float32
+
+
+def _value_itemsize(array: zarr.Array[Any]) -> int:
+    return np.dtype(_DECODED).itemsize if array.dtype == np.uint8 else array.dtype.itemsize
 
 
 def _restored(values: np.ndarray, valid: np.ndarray | None, axis: int, lo: int, hi: int, time_axis: int) -> np.ndarray:

@@ -127,11 +127,13 @@ def uncoded_variables(layout: SourceLayout, chunking: Chunking, dtypes: Mapping[
     for variable in fmt.VARIABLES:
         dtype = np.dtype(dtypes[variable])
         values = layout.read_trial(variable, first).transpose(fmt.SOURCE_TO_STORED_AXES[variable])
-        if dtype == np.uint8:  # as stored: padding frames as 0 (values outside 0..255 end the attempt anyway)
-            with np.errstate(invalid="ignore"):
-                values = np.where(np.isnan(values), 0, values)
-        with np.errstate(invalid="ignore"):
-            values = np.ascontiguousarray(values, dtype)
+        if dtype == np.uint8:
+            # As stored (``uint8_codes``); a trial that does not fit ends the attempt anyway.
+            time_axis = fmt.time_axis(variable, with_trial_axis=False)
+            codes = np.zeros(values.shape, np.uint8)
+            uint8_codes(values, real_frames(values, time_axis), time_axis, codes)
+            values = codes
+        values = np.ascontiguousarray(values, dtype)
         coded = len(numcodecs.blosc.compress(
             values, chunking.cname.encode(), chunking.clevel, BLOSC_SHUFFLES[chunking.shuffle_of(variable)],
             typesize=dtype.itemsize,

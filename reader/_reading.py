@@ -161,9 +161,7 @@ class SplitVariable:
         in this variable's dtype with NaN at the padding frames of each trial (``valid``:
         their real frame counts; ``frames``: the store frames read), then standardized by
         ``params`` if given."""
-        out = np.empty(data.shape, self.dtype)
-        np.copyto(out, data)
-        fmt.restore_padding(out, valid, frames, self.time_axis)
+        out = fmt.restore_padding(data.astype(self.dtype), valid, frames, self.time_axis)
         # Padding restored first, so the arithmetic sees what it sees in a float store (NaN,
         # which divides by a zero scale without a warning), into the array just made.
         return out if params is None else std_.standardize_to(self.variable, out, params, out)
