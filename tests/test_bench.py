@@ -383,6 +383,65 @@ def test_row_3f_floor_note(monkeypatch):
             assert "row 3f" in report.notes[0] and "1.20x" in report.notes[0]
 
 
+def test_row_3df_is_row_3ds_dask_work_over_reads_that_cost_nothing(tiny_sides, monkeypatch):
+    """Row 3df's arrays are made as the split's are (same shapes, chunks, dtypes), row 3d's
+    selection of them is as many tasks as of the split's, before and after Dask's
+    optimisation, gives arrays of the same shapes and dtypes, and reads nothing."""
+    import dask
+
+    from sensorium_zarr import _reading
+
+    k = len(tiny_sides.train) - 1
+    real = [tiny_sides.train.array(v) for v in sides.VARIABLES]
+    for free, array in zip(tiny_sides.free_arrays, real, strict=True):
+        assert (free.shape, free.chunks, free.dtype) == (array.shape, array.chunks, array.dtype)
+        assert free.name != array.name
+        picked, real_picked = free[k], array[k]
+        assert len(picked.__dask_graph__()) == len(real_picked.__dask_graph__())
+        (opt,), (real_opt,) = dask.optimize(picked), dask.optimize(real_picked)
+        assert len(opt.__dask_graph__()) == len(real_opt.__dask_graph__())
+    reads: list[object] = []
+    real_read = _reading.SplitVariable.read
+    monkeypatch.setattr(_reading.SplitVariable, "read", lambda *a, **kw: reads.append(a) or real_read(*a, **kw))
+    got = tiny_sides.free_trial_dask(k)
+    assert not reads
+    expected = tiny_sides.our_trial_dask(k)
+    assert reads  # the spy sees the real spelling's reads
+    assert [(x.shape, x.dtype) for x in got] == [(x.shape, x.dtype) for x in expected]
+
+
+def test_free_reads_give_a_selections_shape():
+    free = sides.FreeReads((5, 4, 3), np.dtype(np.float32))
+    for key, shape in (((1,), (4, 3)), ((slice(1, 4), slice(None), 2), (3, 4)), ((slice(0, 2), [0, 3]), (2, 2, 3))):
+        got = free[key]
+        assert got.shape == shape and got.dtype == np.float32
+        got[...] = 1  # a new array of its own, writable
+    assert free[(0,)] is not free[(0,)]
+
+
+def test_row_3df_adds_row_3fs_floor_over_the_cores_and_notes_row_3d(tiny_sides, monkeypatch):
+    """Row 3df's ratio is Dask's own share plus row 3f's over the cores; the out-of-reach
+    note for row 3d appears exactly when that misses row 3d's target by more than the noise."""
+    from benchmarks import measure
+    from benchmarks.report import Report
+
+    monkeypatch.setattr(measure, "usable_cores", lambda: 2)
+    report = Report()
+    report.add("3f", 1.1, 1.0)
+    measure.measure_dask_floor(tiny_sides, [0, len(tiny_sides.train) - 1], report)
+    line = report.lines["3df"]
+    assert line.fields["cores"] == 2 and line.fields["floor"] == pytest.approx(1.1)
+    assert line.ratio == pytest.approx(line.fields["dask"] + 1.1 / 2)
+    assert line.fields["dask"] > 0
+    for bound, expect in ((1.3, True), (1.03, False), (0.8, False)):
+        report = Report()
+        report.add("3df", bound, 1.0, dask=bound - 0.5, floor=1.0, cores=2)
+        measure.note_dask_floor(report)
+        assert bool(report.notes) == expect, bound
+        if expect:
+            assert "row 3df" in report.notes[0] and f"{bound:.2f}x" in report.notes[0]
+
+
 def test_layout_benchmark_runs(folder_mouse):
     """scripts/bench_layout.py, which shares the package's timing helpers, runs as a script."""
     done = subprocess.run(

@@ -134,6 +134,33 @@ def note_trial_floor(report: Report) -> None:
         f"before any chunk lookup, and this store's codecs decode a chunk slower than it is copied ({rows.ref('6b')}).")
 
 
+def measure_dask_floor(sides: Sides, trials: Sequence[int], report: Report) -> None:
+    """Row 3df: row 3d's spelling over arrays whose reads cost nothing
+    (``Sides.free_trial_dask``) against row 3's baseline, interleaved, plus row 3f's floor
+    (if measured) over the usable cores: Dask's work for a trial runs before and after the
+    reads (graph, optimisation, the result's copy), and the reads' least work can at best
+    be spread over the cores. Each part is a ratio to the baseline of its own pairing."""
+    log(f"row 3df: free_trial_dask vs npy_trial, warm ({len(trials)} repetitions)")
+    t_free, t_base, _, _ = paired(sides.free_trial_dask, sides.npy_trial, trials, warm_up=True)
+    floor = report.lines.get("3f")
+    floor_ratio = floor.ratio if floor is not None else 0.0
+    cores = usable_cores()
+    bound = t_free / t_base + floor_ratio / cores
+    report.add("3df", bound * t_base, t_base, dask=t_free / t_base, floor=floor_ratio, cores=cores)
+
+
+def note_dask_floor(report: Report) -> None:
+    """Row 3d's target out of reach, if its floor (row 3df) misses it."""
+    floor, dask_row = report.lines.get("3df"), rows.row("3d")
+    if floor is None or dask_row.target is None or not dask_row.target.missed_past_noise(floor.ratio):
+        return
+    report.note(
+        f"{rows.ref('3d')}'s target ({dask_row.target.cell(dask_row)}) is out of reach on this machine for Dask "
+        f"arrays: Dask's own work for the same four selections, over reads that cost nothing, takes "
+        f"{floor.fields['dask']:.2f}x the baseline, and with the least the reads can cost ({rows.ref('3f')}) spread "
+        f"over the {floor.fields['cores']} cores, {floor.ratio:.2f}x ({rows.ref('3df')}).")
+
+
 def measure_stream(sides: Sides, repeats: int, report: Report) -> float:
     """Row 5: nanmean over the whole train split, reader (dask threads) vs a .npy loop.
     Returns our decoded bytes/s."""

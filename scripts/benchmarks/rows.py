@@ -192,6 +192,11 @@ ROWS: tuple[Row, ...] = (
         "{ours}", _NPY_TRIAL, MS, FLOOR, "lower", None, "warm",
         ours="npy_trial_checked", baseline="npy_trial", over="trials"),
     _trial("3d", "`dask.compute(split.<var>[k])`", "our_trial_dask", "warm", Target("<=", 1)),
+    Row("3df", "floor for row 3d: Dask's own work for row 3d's spelling (the same four selections of arrays made as "
+        "the split's are, of its chunks and dtypes, over reads that cost nothing: graph, scheduling, the copy of each "
+        "single-chunk result), plus row 3f's floor spread over the {cores} cores",
+        "{ours} (Dask alone {dask:.2f}x the baseline, plus {floor:.2f} / {cores})", _NPY_TRIAL, MS, FLOOR, "lower",
+        None, "warm"),
     Row("3w", "a {window}-frame window of one random train trial, 4 variables, standardized, "
         "`split.trial(k, frames=...)` (warm)", "{ours}", "{base} (np.load the whole trial + same arithmetic)",
         MS, TIME, "lower", Target("<=", 0.5), "warm", ours="our_trial_window", baseline="npy_trial_window",

@@ -148,6 +148,8 @@ def run(args: argparse.Namespace, report: Report) -> None:
         neurons = rng.choice(mouse.n_neurons, size=args.repeats, replace=mouse.n_neurons < args.repeats).tolist()
         measure.measure_reads(sides, _read_rows("warm"), picks, neurons, report)
         measure.note_trial_floor(report)
+        measure.measure_dask_floor(sides, picks, report)
+        measure.note_dask_floor(report)
 
         cold_rows = ", ".join(rows.row(i).shown for i in rows.cold_ids())
         if args.cold:
