@@ -335,6 +335,97 @@ class NativeArray:
             raise ValueError("a scaled read keeps every axis: select with slices and index arrays")
         return self._read(axes, scale)
 
+    def cached(self, selection: Any) -> bool | None:
+        """Whether the first stored chunk of the orthogonal ``selection`` starts in the page
+        cache: a one-byte read of it that may not wait for the disk (``RWF_NOWAIT``). None
+        where that cannot tell (no such read on this system or file system, an absent chunk,
+        a selection this path does not read)."""
+        axes = self._axes(selection)
+        if axes is None or not _NOWAIT or any(_empty_axis(a) for a, _ in axes):
+            return None
+        layout = self.layout
+        coords = tuple((int(a.start) if isinstance(a, slice) else int(a.min())) // n
+                       for (a, _), n in zip(axes, layout.inner, strict=True))
+        shard = tuple(c // k for c, k in zip(coords, layout.per_shard, strict=True))
+        path = self._shard_file(shard)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            offset = 0
+            if layout.sharded:
+                number = 0
+                for c, k in zip(coords, layout.per_shard, strict=True):
+                    number = number * k + c % k
+                offsets, _ = self._index(fd, path)
+                offset = offsets[number]
+                if offset == _ABSENT:
+                    return None
+            try:
+                return True if os.preadv(fd, [_probe_buffer()], offset, os.RWF_NOWAIT) == 1 else None
+            except BlockingIOError:
+                return False
+            except OSError:
+                return None  # RWF_NOWAIT refused by this file system
+        except (OSError, ValueError):
+            return None  # for the read itself to report
+        finally:
+            os.close(fd)
+
+    def will_need(self, selection: Any) -> None:
+        """Tell the kernel which bytes a read of ``selection`` will take, all of them, even
+        one range (``posix_fadvise(WILLNEED)``): for a read that finds them out of the page
+        cache, so that the disk fetches them, and those of other reads advised with them,
+        at once. Advice only: whatever this cannot find or parse (a missing file, a damaged
+        index) it leaves for the read itself to report."""
+        axes = self._axes(selection)
+        if axes is None or not _FADVISE or any(_empty_axis(a) for a, _ in axes):
+            return
+        fds: dict[tuple[int, ...], int] = {}
+        try:
+            stored: list[tuple[tuple[int, ...], _Chunk]] = []
+            for shard, chunks in self._shards(axes):
+                path = self._shard_file(shard)
+                try:
+                    fd = fds[shard] = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # absent: nothing to fetch
+                if not self.layout.sharded:
+                    size = os.fstat(fd).st_size
+                    for chunk in chunks:
+                        chunk.nbytes = size
+                        stored.append((shard, chunk))
+                    continue
+                offsets, lengths = self._index(fd, path)
+                for chunk in chunks:
+                    if offsets[chunk.number] != _ABSENT:
+                        chunk.offset, chunk.nbytes = offsets[chunk.number], lengths[chunk.number]
+                        stored.append((shard, chunk))
+            stored.sort(key=_file_order)
+            for shard, lo, hi in _ranges(stored, _runs(stored)):
+                os.posix_fadvise(fds[shard], lo, hi - lo, os.POSIX_FADV_WILLNEED)
+        except (OSError, ValueError):
+            return
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+
+    def _axes(self, selection: Any) -> list[_Axis] | None:
+        """``selection`` parsed per axis as ``get_orthogonal_selection`` parses it, or None
+        for one it leaves to zarr-python."""
+        if selection is Ellipsis:
+            selection = ()
+        if not isinstance(selection, tuple):
+            selection = (selection,)
+        if len(selection) > self.ndim or any(s is Ellipsis for s in selection):
+            return None
+        selection = selection + (slice(None),) * (self.ndim - len(selection))
+        try:
+            return [_parse_axis(s, n) for s, n in zip(selection, self.shape, strict=True)]
+        except _Unsupported:
+            return None
+
     def _fallback(self, selection: Any, scale: np.ndarray | None) -> np.ndarray:
         values = np.asarray(self.fallback.get_orthogonal_selection(selection))
         if scale is None:
@@ -717,11 +808,23 @@ def _will_need(
     chunks: list[tuple[tuple[int, ...], _Chunk]], runs: list[tuple[int, int]], fds: dict[tuple[int, ...], Any]
 ) -> None:
     """Tell the kernel, before the first of a read's several system calls, which bytes
-    all of them will take (``runs`` of ``chunks``; runs that touch as one range), so that
-    a cold read has the disk fetch them at once, not one run after the other: where they
-    are several ranges (one neuron across trials), which the kernel's own read-ahead does
-    not foresee. Only those bytes: a shard's first-to-last span could be a whole shard.
-    One range (a trial, a window) is left to the kernel's read-ahead, which follows it."""
+    all of them will take (``_ranges``), so that a cold read has the disk fetch them at
+    once, not one run after the other: where they are several ranges (one neuron across
+    trials), which the kernel's own read-ahead does not foresee. Only those bytes: a
+    shard's first-to-last span could be a whole shard. One range (a trial, a window) is
+    left to the kernel's read-ahead, which follows it (``Split.trial`` advises a trial's
+    variables together where it finds them out of the cache: ``NativeArray.will_need``)."""
+    advice = _ranges(chunks, runs)
+    if len(advice) < 2:
+        return
+    for shard, lo, hi in advice:
+        os.posix_fadvise(fds[shard], lo, hi - lo, os.POSIX_FADV_WILLNEED)
+
+
+def _ranges(
+    chunks: list[tuple[tuple[int, ...], _Chunk]], runs: list[tuple[int, int]]
+) -> list[tuple[tuple[int, ...], int, int]]:
+    """The bytes the ``runs`` of ``chunks`` read, as (shard, start, end), runs that touch as one."""
     advice: list[tuple[tuple[int, ...], int, int]] = []
     for start, end in runs:
         shard, first = chunks[start]
@@ -731,13 +834,23 @@ def _will_need(
             advice[-1] = (shard, advice[-1][1], hi)
         else:
             advice.append((shard, lo, hi))
-    if len(advice) < 2:
-        return
-    for shard, lo, hi in advice:
-        os.posix_fadvise(fds[shard], lo, hi - lo, os.POSIX_FADV_WILLNEED)
+    return advice
 
 
 _FADVISE = hasattr(os, "posix_fadvise")
+_NOWAIT = hasattr(os, "RWF_NOWAIT") and hasattr(os, "preadv")
+
+
+def _empty_axis(axis: slice | np.ndarray) -> bool:
+    return axis.stop <= axis.start if isinstance(axis, slice) else not len(axis)
+
+
+def _probe_buffer() -> memoryview:
+    """The calling thread's one-byte buffer for ``NativeArray.cached``."""
+    buffer: memoryview | None = getattr(_local, "probe", None)
+    if buffer is None:
+        buffer = _local.probe = memoryview(bytearray(1))
+    return buffer
 
 
 def _file_order(item: tuple[tuple[int, ...], _Chunk]) -> tuple[tuple[int, ...], int]:

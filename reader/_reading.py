@@ -113,13 +113,45 @@ class SplitVariable:
         locals_ = [local for _, local in axes]
         return _orthogonal(data, locals_)
 
-    def _read(self, reads: list[Read], check: bool = True) -> np.ndarray:
-        """The split-relative selection ``reads`` (every axis kept), standardized."""
+    def cached(self, key: Any) -> bool | None:
+        """Whether ``self[key]``'s first stored chunk is in the page cache, where the
+        native engine reads local files (``NativeArray.cached``); else None."""
+        found = self._native_selection(key)
+        return None if found is None else found[0].cached(found[1])
+
+    def will_need(self, key: Any) -> None:
+        """Advise the kernel of the bytes ``self[key]`` will read, where the native engine
+        reads local files (``NativeArray.will_need``)."""
+        found = self._native_selection(key)
+        if found is not None:
+            found[0].will_need(found[1])
+
+    def _native_selection(self, key: Any) -> tuple[NativeArray, tuple[Read, ...]] | None:
+        """The native array and the store selection ``self[key]`` reads, if it is one
+        read of local files by the native engine."""
+        array = self.handle.array(self.variable)
+        if not isinstance(array, NativeArray) or not array.local_files:
+            return None
+        reads = [read for read, _ in (_axis(k, n) for k, n in zip(_expand(key, self.ndim), self.shape, strict=True))]
+        trials, store = self._store_selection(reads)
+        if not len(trials) or any(_empty(s) for s in store[1:]):
+            return None
+        first: Read = trials if len(trials) > 1 else slice(int(trials[0]), int(trials[0]) + 1)
+        return array, (first, *store[1:])
+
+    def _store_selection(self, reads: list[Read]) -> tuple[np.ndarray, list[Read]]:
+        """The store positions of the trials of ``reads`` (split-relative, every axis kept),
+        and the store selection of every axis (the trial axis as ``reads`` has it)."""
         store = list(reads)
         trials = self.positions[reads[0]]
         store[self.time_axis] = _shift(reads[self.time_axis], self.frames.start)
         if self.neurons is not None:
             store[1] = _within(self.neurons, reads[1])
+        return trials, store
+
+    def _read(self, reads: list[Read], check: bool = True) -> np.ndarray:
+        """The split-relative selection ``reads`` (every axis kept), standardized."""
+        trials, store = self._store_selection(reads)
         if not len(trials) or any(_empty(s) for s in store[1:]):
             return np.zeros(tuple(_length(r, n) for r, n in zip(reads, self.shape, strict=True)), self.dtype)
         if self.statistics is None:

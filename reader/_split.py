@@ -174,7 +174,14 @@ class Split:
             # Local files through the native engine: the reads are CPU-bound, and one after
             # another in this thread cost less than in the pool's, where four threads
             # contend for two cores (and for a DataLoader worker's one).
-            values = {v: self.source(v).read(keys[v], False) for v in fmt.VARIABLES}
+            sources = {v: self.source(v) for v in fmt.VARIABLES}
+            if sources[fmt.RESPONSES].cached(keys[fmt.RESPONSES]) is False:
+                # Out of the page cache: the disk fetches the four variables' bytes at once,
+                # not one read's after the other's. Never when cached: advising bytes
+                # already there costs more than it could save.
+                for v in fmt.VARIABLES:
+                    sources[v].will_need(keys[v])
+            values = {v: sources[v].read(keys[v], False) for v in fmt.VARIABLES}
             check = None
         else:
             # From a bucket, or through zarr or zarrs: the four reads wait on requests or on

@@ -316,3 +316,161 @@ def test_a_read_in_several_places_advises_exactly_the_bytes_it_reads(store, monk
         read.clear()
         native.get_orthogonal_selection((slice(2, 3), slice(None), slice(None)))
         assert read and not advised, run
+
+
+def _evict(root: Path) -> None:
+    """Drop ``root``'s files from the page cache (written back first: dirty pages stay)."""
+    import os
+
+    os.sync()
+    for path in root.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def _cached_or_skip(native: NativeArray, selection: tuple[object, ...]) -> bool:
+    found = native.cached(selection)
+    if found is None:
+        pytest.skip("this system or file system reads no RWF_NOWAIT")
+    return found
+
+
+def test_cached_tells_a_chunk_in_the_page_cache_from_one_out_of_it(store):
+    """``cached`` reads one byte of the selection's first stored chunk without waiting for
+    the disk: True once the chunk was read, False once its file left the page cache,
+    None for what it cannot tell (nothing selected, a missing shard)."""
+    import os
+
+    _, native = _pair(store, fmt.RESPONSES)
+    trial = (slice(5, 6), slice(None), slice(None))
+    native.get_orthogonal_selection(trial)
+    assert _cached_or_skip(native, trial) is True
+    _evict(store)
+    assert native.cached(trial) is False
+    _evict(store)  # the probe's own read, which may not wait, may start fetching its page
+    assert native.cached((slice(5, 6), np.array([9, 17]), slice(None))) is False  # an index array: its first
+    native.get_orthogonal_selection(trial)
+    assert native.cached(trial) is True
+    assert native.cached((slice(5, 5), slice(None), slice(None))) is None
+    shard = native.folder / "c" / "3" / "0" / "0"  # trials 12..13: the last shard
+    saved = shard.read_bytes()
+    os.remove(shard)
+    try:
+        assert native.cached((slice(12, 13), slice(None), slice(None))) is None
+    finally:
+        shard.write_bytes(saved)
+
+
+def test_will_need_advises_exactly_the_bytes_a_read_takes(store, monkeypatch):
+    """``will_need`` advises every byte the read of the same selection takes and nothing
+    else, one range or several, and for a missing shard or a damaged index, which it leaves
+    for the read to report, it advises what it can and raises nothing."""
+    import os
+
+    from sensorium_zarr import _native
+
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this system")
+    advised: list[tuple[int, int, int]] = []
+    read: list[tuple[int, int, int]] = []
+    real_fadvise, real_preadv = os.posix_fadvise, os.preadv
+
+    def fadvise(fd, offset, length, advice):
+        assert advice == os.POSIX_FADV_WILLNEED
+        advised.append((os.fstat(fd).st_ino, offset, offset + length))
+        return real_fadvise(fd, offset, length, advice)
+
+    def preadv(fd, buffers, offset, *flags):
+        n = real_preadv(fd, buffers, offset, *flags)
+        read.append((os.fstat(fd).st_ino, offset, offset + n))
+        return n
+
+    def covered(ranges):
+        return {(ino, b) for ino, lo, hi in ranges for b in range(lo, hi)}
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    monkeypatch.setattr(os, "preadv", preadv)
+    for variable in fmt.VARIABLES:
+        _, native = _pair(store, variable)
+        t = fmt.time_axis(variable)
+        window = [slice(2, 3)] + [slice(None)] * (native.ndim - 1)
+        window[t] = slice(17, 33)
+        for selection in [(slice(2, 3),), tuple(window), (slice(None), slice(1, 2)), (np.array([0, 5, 13]),)]:
+            advised.clear()
+            native.will_need(selection)
+            assert advised, (variable, selection)
+            monkeypatch.setattr(_native, "_FADVISE", False)  # the read's own advice aside
+            read.clear()
+            native.get_orthogonal_selection(selection)
+            monkeypatch.setattr(_native, "_FADVISE", True)
+            assert covered(advised) == covered(read), (variable, selection)
+    _, native = _pair(store, fmt.RESPONSES)
+    shard = native.folder / "c" / "3" / "0" / "0"
+    saved = shard.read_bytes()
+    try:
+        os.remove(shard)
+        advised.clear()
+        native.will_need((slice(11, 14),))  # trial 11 in shard 2, trials 12..13 missing
+        assert advised and {ino for ino, _, _ in advised} == {(native.folder / "c" / "2" / "0" / "0").stat().st_ino}
+        damaged = bytearray(saved)
+        damaged[-1] ^= 1  # the index's checksum
+        shard.write_bytes(bytes(damaged))
+        advised.clear()
+        native.will_need((slice(12, 14),))
+        assert not advised
+    finally:
+        shard.write_bytes(saved)
+
+
+def test_a_trial_out_of_the_page_cache_advises_its_four_variables_before_reading(store, monkeypatch):
+    """``Split.trial`` on local files: where its responses are out of the page cache, every
+    byte of the four variables' reads is advised before the first of them reads (so the
+    disk fetches them at once), with the values of a warm read; where they are cached,
+    nothing is advised."""
+    import os
+
+    import sensorium_zarr as sz
+
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this system")
+    split = sz.open_mouse(store).split("train")
+    k = len(split) - 1
+    warm = split.trial(k, frames=slice(3, 30))
+    _, native = _pair(store, fmt.RESPONSES)
+    _evict(store)
+    _cached_or_skip(native, (slice(int(split.positions[k]), int(split.positions[k]) + 1),))
+    _evict(store)  # again: the probe may have started fetching its page
+    events: list[tuple[str, int, int, int]] = []
+    real_fadvise, real_preadv = os.posix_fadvise, os.preadv
+
+    def fadvise(fd, offset, length, advice):
+        events.append(("advise", os.fstat(fd).st_ino, offset, offset + length))
+        return real_fadvise(fd, offset, length, advice)
+
+    def preadv(fd, buffers, offset, *flags):
+        n = real_preadv(fd, buffers, offset, *flags)
+        if not flags:  # cached()'s probe passes RWF_NOWAIT
+            events.append(("read", os.fstat(fd).st_ino, offset, offset + n))
+        return n
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    monkeypatch.setattr(os, "preadv", preadv)
+    cold = split.trial(k, frames=slice(3, 30))
+    for v in fmt.VARIABLES:
+        np.testing.assert_array_equal(cold[v], warm[v], err_msg=v)
+    kinds = [e[0] for e in events]
+    assert "advise" in kinds and "read" in kinds
+    first_read = kinds.index("read")
+    assert "advise" not in kinds[first_read:]
+    advised = {(ino, b) for _, ino, lo, hi in events[:first_read] for b in range(lo, hi)}
+    read = {(ino, b) for kind, ino, lo, hi in events if kind == "read" for b in range(lo, hi)}
+    assert read <= advised
+    files = {v: {p.stat().st_ino for p in (Path(store) / v).rglob("c/**/*") if p.is_file()} for v in fmt.VARIABLES}
+    assert all({ino for ino, _ in advised} & files[v] for v in fmt.VARIABLES)  # every variable's
+    events.clear()
+    split.trial(k, frames=slice(3, 30))
+    assert [e for e in events if e[0] == "advise"] == []
