@@ -320,16 +320,8 @@ class NativeArray:
         ``np.multiply(output, scale, out=output)`` gives, value for value, without a second
         pass over the output. Absent chunks' fill values are not multiplied: the caller
         passes a ``scale`` only where that would not change them."""
-        if selection is Ellipsis:
-            selection = ()
-        if not isinstance(selection, tuple):
-            selection = (selection,)
-        if len(selection) > self.ndim or any(s is Ellipsis for s in selection):
-            return self._fallback(selection, scale)
-        selection = selection + (slice(None),) * (self.ndim - len(selection))
-        try:
-            axes = [_parse_axis(s, n) for s, n in zip(selection, self.shape, strict=True)]
-        except _Unsupported:
+        axes = self._axes(selection)
+        if axes is None:
             return self._fallback(selection, scale)
         if scale is not None and not all(keep for _, keep in axes):
             raise ValueError("a scaled read keeps every axis: select with slices and index arrays")
@@ -340,7 +332,7 @@ class NativeArray:
         cache: a one-byte read of it that may not wait for the disk (``RWF_NOWAIT``). None
         where that cannot tell (no such read on this system or file system, an absent chunk,
         a selection this path does not read)."""
-        axes = self._axes(selection)
+        axes = self._advised_axes(selection)
         if axes is None or not _NOWAIT or any(_empty_axis(a) for a, _ in axes):
             return None
         layout = self.layout
@@ -379,7 +371,7 @@ class NativeArray:
         cache, so that the disk fetches them, and those of other reads advised with them,
         at once. Advice only: whatever this cannot find or parse (a missing file, a damaged
         index) it leaves for the read itself to report."""
-        axes = self._axes(selection)
+        axes = self._advised_axes(selection)
         if axes is None or not _FADVISE or any(_empty_axis(a) for a, _ in axes):
             return
         fds: dict[tuple[int, ...], int] = {}
@@ -424,6 +416,13 @@ class NativeArray:
         try:
             return [_parse_axis(s, n) for s, n in zip(selection, self.shape, strict=True)]
         except _Unsupported:
+            return None
+
+    def _advised_axes(self, selection: Any) -> list[_Axis] | None:
+        """``_axes``, and None for a selection out of bounds (the read reports it)."""
+        try:
+            return self._axes(selection)
+        except IndexError:
             return None
 
     def _fallback(self, selection: Any, scale: np.ndarray | None) -> np.ndarray:
