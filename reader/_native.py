@@ -55,7 +55,7 @@ from zarr.storage import LocalStore
 
 from . import _blosc, _fork
 
-__all__ = ["NativeArray", "ChecksumError", "ChunkDecodeError", "open_native", "layout_of"]
+__all__ = ["NativeArray", "ChecksumError", "ChunkDecodeError", "open_native", "layout_of", "empty_axis"]
 
 _ABSENT = 2**64 - 1
 _INDEX_ENTRY = 16  # an (offset, nbytes) pair of little-endian uint64
@@ -333,7 +333,7 @@ class NativeArray:
         where that cannot tell (no such read on this system or file system, an absent chunk,
         a selection this path does not read)."""
         axes = self._advised_axes(selection)
-        if axes is None or not _NOWAIT or any(_empty_axis(a) for a, _ in axes):
+        if axes is None or not _NOWAIT or any(empty_axis(a) for a, _ in axes):
             return None
         layout = self.layout
         coords = tuple((int(a.start) if isinstance(a, slice) else int(a.min())) // n
@@ -372,28 +372,13 @@ class NativeArray:
         at once. Advice only: whatever this cannot find or parse (a missing file, a damaged
         index) it leaves for the read itself to report."""
         axes = self._advised_axes(selection)
-        if axes is None or not _FADVISE or any(_empty_axis(a) for a, _ in axes):
+        if axes is None or not _FADVISE or any(empty_axis(a) for a, _ in axes):
             return
         fds: dict[tuple[int, ...], int] = {}
         try:
             stored: list[tuple[tuple[int, ...], _Chunk]] = []
             for shard, chunks in self._shards(axes):
-                path = self._shard_file(shard)
-                try:
-                    fd = fds[shard] = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:
-                    continue  # absent: nothing to fetch
-                if not self.layout.sharded:
-                    size = os.fstat(fd).st_size
-                    for chunk in chunks:
-                        chunk.nbytes = size
-                        stored.append((shard, chunk))
-                    continue
-                offsets, lengths = self._index(fd, path)
-                for chunk in chunks:
-                    if offsets[chunk.number] != _ABSENT:
-                        chunk.offset, chunk.nbytes = offsets[chunk.number], lengths[chunk.number]
-                        stored.append((shard, chunk))
+                stored.extend((shard, c) for c in self._locate(shard, chunks, None, fds))
             stored.sort(key=_file_order)
             for shard, lo, hi in _ranges(stored, _runs(stored)):
                 os.posix_fadvise(fds[shard], lo, hi - lo, os.POSIX_FADV_WILLNEED)
@@ -500,10 +485,11 @@ class NativeArray:
         return path
 
     def _locate(
-        self, shard: tuple[int, ...], chunks: list[_Chunk], out: np.ndarray, fds: dict[tuple[int, ...], int]
+        self, shard: tuple[int, ...], chunks: list[_Chunk], out: np.ndarray | None, fds: dict[tuple[int, ...], int]
     ) -> list[_Chunk]:
         """``chunks`` of ``shard`` that are stored, with their byte ranges (the shard's
-        file left open in ``fds``); the others' output filled with the fill value."""
+        file left open in ``fds``); the others' output filled with the fill value (with
+        ``out`` None, only left out)."""
         path = self._shard_file(shard)
         try:
             fd = fds[shard] = os.open(path, os.O_RDONLY)
@@ -520,10 +506,11 @@ class NativeArray:
         return self._place(chunks, offsets, lengths, path, out)
 
     def _place(
-        self, chunks: list[_Chunk], offsets: list[int], lengths: list[int], path: str, out: np.ndarray
+        self, chunks: list[_Chunk], offsets: list[int], lengths: list[int], path: str, out: np.ndarray | None
     ) -> list[_Chunk]:
         """``chunks`` of the shard at ``path`` that its index (``offsets``, ``lengths``)
-        holds, with their byte ranges; the others' output filled with the fill value."""
+        holds, with their byte ranges; the others' output filled with the fill value (with
+        ``out`` None, only left out)."""
         stored: list[_Chunk] = []
         for chunk in chunks:
             offset = offsets[chunk.number]
@@ -534,7 +521,9 @@ class NativeArray:
             stored.append(chunk)
         return stored
 
-    def _absent(self, chunk: _Chunk, path: str, out: np.ndarray) -> None:
+    def _absent(self, chunk: _Chunk, path: str, out: np.ndarray | None) -> None:
+        if out is None:
+            return  # only locating (will_need): nothing to fill, and the read reports
         if self.every_chunk_present:
             raise ChunkDecodeError(f"chunk {chunk.coords} is missing from {_name(path)}, which the format forbids")
         _assign(out, chunk.out, self.layout.fill_value)
@@ -840,7 +829,8 @@ _FADVISE = hasattr(os, "posix_fadvise")
 _NOWAIT = hasattr(os, "RWF_NOWAIT") and hasattr(os, "preadv")
 
 
-def _empty_axis(axis: slice | np.ndarray) -> bool:
+def empty_axis(axis: slice | np.ndarray) -> bool:
+    """Whether a selection of one axis (a step-1 slice or an index array) selects nothing."""
     return axis.stop <= axis.start if isinstance(axis, slice) else not len(axis)
 
 

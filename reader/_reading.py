@@ -23,6 +23,7 @@ from . import _engine as engine_
 from . import _standardize as std_
 from . import format as fmt
 from ._native import NativeArray
+from ._native import empty_axis as _empty
 from ._remote import current_check, taking_part
 from ._store import StoreHandle
 
@@ -307,10 +308,6 @@ def _within(selection: slice | np.ndarray, read: Read) -> Read:
         # Consecutive neurons as a slice, which zarr indexes faster than an integer array.
         return slice(int(picked[0]), int(picked[-1]) + 1)
     return picked
-
-
-def _empty(read: Read) -> bool:
-    return read.stop <= read.start if isinstance(read, slice) else not len(read)
 
 
 def _length(read: Read, size: int) -> int:
