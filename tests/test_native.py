@@ -267,6 +267,42 @@ def test_a_scaled_read_is_the_read_times_the_scale(store, variable, monkeypatch)
         native.get_orthogonal_selection((0,), np.ones(1, native.dtype))
 
 
+class _IO:
+    """Every ``posix_fadvise`` and ``preadv`` of this process while spied on, in order, as
+    (kind, inode, start, end): ``advise``, ``read``, or ``probe`` (a ``preadv`` with flags:
+    ``NativeArray.cached``'s)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import os
+
+        self.events: list[tuple[str, int, int, int]] = []
+        real_fadvise, real_preadv = os.posix_fadvise, os.preadv
+
+        def fadvise(fd, offset, length, advice):
+            assert advice == os.POSIX_FADV_WILLNEED
+            self.events.append(("advise", os.fstat(fd).st_ino, offset, offset + length))
+            return real_fadvise(fd, offset, length, advice)
+
+        def preadv(fd, buffers, offset, *flags):
+            n = real_preadv(fd, buffers, offset, *flags)
+            self.events.append(("probe" if flags else "read", os.fstat(fd).st_ino, offset, offset + n))
+            return n
+
+        monkeypatch.setattr(os, "posix_fadvise", fadvise)
+        monkeypatch.setattr(os, "preadv", preadv)
+
+    def of(self, kind: str) -> list[tuple[str, int, int, int]]:
+        return [e for e in self.events if e[0] == kind]
+
+    def covered(self, kind: str) -> set[tuple[int, int]]:
+        """Every (inode, byte) the events of ``kind`` span."""
+        return {(ino, b) for _, ino, lo, hi in self.of(kind) for b in range(lo, hi)}
+
+    def advised_before_reading(self) -> bool:
+        kinds = [e[0] for e in self.events]
+        return "read" not in kinds or "advise" not in kinds[kinds.index("read"):]
+
+
 def test_a_read_in_several_places_advises_exactly_the_bytes_it_reads(store, monkeypatch):
     """Before its first system call, a read of runs in several places tells the kernel
     which bytes it will take (so a cold read has the disk fetch them at once): every byte
@@ -279,43 +315,24 @@ def test_a_read_in_several_places_advises_exactly_the_bytes_it_reads(store, monk
 
     if not hasattr(os, "posix_fadvise"):
         pytest.skip("no posix_fadvise on this system")
-    advised: list[tuple[int, int, int]] = []
-    read: list[tuple[int, int, int]] = []
-    real_fadvise, real_preadv = os.posix_fadvise, os.preadv
-
-    def fadvise(fd, offset, length, advice):
-        assert advice == os.POSIX_FADV_WILLNEED
-        assert not read, "advice comes before the read's first system call"
-        advised.append((os.fstat(fd).st_ino, offset, offset + length))
-        return real_fadvise(fd, offset, length, advice)
-
-    def preadv(fd, buffers, offset):
-        n = real_preadv(fd, buffers, offset)
-        read.append((os.fstat(fd).st_ino, offset, offset + n))
-        return n
-
-    monkeypatch.setattr(os, "posix_fadvise", fadvise)
-    monkeypatch.setattr(os, "preadv", preadv)
+    io = _IO(monkeypatch)
     monkeypatch.setattr(_native, "_MAX_RUN", 300)  # several runs for every selection below
     reference, native = _pair(store, fmt.RESPONSES)
-
-    def covered(ranges):
-        return {(ino, b) for ino, lo, hi in ranges for b in range(lo, hi)}
 
     # One neuron across trials: runs in many places, each advised, nothing else.
     selection = (slice(None), slice(3, 4), slice(None))
     np.testing.assert_array_equal(
         native.get_orthogonal_selection(selection), reference.get_orthogonal_selection(selection)
     )
-    assert len(read) > 1 and len(advised) > 1
-    assert covered(advised) == covered(read)
+    assert len(io.of("read")) > 1 and len(io.of("advise")) > 1
+    assert io.advised_before_reading(), "advice comes before the read's first system call"
+    assert io.covered("advise") == io.covered("read")
     # One trial: several runs, but one range, left to the kernel's read-ahead.
     for run in (300, 1 << 30):
         monkeypatch.setattr(_native, "_MAX_RUN", run)
-        advised.clear()
-        read.clear()
+        io.events.clear()
         native.get_orthogonal_selection((slice(2, 3), slice(None), slice(None)))
-        assert read and not advised, run
+        assert io.of("read") and not io.of("advise"), run
 
 
 def _evict(root: Path) -> None:
@@ -375,53 +392,37 @@ def test_will_need_advises_exactly_the_bytes_a_read_takes(store, monkeypatch):
 
     if not hasattr(os, "posix_fadvise"):
         pytest.skip("no posix_fadvise on this system")
-    advised: list[tuple[int, int, int]] = []
-    read: list[tuple[int, int, int]] = []
-    real_fadvise, real_preadv = os.posix_fadvise, os.preadv
-
-    def fadvise(fd, offset, length, advice):
-        assert advice == os.POSIX_FADV_WILLNEED
-        advised.append((os.fstat(fd).st_ino, offset, offset + length))
-        return real_fadvise(fd, offset, length, advice)
-
-    def preadv(fd, buffers, offset, *flags):
-        n = real_preadv(fd, buffers, offset, *flags)
-        read.append((os.fstat(fd).st_ino, offset, offset + n))
-        return n
-
-    def covered(ranges):
-        return {(ino, b) for ino, lo, hi in ranges for b in range(lo, hi)}
-
-    monkeypatch.setattr(os, "posix_fadvise", fadvise)
-    monkeypatch.setattr(os, "preadv", preadv)
+    io = _IO(monkeypatch)
     for variable in fmt.VARIABLES:
         _, native = _pair(store, variable)
         t = fmt.time_axis(variable)
         window = [slice(2, 3)] + [slice(None)] * (native.ndim - 1)
         window[t] = slice(17, 33)
         for selection in [(slice(2, 3),), tuple(window), (slice(None), slice(1, 2)), (np.array([0, 5, 13]),)]:
-            advised.clear()
+            io.events.clear()
             native.will_need(selection)
+            advised = io.covered("advise")
             assert advised, (variable, selection)
             monkeypatch.setattr(_native, "_FADVISE", False)  # the read's own advice aside
-            read.clear()
+            io.events.clear()
             native.get_orthogonal_selection(selection)
             monkeypatch.setattr(_native, "_FADVISE", True)
-            assert covered(advised) == covered(read), (variable, selection)
+            assert advised == io.covered("read"), (variable, selection)
     _, native = _pair(store, fmt.RESPONSES)
     shard = native.folder / "c" / "3" / "0" / "0"
     saved = shard.read_bytes()
     try:
         os.remove(shard)
-        advised.clear()
+        io.events.clear()
         native.will_need((slice(11, 14),))  # trial 11 in shard 2, trials 12..13 missing
-        assert advised and {ino for ino, _, _ in advised} == {(native.folder / "c" / "2" / "0" / "0").stat().st_ino}
+        inodes = {ino for _, ino, _, _ in io.of("advise")}
+        assert inodes == {(native.folder / "c" / "2" / "0" / "0").stat().st_ino}
         damaged = bytearray(saved)
         damaged[-1] ^= 1  # the index's checksum
         shard.write_bytes(bytes(damaged))
-        advised.clear()
+        io.events.clear()
         native.will_need((slice(12, 14),))
-        assert not advised
+        assert not io.of("advise")
     finally:
         shard.write_bytes(saved)
 
@@ -444,33 +445,16 @@ def test_a_trial_out_of_the_page_cache_advises_its_four_variables_before_reading
     _evict(store)
     _cached_or_skip(native, (slice(int(split.positions[k]), int(split.positions[k]) + 1),))
     _evict(store)  # again: the probe may have started fetching its page
-    events: list[tuple[str, int, int, int]] = []
-    real_fadvise, real_preadv = os.posix_fadvise, os.preadv
-
-    def fadvise(fd, offset, length, advice):
-        events.append(("advise", os.fstat(fd).st_ino, offset, offset + length))
-        return real_fadvise(fd, offset, length, advice)
-
-    def preadv(fd, buffers, offset, *flags):
-        n = real_preadv(fd, buffers, offset, *flags)
-        if not flags:  # cached()'s probe passes RWF_NOWAIT
-            events.append(("read", os.fstat(fd).st_ino, offset, offset + n))
-        return n
-
-    monkeypatch.setattr(os, "posix_fadvise", fadvise)
-    monkeypatch.setattr(os, "preadv", preadv)
+    io = _IO(monkeypatch)
     cold = split.trial(k, frames=slice(3, 30))
     for v in fmt.VARIABLES:
         np.testing.assert_array_equal(cold[v], warm[v], err_msg=v)
-    kinds = [e[0] for e in events]
-    assert "advise" in kinds and "read" in kinds
-    first_read = kinds.index("read")
-    assert "advise" not in kinds[first_read:]
-    advised = {(ino, b) for _, ino, lo, hi in events[:first_read] for b in range(lo, hi)}
-    read = {(ino, b) for kind, ino, lo, hi in events if kind == "read" for b in range(lo, hi)}
+    assert io.of("advise") and io.of("read")
+    assert io.advised_before_reading()
+    advised, read = io.covered("advise"), io.covered("read")
     assert read <= advised
     files = {v: {p.stat().st_ino for p in (Path(store) / v).rglob("c/**/*") if p.is_file()} for v in fmt.VARIABLES}
     assert all({ino for ino, _ in advised} & files[v] for v in fmt.VARIABLES)  # every variable's
-    events.clear()
+    io.events.clear()
     split.trial(k, frames=slice(3, 30))
-    assert [e for e in events if e[0] == "advise"] == []
+    assert not io.of("advise")
