@@ -194,6 +194,10 @@ class SplitVariable:
         in this variable's dtype with NaN at the padding frames of each trial (``valid``:
         their real frame counts; ``frames``: the store frames read), then standardized by
         ``params`` if given."""
+        looked_up = None if params is None else std_.standardize_codes(self.variable, data, params, self.dtype)
+        if looked_up is not None:
+            # Padding after the lookup: NaN, as the arithmetic would have left it.
+            return fmt.restore_padding(looked_up, valid, frames, self.time_axis)
         out = fmt.restore_padding(data.astype(self.dtype), valid, frames, self.time_axis)
         # Padding restored first, so the arithmetic sees what it sees in a float store (NaN,
         # which divides by a zero scale without a warning), into the array just made.

@@ -37,6 +37,7 @@ __all__ = [
     "standardize",
     "standardize_inplace",
     "standardize_to",
+    "standardize_codes",
     "subtracts_mean",
     "destandardize",
     "recomputed_params",
@@ -115,6 +116,8 @@ def standardize(variable: str, x: Any, params: StandardizationParams) -> Any:
     return _keep_dtype(out / params.scale, x)
 
 
+#: Codes per block of ``standardize_codes``' lookup (its intp indices: 512 kB).
+_LOOKUP_BLOCK = 65536
 #: Elements per float64 block of ``_standardize_blocked`` (256 kB: stays in a core's cache).
 _BLOCK = 32 * 1024
 
@@ -196,6 +199,32 @@ def standardize_to(variable: str, x: np.ndarray, params: StandardizationParams, 
         return _standardize_blocked(variable, x, params, out=out)
     centred = (x - params.mean) if _SUBTRACTS_MEAN[variable] else x
     out[...] = centred / params.scale
+    return out
+
+
+def standardize_codes(
+    variable: str, codes: np.ndarray, params: StandardizationParams, dtype: np.dtype
+) -> np.ndarray | None:
+    """``standardize_to`` of ``codes`` (a ``uint8`` variable's stored values) cast to the
+    float ``dtype``, value for value, by a table of the 256 standardized values: one lookup
+    a value instead of a cast and the float64 arithmetic. Only for parameters pooled over
+    every axis (one mean, one scale: the recomputed statistics of videos) with a finite,
+    positive scale; None otherwise (then the caller takes ``standardize_to``)."""
+    if codes.dtype != np.uint8 or params.mean.size != 1 or params.scale.size != 1:
+        return None
+    if not (np.isfinite(params.mean).all() and np.isfinite(params.scale).all() and (params.scale > 0).all()):
+        return None
+    # Through standardize_to itself, so the table holds exactly what the arithmetic gives.
+    values = np.arange(256, dtype=dtype).reshape((256,) + (1,) * (params.mean.ndim - 1))
+    table = standardize_to(variable, values, params, np.empty_like(values)).reshape(-1)
+    out = np.empty(codes.shape, dtype)
+    flat, values_of = out.reshape(-1), np.ascontiguousarray(codes).reshape(-1)
+    # A block at a time: np.take casts its indices to intp, a temporary of 8 bytes a code,
+    # which for a whole trial costs more than the lookup. "wrap" skips the bounds check,
+    # which uint8 codes cannot fail.
+    for start in range(0, flat.size, _LOOKUP_BLOCK):
+        block = slice(start, start + _LOOKUP_BLOCK)
+        np.take(table, values_of[block], out=flat[block], mode="wrap")
     return out
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensorium_zarr._standardize import StandardizationParams, standardize, standardize_inplace, standardize_into
+from sensorium_zarr._standardize import (
+    _LOOKUP_BLOCK,
+    StandardizationParams,
+    standardize,
+    standardize_codes,
+    standardize_inplace,
+    standardize_into,
+    standardize_to,
+)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -94,3 +102,34 @@ def test_a_cut_of_parameters_rescales_as_the_parameters_of_the_cut(cast_first):
         np.testing.assert_array_equal(got, expected)
     x = rng.exponential(3.0, (2, 3, 50)).astype(np.float32)
     np.testing.assert_array_equal(standardize_inplace("responses", x.copy(), cut), x * fresh.in_dtype(f32)[1])
+
+
+@pytest.mark.parametrize("variable", ["videos", "pupil_center", "behavior"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uint8_codes_look_up_what_the_arithmetic_gives_to_the_bit(variable, dtype):
+    rng = np.random.default_rng(5)
+    # Every code, over more than two lookup blocks and not a multiple of one.
+    codes = rng.integers(0, 256, (2 * _LOOKUP_BLOCK + 977,), dtype=np.uint8)
+    codes[:256] = np.arange(256)
+    codes = codes.reshape(-1, 1, 1)
+    for mean, scale in [(117.3, 61.2), (-3.1e5, 7e-4), (0.0, 1.0)]:
+        params = StandardizationParams(np.full((1, 1, 1), mean), np.full((1, 1, 1), scale), time_axis=0)
+        for data in (codes, codes[::3]):  # contiguous and strided
+            expected = standardize_to(variable, data.astype(dtype), params, np.empty(data.shape, dtype))
+            got = standardize_codes(variable, data, params, np.dtype(dtype))
+            assert got is not None and got.dtype == dtype and got.shape == data.shape
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_uint8_codes_are_left_to_the_arithmetic_where_a_table_cannot_stand_for_it():
+    codes = np.arange(256, dtype=np.uint8).reshape(-1, 1, 1)
+    f32 = np.dtype(np.float32)
+
+    def params(mean, scale):
+        return StandardizationParams(np.asarray(mean, float), np.asarray(scale, float), time_axis=0)
+
+    per_frame = params(np.zeros((256, 1, 1)), np.ones((256, 1, 1)))
+    for bad in (per_frame, params([[[1.0]]], [[[0.0]]]), params([[[1.0]]], [[[np.nan]]]),
+                params([[[np.inf]]], [[[2.0]]]), params([[[1.0]]], [[[-2.0]]])):
+        assert standardize_codes("videos", codes, bad, f32) is None
+    assert standardize_codes("videos", codes.astype(np.float32), params([[[1.0]]], [[[2.0]]]), f32) is None
