@@ -157,11 +157,37 @@ def test_s3_rows_run(tiny, tmp_path):
     counts = {int(c) for c in f"{opened.fields['counts']}/{opened.fields['other_counts']}".split("/")}
     assert counts == {int(opened.ours)} and opened.ours > 0, opened.fields
     assert report.lines["s3s"].fields["requests"] > 0  # the untimed streaming pass went through the proxy
-    # Both rows' CPU accounting, with the server's and the reader's times.
-    for row_id in ("s3t", "s3s"):
+    # Both rows' CPU accounting, with the server's and the reader's times: the bound is the
+    # sum it shows, its local part the user-space share of the local side's CPU, and the
+    # out-of-reach note is there exactly when the bound, against the slower of the note's
+    # local side and the row's own baseline, misses the target past the noise.
+    for row_id, unit in (("s3t", 1e-3), ("s3s", 1.0)):
         (cpu,) = [n for n in report.notes if n.startswith(f"row {row_id}'s CPU")]
-        assert re.search(r"the server \d+\.\d+;", cpu) and re.search(r"= \d+\.\d+ m?s,", cpu), cpu
+        assert re.search(r"the server \d+\.\d+;", cpu), cpu
+        terms = re.search(r"at least \((\d+\.\d+) \+ (\d+\.\d+) \+ (\d+\.\d+)\) / (\d+) = (\d+\.\d+) m?s, ", cpu)
+        assert terms, cpu
+        server, receiving, user, cores, bound = map(float, terms.groups())
+        assert bound == pytest.approx((server + receiving + user) / cores, abs=0.002), cpu
+        local = re.search(r"from local disk (\d+\.\d+) m?s, (\d+\.\d+) CPU m?s \((\d+\.\d+) of it in user space\)", cpu)
+        assert local and float(local.group(3)) == user and 0 <= user <= float(local.group(2)) + 0.001, cpu
+        slower = max(float(local.group(1)) * unit, report.lines[row_id].base)
+        ratio = bound * unit / slower if row_id == "s3t" else slower / (bound * unit)
+        target = rows.row(row_id).target
+        assert target is not None
+        verdicts = [n for n in report.notes if n.startswith(f"{rows.ref(row_id)}'s target") and "CPU note" in n]
+        edge = target.value * (1 + rows.NOISE) ** (1 if target.op in ("<=", "<") else -1)
+        if abs(ratio - edge) > 0.02 * edge:  # the note's figures are rounded
+            assert bool(verdicts) == target.missed_past_noise(ratio), (ratio, verdicts)
     assert not (tmp_path / "s3server").exists()  # the server's folder goes with it
+
+
+def test_the_cpu_bound_counts_the_local_sides_user_time_only():
+    """The s3 rows' CPU bound: serving, receiving and the local side's user-space CPU over
+    the cores; the local side's system time (its reads from the page cache) is left out."""
+    c = s3._CpuSum(s3_wall=9.0, s3_cpu=5.0, s3_server=6.0, local_wall=2.0, local_cpu=3.0, local_user=1.0,
+                   client_replay=0.5, server_replay=4.5, cores=2)
+    assert c.bound == pytest.approx((4.5 + 0.5 + 1.0) / 2)
+    assert c.terms(1e3) == "(4500.000 + 500.000 + 1000.000) / 2 = 3000.000"
 
 
 def test_cluster_rows_run(tmp_path):
