@@ -354,12 +354,7 @@ class NativeArray:
                 offset = offsets[number]
                 if offset == _ABSENT:
                     return None
-            try:
-                return True if os.preadv(fd, [_probe_buffer()], offset, os.RWF_NOWAIT) == 1 else None
-            except BlockingIOError:
-                return False
-            except OSError:
-                return None  # RWF_NOWAIT refused by this file system
+            return _probe(fd, offset)
         except (OSError, ValueError):
             return None  # for the read itself to report
         finally:
@@ -798,12 +793,13 @@ def _will_need(
     """Tell the kernel, before the first of a read's several system calls, which bytes
     all of them will take (``_ranges``), so that a cold read has the disk fetch them at
     once, not one run after the other: where they are several ranges (one neuron across
-    trials), which the kernel's own read-ahead does not foresee. Only those bytes: a
-    shard's first-to-last span could be a whole shard. One range (a trial, a window) is
+    trials), which the kernel's own read-ahead does not foresee, unless they are in the
+    page cache already (``_cached``). Only those bytes: a shard's first-to-last span
+    could be a whole shard. One range (a trial, a window) is
     left to the kernel's read-ahead, which follows it (``Split.trial`` advises a trial's
     variables together where it finds them out of the cache: ``NativeArray.will_need``)."""
     advice = _ranges(chunks, runs)
-    if len(advice) < 2:
+    if len(advice) < 2 or _cached(advice, fds):
         return
     for shard, lo, hi in advice:
         os.posix_fadvise(fds[shard], lo, hi - lo, os.POSIX_FADV_WILLNEED)
@@ -832,6 +828,29 @@ _NOWAIT = hasattr(os, "RWF_NOWAIT") and hasattr(os, "preadv")
 def empty_axis(axis: slice | np.ndarray) -> bool:
     """Whether a selection of one axis (a step-1 slice or an index array) selects nothing."""
     return axis.stop <= axis.start if isinstance(axis, slice) else not len(axis)
+
+
+def _probe(fd: int, offset: int) -> bool | None:
+    """Whether the byte at ``offset`` of ``fd`` is in the page cache: a one-byte read that
+    may not wait for the disk (``RWF_NOWAIT``). None where that cannot tell (a byte past
+    the end, a file system that refuses such reads)."""
+    try:
+        return True if os.preadv(fd, [_probe_buffer()], offset, os.RWF_NOWAIT) == 1 else None
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+
+
+def _cached(advice: list[tuple[tuple[int, ...], int, int]], fds: dict[tuple[int, ...], Any]) -> bool:
+    """Whether the first, a middle and the last of the ranges ``advice`` start in the page
+    cache (``_probe``): then the read's bytes are taken to be there, and advising them
+    would cost more than it could save (the kernel walks every page of them). False where
+    any is not, or this cannot tell."""
+    if not _NOWAIT:
+        return False
+    probed = dict.fromkeys((advice[0], advice[len(advice) // 2], advice[-1]))
+    return all(_probe(fds[shard], lo) is True for shard, lo, _ in probed)
 
 
 def _probe_buffer() -> memoryview:

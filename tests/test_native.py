@@ -304,28 +304,46 @@ class _IO:
 
 
 def test_a_read_in_several_places_advises_exactly_the_bytes_it_reads(store, monkeypatch):
-    """Before its first system call, a read of runs in several places tells the kernel
-    which bytes it will take (so a cold read has the disk fetch them at once): every byte
-    it reads is advised and nothing else is, so a read of one neuron never pulls in its
-    shards' other chunks. A read of one range (one trial) advises nothing: the kernel's
-    read-ahead follows it."""
+    """Before its first system call, a read of runs in several places out of the page
+    cache tells the kernel which bytes it will take (so the disk fetches them at once):
+    every byte it reads is advised and nothing else is, so a read of one neuron never
+    pulls in its shards' other chunks. In the cache, it only probes and advises nothing
+    (advising cached pages costs more than it saves). A read of one range (one trial)
+    advises nothing: the kernel's read-ahead follows it."""
     import os
 
     from sensorium_zarr import _native
 
     if not hasattr(os, "posix_fadvise"):
         pytest.skip("no posix_fadvise on this system")
+    reference, native = _pair(store, fmt.RESPONSES)
+    selection = (slice(None), slice(3, 4), slice(None))
+    expected = reference.get_orthogonal_selection(selection)
+    _cached_or_skip(native, selection)
+    _evict(store)
+    drop = os.posix_fadvise  # the spy below takes only the reads' own advice
     io = _IO(monkeypatch)
     monkeypatch.setattr(_native, "_MAX_RUN", 300)  # several runs for every selection below
-    reference, native = _pair(store, fmt.RESPONSES)
 
-    # One neuron across trials: runs in many places, each advised, nothing else.
-    selection = (slice(None), slice(3, 4), slice(None))
-    np.testing.assert_array_equal(
-        native.get_orthogonal_selection(selection), reference.get_orthogonal_selection(selection)
-    )
+    # One neuron across trials, out of the cache: runs in many places, each advised,
+    # nothing else.
+    np.testing.assert_array_equal(native.get_orthogonal_selection(selection), expected)
     assert len(io.of("read")) > 1 and len(io.of("advise")) > 1
     assert io.advised_before_reading(), "advice comes before the read's first system call"
+    assert io.covered("advise") == io.covered("read")
+    # The same read again, in the cache: probed, not advised.
+    io.events.clear()
+    np.testing.assert_array_equal(native.get_orthogonal_selection(selection), expected)
+    assert io.of("probe") and not io.of("advise") and len(io.of("read")) > 1
+    # Its last range out of the cache again: advised again, every byte.
+    io.events.clear()
+    last = max(native.folder.glob("c/*/0/0"), key=lambda path: int(path.parts[-3]))
+    fd = os.open(last, os.O_RDONLY)
+    try:
+        drop(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    np.testing.assert_array_equal(native.get_orthogonal_selection(selection), expected)
     assert io.covered("advise") == io.covered("read")
     # One trial: several runs, but one range, left to the kernel's read-ahead.
     for run in (300, 1 << 30):
