@@ -170,13 +170,16 @@ def test_s3_rows_run(tiny, tmp_path):
         assert bound == pytest.approx((server + receiving + user) / cores, abs=0.002), cpu
         local = re.search(r"from local disk (\d+\.\d+) m?s, (\d+\.\d+) CPU m?s \((\d+\.\d+) of it in user space\)", cpu)
         assert local and float(local.group(3)) == user and 0 <= user <= float(local.group(2)) + 0.001, cpu
-        slower = max(float(local.group(1)) * unit, report.lines[row_id].base)
+        wall = float(local.group(1))
+        slower = max(wall * unit, report.lines[row_id].base)
         ratio = bound * unit / slower if row_id == "s3t" else slower / (bound * unit)
         target = rows.row(row_id).target
         assert target is not None
         verdicts = [n for n in report.notes if n.startswith(f"{rows.ref(row_id)}'s target") and "CPU note" in n]
         edge = target.value * (1 + rows.NOISE) ** (1 if target.op in ("<=", "<") else -1)
-        if abs(ratio - edge) > 0.02 * edge:  # the note's figures are rounded
+        # The note's figures are rounded to 3 decimals: no verdict is checked within that.
+        rounding = 0.0005 / max(wall, 1e-9) + 0.0005 / max(bound, 1e-9)
+        if abs(ratio - edge) > edge * (rounding + 0.005):
             assert bool(verdicts) == target.missed_past_noise(ratio), (ratio, verdicts)
     assert not (tmp_path / "s3server").exists()  # the server's folder goes with it
 

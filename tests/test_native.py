@@ -321,6 +321,9 @@ def test_a_read_in_several_places_advises_exactly_the_bytes_it_reads(store, monk
     expected = reference.get_orthogonal_selection(selection)
     _cached_or_skip(native, selection)
     _evict(store)
+    if native.cached(selection) is not False:
+        pytest.skip("this file system keeps its pages in the cache (eviction does not take)")
+    _evict(store)  # the probe's own read may have started fetching its page
     drop = os.posix_fadvise  # the spy below takes only the reads' own advice
     io = _IO(monkeypatch)
     monkeypatch.setattr(_native, "_MAX_RUN", 300)  # several runs for every selection below

@@ -479,7 +479,7 @@ def _trial_cpu(report: Report, bucket: Any, per_pick: dict[int, list[Request]], 
     report.note(
         f"row s3t's CPU, its trials read {TRIAL_CPU_PASSES} more times on each side, per trial: from the bucket "
         f"{c.s3_wall * ms:.1f} ms of wall time, the reader {c.s3_cpu * ms:.1f} CPU ms and the server "
-        f"{c.s3_server * ms:.1f}; from local disk {c.local_wall * ms:.1f} ms, {c.local_cpu * ms:.3f} CPU ms "
+        f"{c.s3_server * ms:.1f}; from local disk {c.local_wall * ms:.3f} ms, {c.local_cpu * ms:.3f} CPU ms "
         f"({c.local_user * ms:.3f} of it in user space). Serving a trial's requests alone (row s3tf's replay) costs "
         f"the server {c.server_replay * ms:.2f} CPU ms and receiving them {c.client_replay * ms:.2f}, so on {c.cores} "
         f"cores serving and receiving a trial's requests and doing the local trial's user-space work (its checks, "
@@ -505,7 +505,7 @@ def _stream_cpu(report: Report, bucket: Any, requests: list[Request], in_flight:
     c = _cpu_sum(lambda: replay(bucket, requests, in_flight), lambda: base(0), lambda: ours(0), server_pid)
     report.note(
         f"row s3s's CPU, one more run of each side: from the bucket {c.s3_wall:.2f} s of wall time, the reader "
-        f"{c.s3_cpu:.2f} CPU s and the server {c.s3_server:.2f}; from local disk {c.local_wall:.2f} s, "
+        f"{c.s3_cpu:.2f} CPU s and the server {c.s3_server:.2f}; from local disk {c.local_wall:.3f} s, "
         f"{c.local_cpu:.3f} CPU s ({c.local_user:.3f} of it in user space). "
         f"Serving the stream's requests alone (row s3sf's replay) costs the server {c.server_replay:.2f} CPU s and "
         f"receiving them {c.client_replay:.2f}, so on {c.cores} cores serving and receiving the stream's requests and "
