@@ -794,12 +794,12 @@ def _will_need(
     all of them will take (``_ranges``), so that a cold read has the disk fetch them at
     once, not one run after the other: where they are several ranges (one neuron across
     trials), which the kernel's own read-ahead does not foresee, unless they are in the
-    page cache already (``_cached``). Only those bytes: a shard's first-to-last span
+    page cache already (``_ranges_cached``). Only those bytes: a shard's first-to-last span
     could be a whole shard. One range (a trial, a window) is
     left to the kernel's read-ahead, which follows it (``Split.trial`` advises a trial's
     variables together where it finds them out of the cache: ``NativeArray.will_need``)."""
     advice = _ranges(chunks, runs)
-    if len(advice) < 2 or _cached(advice, fds):
+    if len(advice) < 2 or _ranges_cached(advice, fds):
         return
     for shard, lo, hi in advice:
         os.posix_fadvise(fds[shard], lo, hi - lo, os.POSIX_FADV_WILLNEED)
@@ -842,7 +842,7 @@ def _probe(fd: int, offset: int) -> bool | None:
         return None
 
 
-def _cached(advice: list[tuple[tuple[int, ...], int, int]], fds: dict[tuple[int, ...], Any]) -> bool:
+def _ranges_cached(advice: list[tuple[tuple[int, ...], int, int]], fds: dict[tuple[int, ...], Any]) -> bool:
     """Whether the first, a middle and the last of the ranges ``advice`` start in the page
     cache (``_probe``): then the read's bytes are taken to be there, and advising them
     would cost more than it could save (the kernel walks every page of them). False where
@@ -854,7 +854,7 @@ def _cached(advice: list[tuple[tuple[int, ...], int, int]], fds: dict[tuple[int,
 
 
 def _probe_buffer() -> memoryview:
-    """The calling thread's one-byte buffer for ``NativeArray.cached``."""
+    """The calling thread's one-byte buffer for ``_probe``."""
     buffer: memoryview | None = getattr(_local, "probe", None)
     if buffer is None:
         buffer = _local.probe = memoryview(bytearray(1))
